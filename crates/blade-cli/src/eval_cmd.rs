@@ -1,0 +1,261 @@
+//! `blade eval`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use blade_core::sft::load_item_lm;
+use blade_core::{
+    DecodeStrategy, EvalConfig, EvalLists, EvalReport, Evaluator, PopRecommender,
+    RandomRecommender, Recommender,
+};
+use blade_data::{Dataset, EvalCase, Split};
+use clap::Args;
+
+use crate::common::{
+    dataset_and_split, progress_bar, report_table, BackendArgs, DataArgs, RunInfo,
+};
+
+/// Arguments of `blade eval`.
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Trained run folders to evaluate (their data settings are reused).
+    #[arg(long = "run")]
+    pub runs: Vec<PathBuf>,
+    /// Baselines to evaluate: random, pop.
+    #[arg(long = "method")]
+    pub methods: Vec<String>,
+    /// Which cases: `test` (last item) or `valid` (second to last).
+    #[arg(long, default_value = "test")]
+    pub split: String,
+    /// `greedy` or `beam:W` for generated lists.
+    #[arg(long, default_value = "greedy")]
+    pub strategy: String,
+    /// Cut-offs to report.
+    #[arg(long, value_delimiter = ',', default_value = "5,10")]
+    pub ks: Vec<usize>,
+    /// Keep history items eligible for recommendation.
+    #[arg(long)]
+    pub no_mask_history: bool,
+    /// Write every report as JSON here.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Write the generated lists as JSON lines (original ids): user, list, targets, history.
+    #[arg(long)]
+    pub dump_lists: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
+}
+
+/// Parses `greedy` or `beam:W`.
+pub fn parse_strategy(s: &str) -> Result<DecodeStrategy> {
+    match s.split_once(':') {
+        None if s == "greedy" => Ok(DecodeStrategy::Greedy),
+        Some(("beam", w)) => match w.parse::<usize>() {
+            Ok(w) if w > 0 => Ok(DecodeStrategy::Beam(w)),
+            _ => bail!("--strategy {s}: the beam width must be a positive integer"),
+        },
+        _ => bail!("--strategy {s}: expected `greedy` or `beam:W`"),
+    }
+}
+
+/// Picks the evaluation cases of a split.
+pub fn cases<'a>(split: &'a Split, which: &str) -> Result<&'a [EvalCase]> {
+    match which {
+        "test" => Ok(&split.test),
+        "valid" => Ok(&split.valid),
+        other => bail!("--split {other}: expected `test` or `valid`"),
+    }
+}
+
+/// Evaluates one recommender with a progress bar.
+pub fn evaluate_one(
+    ev: &Evaluator,
+    rec: &dyn Recommender,
+    cases: &[EvalCase],
+) -> Result<(EvalReport, EvalLists)> {
+    let pb = progress_bar(cases.len(), &rec.name());
+    let out = ev.evaluate(rec, cases, &mut |done, _| pb.set_position(done as u64))?;
+    pb.finish_and_clear();
+    Ok(out)
+}
+
+/// Writes generated lists as JSON lines in the dataset's original ids, atomically.
+pub fn dump_lists(
+    path: &Path,
+    ds: &Dataset,
+    cases: &[EvalCase],
+    lists: &[Vec<u32>],
+    method: &str,
+) -> Result<()> {
+    let raw = |i: &u32| {
+        ds.catalog
+            .items
+            .get(*i as usize)
+            .map(|it| it.raw_id.clone())
+            .unwrap_or_default()
+    };
+    let tmp = path.with_extension("tmp");
+    {
+        let file =
+            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(file);
+        for (c, l) in cases.iter().zip(lists) {
+            let line = serde_json::json!({
+                "method": method,
+                "user": ds.user_raw_ids.get(c.user as usize),
+                "list": l.iter().map(raw).collect::<Vec<_>>(),
+                "targets": [raw(&c.target)],
+                "history": c.history.iter().map(raw).collect::<Vec<_>>(),
+            });
+            writeln!(w, "{line}")?;
+        }
+        w.flush()?;
+    }
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Runs `blade eval`.
+pub fn run(a: EvalArgs) -> Result<()> {
+    if a.runs.is_empty() && a.methods.is_empty() {
+        bail!("nothing to evaluate: give --run DIR and/or --method random|pop");
+    }
+    let device = a.backend.device()?;
+    let data = match a.runs.first() {
+        Some(r) => RunInfo::load(r)?.data,
+        None => a.data.clone(),
+    };
+    let (ds, split) = dataset_and_split(&data)?;
+    let cases = cases(&split, &a.split)?;
+    let config = EvalConfig {
+        ks: a.ks.clone(),
+        mask_history: !a.no_mask_history,
+        batch_size: 256,
+        strategy: parse_strategy(&a.strategy)?,
+    };
+    let ev = Evaluator::new(&ds, &split, config)?;
+    let mut reports = Vec::new();
+    let mut dumped = Vec::new();
+    for m in &a.methods {
+        let rec: Box<dyn Recommender> = match m.as_str() {
+            "random" => Box::new(RandomRecommender::new(ds.num_items(), 0)),
+            "pop" => Box::new(PopRecommender::new(&split.item_popularity)),
+            other => bail!("--method {other}: expected `random` or `pop` (trained methods are given with --run)"),
+        };
+        let (r, l) = evaluate_one(&ev, rec.as_ref(), cases)?;
+        dumped.push((r.method.clone(), l.generated));
+        reports.push(r);
+    }
+    for run in &a.runs {
+        let info = RunInfo::load(run)?;
+        if info.data.data != data.data || info.data.history_len != data.history_len {
+            bail!(
+                "--run {}: trained on other data than the first run; evaluate them separately",
+                run.display()
+            );
+        }
+        let (_, model) = load_item_lm(run, &device)?;
+        let named = Named {
+            name: info.method.clone(),
+            inner: &model,
+        };
+        let (r, l) = evaluate_one(&ev, &named, cases)?;
+        dumped.push((r.method.clone(), l.generated));
+        reports.push(r);
+    }
+    println!("{}", report_table(&reports));
+    for r in &reports {
+        println!(
+            "{}: evaluated {} users in {:.2}s",
+            r.method, r.users, r.seconds
+        );
+    }
+    if let Some(path) = &a.json {
+        blade_core::sft::write_atomic(path, serde_json::to_string_pretty(&reports)?.as_bytes())?;
+    }
+    if let Some(path) = &a.dump_lists {
+        if dumped.len() > 1 {
+            eprintln!(
+                "--dump-lists: writing the lists of {} methods, tagged by `method`",
+                dumped.len()
+            );
+        }
+        let mut all_cases = Vec::new();
+        let mut all_lists = Vec::new();
+        let mut methods = Vec::new();
+        for (m, l) in &dumped {
+            all_cases.extend_from_slice(cases);
+            all_lists.extend(l.iter().cloned());
+            methods.extend(std::iter::repeat_n(m.clone(), l.len()));
+        }
+        dump_lists_tagged(path, &ds, &all_cases, &all_lists, &methods)?;
+    }
+    Ok(())
+}
+
+fn dump_lists_tagged(
+    path: &Path,
+    ds: &Dataset,
+    cases: &[EvalCase],
+    lists: &[Vec<u32>],
+    methods: &[String],
+) -> Result<()> {
+    if methods.windows(2).all(|w| w[0] == w[1]) {
+        return dump_lists(
+            path,
+            ds,
+            cases,
+            lists,
+            methods.first().map_or("", String::as_str),
+        );
+    }
+    let tmp_dir = path.with_extension("parts");
+    std::fs::create_dir_all(&tmp_dir)?;
+    let mut out = String::new();
+    let mut start = 0;
+    while start < methods.len() {
+        let m = &methods[start];
+        let end = methods[start..]
+            .iter()
+            .position(|x| x != m)
+            .map_or(methods.len(), |p| start + p);
+        let part = tmp_dir.join(format!("{start}.jsonl"));
+        dump_lists(&part, ds, &cases[start..end], &lists[start..end], m)?;
+        out.push_str(&std::fs::read_to_string(&part)?);
+        start = end;
+    }
+    std::fs::remove_dir_all(&tmp_dir).ok();
+    blade_core::sft::write_atomic(path, out.as_bytes())?;
+    Ok(())
+}
+
+/// A recommender under another name (the run's method).
+pub struct Named<'a, R: Recommender> {
+    /// Name shown in tables.
+    pub name: String,
+    /// The recommender.
+    pub inner: &'a R,
+}
+
+impl<R: Recommender> Recommender for Named<'_, R> {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+    fn score_all(&self, p: &blade_core::PromptBatch) -> blade_core::Result<Vec<Vec<f32>>> {
+        self.inner.score_all(p)
+    }
+    fn decode(
+        &self,
+        p: &blade_core::PromptBatch,
+        k: usize,
+        s: DecodeStrategy,
+    ) -> blade_core::Result<Vec<Vec<u32>>> {
+        self.inner.decode(p, k, s)
+    }
+}

@@ -1,0 +1,52 @@
+//! `blade`: align generative recommenders to list-wise goals.
+//!
+//! This binary only parses arguments, picks the device and renders results; the work is done
+//! by `blade-core`, `blade-data` and `blade-metrics`.
+
+mod common;
+mod data_cmd;
+mod demo;
+mod eval_cmd;
+mod recommend;
+mod train_cmd;
+
+use clap::{Parser, Subcommand};
+
+/// Bayesian list-wise alignment of generative recommenders.
+#[derive(Parser, Debug)]
+#[command(name = "blade", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Fetch, import and describe datasets.
+    #[command(subcommand)]
+    Data(data_cmd::DataCommand),
+    /// Train a policy (`--method sft`).
+    Train(train_cmd::TrainArgs),
+    /// Evaluate a trained run or a baseline (`random`, `pop`) and print every metric.
+    Eval(eval_cmd::EvalArgs),
+    /// Print the top-K recommendations of a trained run for one user, with titles.
+    Recommend(recommend::RecommendArgs),
+    /// Train and compare every method on the built-in synthetic data (offline, minutes on a CPU).
+    Demo(demo::DemoArgs),
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(c) => data_cmd::run(c),
+        Command::Train(a) => train_cmd::run(a),
+        Command::Eval(a) => eval_cmd::run(a),
+        Command::Recommend(a) => recommend::run(a),
+        Command::Demo(a) => demo::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

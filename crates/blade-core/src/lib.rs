@@ -1,0 +1,23 @@
+//! The core of blade: the [`Policy`] and [`Recommender`] traits, the item-level transformer
+//! policy [`ItemLm`], the `random` and `pop` baselines, supervised fine-tuning (SFT) through
+//! burn-train, and the evaluator that scores generated lists and full rankings.
+//!
+//! Everything takes a burn [`Device`](burn::tensor::Device): the same code path runs on the
+//! CPU (`flex`, `ndarray`), on GPUs through `wgpu` or on `cuda`, whichever features are built.
+
+pub mod batch;
+pub mod device;
+pub mod error;
+pub mod eval;
+pub mod policy;
+pub mod render;
+pub mod sft;
+
+pub use batch::PromptBatch;
+pub use device::BackendSpec;
+pub use error::{CoreError, Result};
+pub use eval::{EvalConfig, EvalLists, EvalReport, Evaluator};
+pub use policy::baselines::{PopRecommender, RandomRecommender};
+pub use policy::item_lm::{ItemLm, ItemLmConfig};
+pub use policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec};
+pub use sft::{load_item_lm, train_sft, Dashboard, SftConfig, SftOutcome};

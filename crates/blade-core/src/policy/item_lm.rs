@@ -1,0 +1,447 @@
+//! `ItemLm`: a decoder-only transformer over item tokens.
+//!
+//! Token layout of one prompt (`L` = `max_history`, `K` = `max_list`):
+//!
+//! ```text
+//! slot:   0 .. L-1                    L      L+1 .. L+K-1
+//! token:  [PAD..PAD h_1 .. h_n]       SEP    y_1 .. y_{K-1}
+//! ```
+//!
+//! Histories are left-padded so the most recent item always sits at slot `L-1`; padded slots
+//! are masked out of attention. The output at slot `L + j` is the distribution of list item
+//! `y_{j+1}`. Attention is causal, so the same forward pass scores a whole list (training,
+//! `log_prob`) or the next slot of a partial list (decoding). Sequences are at most `L + K`
+//! tokens long, so decoding recomputes the prefix instead of keeping a KV cache.
+
+use blade_data::ItemId;
+use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::transformer::{
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+};
+use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use rand::rngs::StdRng;
+
+use crate::batch::PromptBatch;
+use crate::error::CoreError;
+use crate::policy::sampling::{beam_step, blocked, greedy_pick, sample_pick, Beam};
+use crate::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec};
+
+/// Additive logit mask for disallowed items: large and finite so that `log_softmax` stays
+/// finite even in a (never sampled) fully masked row.
+pub const MASK_VALUE: f32 = -1.0e9;
+
+/// Settings of [`ItemLm`].
+#[derive(Config, Debug)]
+pub struct ItemLmConfig {
+    /// Catalogue size; item tokens are `0..num_items`, then PAD and SEP.
+    pub num_items: usize,
+    /// Longest history the prompt holds (`L`).
+    #[config(default = 10)]
+    pub max_history: usize,
+    /// Longest list the model generates (`K`).
+    #[config(default = 10)]
+    pub max_list: usize,
+    /// Width of the residual stream.
+    #[config(default = 64)]
+    pub d_model: usize,
+    /// Transformer layers.
+    #[config(default = 2)]
+    pub n_layers: usize,
+    /// Attention heads.
+    #[config(default = 2)]
+    pub n_heads: usize,
+    /// Hidden width of the feed-forward blocks.
+    #[config(default = 256)]
+    pub d_ff: usize,
+    /// Dropout in training mode.
+    #[config(default = 0.1)]
+    pub dropout: f64,
+}
+
+impl ItemLmConfig {
+    /// Builds the model on `device` (use an autodiff device to train it).
+    pub fn init(&self, device: &Device) -> ItemLm {
+        let vocab = self.num_items + 2;
+        let seq = self.max_history + self.max_list;
+        ItemLm {
+            item_emb: EmbeddingConfig::new(vocab, self.d_model).init(device),
+            pos_emb: EmbeddingConfig::new(seq, self.d_model).init(device),
+            encoder: TransformerEncoderConfig::new(
+                self.d_model,
+                self.d_ff,
+                self.n_heads,
+                self.n_layers,
+            )
+            .with_dropout(self.dropout)
+            .with_norm_first(true)
+            .init(device),
+            norm: LayerNormConfig::new(self.d_model).init(device),
+            head: LinearConfig::new(self.d_model, self.num_items).init(device),
+            num_items: self.num_items,
+            max_history: self.max_history,
+            max_list: self.max_list,
+        }
+    }
+}
+
+/// The item-level autoregressive list policy.
+#[derive(Module, Debug)]
+pub struct ItemLm {
+    item_emb: Embedding,
+    pos_emb: Embedding,
+    encoder: TransformerEncoder,
+    norm: LayerNorm,
+    head: Linear,
+    num_items: usize,
+    max_history: usize,
+    max_list: usize,
+}
+
+/// Token ids and padding mask of a batch, on the host.
+struct Encoded {
+    tokens: Vec<i64>,
+    pad: Vec<bool>,
+    batch: usize,
+    len: usize,
+}
+
+impl ItemLm {
+    /// The PAD token id.
+    pub fn pad_token(&self) -> usize {
+        self.num_items
+    }
+
+    /// The SEP token id (start of the list).
+    pub fn sep_token(&self) -> usize {
+        self.num_items + 1
+    }
+
+    /// Longest history the prompt holds.
+    pub fn max_history(&self) -> usize {
+        self.max_history
+    }
+
+    /// Longest list the model can generate.
+    pub fn max_list(&self) -> usize {
+        self.max_list
+    }
+
+    /// Lays out `[history, SEP, list]` for each row; every list has `list_len` items (the
+    /// caller pads with PAD where a row has fewer).
+    fn encode(&self, histories: &[Vec<ItemId>], lists: &[Vec<ItemId>], list_len: usize) -> Encoded {
+        let l = self.max_history;
+        let len = l + 1 + list_len;
+        let pad_tok = self.pad_token() as i64;
+        let mut tokens = Vec::with_capacity(histories.len() * len);
+        let mut pad = Vec::with_capacity(histories.len() * len);
+        for (h, y) in histories.iter().zip(lists) {
+            let h = &h[h.len().saturating_sub(l)..];
+            for _ in 0..(l - h.len()) {
+                tokens.push(pad_tok);
+                pad.push(true);
+            }
+            for &i in h {
+                tokens.push(i as i64);
+                pad.push(false);
+            }
+            tokens.push(self.sep_token() as i64);
+            pad.push(false);
+            for j in 0..list_len {
+                match y.get(j) {
+                    Some(&i) => {
+                        tokens.push(i as i64);
+                        pad.push(false);
+                    }
+                    None => {
+                        tokens.push(pad_tok);
+                        pad.push(true);
+                    }
+                }
+            }
+        }
+        Encoded {
+            tokens,
+            pad,
+            batch: histories.len(),
+            len,
+        }
+    }
+
+    /// Hidden states of a token batch.
+    ///
+    /// # Shapes
+    /// - `tokens`: `[batch, seq]` (token ids), `pad`: `[batch, seq]` (true = padding)
+    /// - output: `[batch, seq, d_model]`
+    pub fn forward_hidden(&self, tokens: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
+        let [batch, seq] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let x = self.item_emb.forward(tokens) + self.pos_emb.forward(positions);
+        let mask = generate_autoregressive_mask(batch, seq, &device);
+        let h = self.encoder.forward(
+            TransformerEncoderInput::new(x)
+                .mask_pad(pad)
+                .mask_attn(mask),
+        );
+        self.norm.forward(h)
+    }
+
+    /// Item logits at the list slots: slot `j` is the distribution of list item `j+1`.
+    ///
+    /// # Shapes
+    /// - output: `[histories.len(), list_len + 1, num_items]` where lists hold `list_len` items
+    fn list_logits(
+        &self,
+        histories: &[Vec<ItemId>],
+        lists: &[Vec<ItemId>],
+        list_len: usize,
+        device: &Device,
+    ) -> Tensor<3> {
+        let e = self.encode(histories, lists, list_len);
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(e.tokens, [e.batch, e.len]), device);
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(e.pad, [e.batch, e.len]), device);
+        let hidden = self.forward_hidden(tokens, pad);
+        let hidden = hidden.narrow(1, self.max_history, list_len + 1);
+        self.head.forward(hidden)
+    }
+
+    /// Next-item logits after `histories` and partial `lists` (all of equal length), on the host.
+    fn next_logits(
+        &self,
+        histories: &[Vec<ItemId>],
+        lists: &[Vec<ItemId>],
+    ) -> crate::Result<Vec<Vec<f32>>> {
+        let n = histories.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let j = lists.first().map_or(0, Vec::len);
+        let device = self.devices()[0].clone();
+        let logits = self
+            .list_logits(histories, lists, j, &device)
+            .narrow(1, j, 1);
+        let flat = to_host(logits.reshape([n, self.num_items]))?;
+        Ok(flat.chunks(self.num_items).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Next-item training loss: mean cross-entropy over the list slots whose label is present.
+    ///
+    /// # Shapes
+    /// - `logits`: `[batch, slots, num_items]`, `labels`: `[batch, slots]`,
+    ///   `weights`: `[batch, slots]` (1 = counted, 0 = padding)
+    /// - output: `[1]`
+    pub fn cross_entropy(
+        logits: Tensor<3>,
+        labels: Tensor<2, Int>,
+        weights: Tensor<2>,
+    ) -> Tensor<1> {
+        let logp = log_softmax(logits, 2);
+        let picked = logp
+            .gather(2, labels.unsqueeze_dim::<3>(2))
+            .squeeze_dim::<2>(2);
+        let total = weights.clone().sum().clamp_min(1.0);
+        (picked * weights).sum().neg() / total
+    }
+
+    /// Logits of the list slots for SFT batches, on `device`.
+    ///
+    /// # Shapes
+    /// - output: `[histories.len(), targets_len, num_items]`
+    pub fn teacher_forced_logits(
+        &self,
+        histories: &[Vec<ItemId>],
+        targets: &[Vec<ItemId>],
+        targets_len: usize,
+        device: &Device,
+    ) -> Tensor<3> {
+        // inputs after SEP are the targets shifted right by one
+        let inputs: Vec<Vec<ItemId>> = targets
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .take(targets_len.saturating_sub(1))
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        self.list_logits(histories, &inputs, targets_len.saturating_sub(1), device)
+    }
+
+    /// Scores of every item as the first list slot, on the device.
+    ///
+    /// # Shapes
+    /// - output: `[histories.len(), num_items]`
+    pub fn first_slot_logits(&self, histories: &[Vec<ItemId>], device: &Device) -> Tensor<2> {
+        let empty = vec![Vec::new(); histories.len()];
+        let n = histories.len();
+        self.list_logits(histories, &empty, 0, device)
+            .reshape([n, self.num_items])
+    }
+
+    fn check_list_len(&self, k: usize) -> crate::Result<()> {
+        if k == 0 || k > self.max_list {
+            return Err(CoreError::Config(format!(
+                "list length {k} is outside 1..={} (the model's max_list)",
+                self.max_list
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Reads a float tensor back to the host.
+pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
+    t.try_into_data_as::<f32>()
+        .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| CoreError::Tensor(format!("{e:?}")))
+}
+
+impl Recommender for ItemLm {
+    fn name(&self) -> String {
+        "item-lm".into()
+    }
+
+    fn num_items(&self) -> usize {
+        self.num_items
+    }
+
+    fn score_all(&self, prompts: &PromptBatch) -> crate::Result<Vec<Vec<f32>>> {
+        let model = self.valid();
+        let empty = vec![Vec::new(); prompts.len()];
+        model.next_logits(&prompts.histories, &empty)
+    }
+
+    fn decode(
+        &self,
+        prompts: &PromptBatch,
+        k: usize,
+        strategy: DecodeStrategy,
+    ) -> crate::Result<Vec<Vec<ItemId>>> {
+        self.check_list_len(k)?;
+        let model = self.valid();
+        match strategy {
+            DecodeStrategy::Greedy => {
+                let mut lists = vec![Vec::with_capacity(k); prompts.len()];
+                for _ in 0..k {
+                    let logits = model.next_logits(&prompts.histories, &lists)?;
+                    for (i, l) in logits.iter().enumerate() {
+                        let (item, _) = greedy_pick(l, &blocked(&prompts.exclude[i], &lists[i]))?;
+                        lists[i].push(item);
+                    }
+                }
+                Ok(lists)
+            }
+            DecodeStrategy::Beam(width) => {
+                let width = width.max(1);
+                let mut beams: Vec<Vec<Beam>> = vec![
+                    vec![Beam {
+                        items: Vec::new(),
+                        log_prob: 0.0
+                    }];
+                    prompts.len()
+                ];
+                for _ in 0..k {
+                    let mut hist = Vec::new();
+                    let mut partial = Vec::new();
+                    for (p, bs) in beams.iter().enumerate() {
+                        for b in bs {
+                            hist.push(prompts.histories[p].clone());
+                            partial.push(b.items.clone());
+                        }
+                    }
+                    let logits = model.next_logits(&hist, &partial)?;
+                    let mut offset = 0;
+                    for (p, bs) in beams.iter_mut().enumerate() {
+                        let n = bs.len();
+                        *bs =
+                            beam_step(bs, &logits[offset..offset + n], &prompts.exclude[p], width)?;
+                        offset += n;
+                    }
+                }
+                Ok(beams
+                    .into_iter()
+                    .map(|mut b| b.swap_remove(0).items)
+                    .collect())
+            }
+        }
+    }
+}
+
+impl Policy for ItemLm {
+    fn sample(
+        &self,
+        prompts: &PromptBatch,
+        spec: &SampleSpec,
+        rng: &mut StdRng,
+    ) -> crate::Result<Rollouts> {
+        self.check_list_len(spec.list_len)?;
+        let g = spec.lists_per_prompt.max(1);
+        let model = self.valid();
+        let rep = prompts.repeat_each(g);
+        let mut lists = vec![Vec::with_capacity(spec.list_len); rep.len()];
+        let mut log_probs = vec![0.0f32; rep.len()];
+        for _ in 0..spec.list_len {
+            let logits = model.next_logits(&rep.histories, &lists)?;
+            for (i, l) in logits.iter().enumerate() {
+                let (item, lp) = sample_pick(l, &blocked(&rep.exclude[i], &lists[i]), spec, rng)?;
+                lists[i].push(item);
+                log_probs[i] += lp;
+            }
+        }
+        Ok(Rollouts {
+            group_size: g,
+            lists,
+            log_probs,
+        })
+    }
+
+    fn log_prob(&self, prompts: &PromptBatch, lists: &[Vec<ItemId>]) -> crate::Result<Tensor<1>> {
+        if prompts.len() != lists.len() {
+            return Err(CoreError::Config(format!(
+                "log_prob: {} prompts but {} lists",
+                prompts.len(),
+                lists.len()
+            )));
+        }
+        let n = lists.len();
+        let k = lists.first().map_or(0, Vec::len);
+        if lists.iter().any(|l| l.len() != k) {
+            return Err(CoreError::Config(
+                "log_prob: lists must all have the same length".into(),
+            ));
+        }
+        self.check_list_len(k)?;
+        let device = self.devices()[0].clone();
+        let v = self.num_items;
+        let inputs: Vec<Vec<ItemId>> = lists.iter().map(|l| l[..k - 1].to_vec()).collect();
+        let logits = self.list_logits(&prompts.histories, &inputs, k - 1, &device);
+        // additive mask: slot j may not take excluded items nor y_1..y_{j}
+        let mut mask = vec![0.0f32; n * k * v];
+        let mut labels = Vec::with_capacity(n * k);
+        for (r, list) in lists.iter().enumerate() {
+            for j in 0..k {
+                let row = &mut mask[(r * k + j) * v..(r * k + j + 1) * v];
+                for &e in &prompts.exclude[r] {
+                    if let Some(x) = row.get_mut(e as usize) {
+                        *x = MASK_VALUE;
+                    }
+                }
+                for &prev in &list[..j] {
+                    if let Some(x) = row.get_mut(prev as usize) {
+                        *x = MASK_VALUE;
+                    }
+                }
+                labels.push(list[j] as i64);
+            }
+        }
+        let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, k, v]), &device);
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, k]), &device);
+        let logp = log_softmax(logits + mask, 2);
+        let picked = logp.gather(2, labels.unsqueeze_dim::<3>(2)).reshape([n, k]);
+        Ok(picked.sum_dim(1).reshape([n]))
+    }
+}

@@ -1,0 +1,110 @@
+//! The policy interfaces.
+//!
+//! A [`Recommender`] turns prompts into ranked lists and catalogue-wide scores: every method,
+//! trainable or not (`random`, `pop`), implements it, so one evaluator serves all. A [`Policy`]
+//! is a trainable recommender that also samples lists with their log-probabilities and gives
+//! differentiable log-probabilities of given lists: what the alignment objectives consume.
+//!
+//! The list distribution of a policy is autoregressive: slot `j` is drawn from a softmax over the
+//! catalogue restricted to items that are neither excluded by the prompt nor already in the list,
+//! so lists never repeat an item. `log_prob(list) = sum_j log p(y_j | prompt, y_<j)` under that
+//! restricted softmax at temperature 1 (the policy itself, whatever sampler drew the list).
+
+pub mod baselines;
+pub mod item_lm;
+pub mod sampling;
+
+use blade_data::ItemId;
+use burn::tensor::Tensor;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::batch::PromptBatch;
+use crate::error::Result;
+
+/// How to sample lists.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleSpec {
+    /// Lists per prompt (`G` in GRPO, `N` in best-of-N).
+    pub lists_per_prompt: usize,
+    /// Items per list (`K`).
+    pub list_len: usize,
+    /// Softmax temperature of the sampler (1 = the policy itself).
+    pub temperature: f32,
+    /// Keep only the `top_k` most likely allowed items at each slot.
+    pub top_k: Option<usize>,
+    /// Keep the smallest set of items whose probability reaches `top_p` (nucleus sampling).
+    pub top_p: Option<f32>,
+}
+
+impl Default for SampleSpec {
+    fn default() -> Self {
+        Self {
+            lists_per_prompt: 16,
+            list_len: 10,
+            temperature: 1.0,
+            top_k: None,
+            top_p: None,
+        }
+    }
+}
+
+/// Sampled lists, grouped by prompt: lists `g*G .. (g+1)*G` belong to prompt `g`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rollouts {
+    /// Lists per prompt (`G`).
+    pub group_size: usize,
+    /// The lists, each of `K` distinct items.
+    pub lists: Vec<Vec<ItemId>>,
+    /// Per list, its log-probability under the policy at temperature 1.
+    pub log_probs: Vec<f32>,
+}
+
+/// How to decode one list deterministically.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DecodeStrategy {
+    /// Take the most likely allowed item at each slot.
+    Greedy,
+    /// Beam search over whole lists with this many beams, maximising the list log-probability.
+    Beam(usize),
+}
+
+/// Anything that recommends: ranks the whole catalogue and produces a list per prompt.
+pub trait Recommender {
+    /// Short name used in tables (`sft`, `pop`, ...).
+    fn name(&self) -> String;
+
+    /// Size of the catalogue the recommender scores.
+    fn num_items(&self) -> usize;
+
+    /// Scores of every catalogue item for each prompt (`[prompts][num_items]`, higher is
+    /// better). Excluded items are not removed here: the evaluator masks them.
+    fn score_all(&self, prompts: &PromptBatch) -> Result<Vec<Vec<f32>>>;
+
+    /// One list of `k` distinct, non-excluded items per prompt.
+    fn decode(
+        &self,
+        prompts: &PromptBatch,
+        k: usize,
+        strategy: DecodeStrategy,
+    ) -> Result<Vec<Vec<ItemId>>>;
+}
+
+/// A trainable list policy, the object every alignment method optimises.
+pub trait Policy: Recommender {
+    /// Samples `spec.lists_per_prompt` lists of `spec.list_len` items for each prompt.
+    fn sample(
+        &self,
+        prompts: &PromptBatch,
+        spec: &SampleSpec,
+        rng: &mut StdRng,
+    ) -> Result<Rollouts>;
+
+    /// Differentiable log-probabilities of the given lists, one per list.
+    ///
+    /// `prompts` and `lists` have the same length (repeat prompts for groups).
+    ///
+    /// # Shapes
+    /// - output: `[lists.len()]`
+    fn log_prob(&self, prompts: &PromptBatch, lists: &[Vec<ItemId>]) -> Result<Tensor<1>>;
+}
