@@ -59,6 +59,9 @@ pub struct ImportArgs {
     /// Count and skip malformed rows instead of stopping at the first one.
     #[arg(long)]
     pub skip_bad_rows: bool,
+    /// Where a `.whl` given as `--path` is unpacked.
+    #[arg(long, default_value = DEFAULT_CACHE)]
+    pub cache: PathBuf,
 }
 
 /// Arguments of `blade data stats`.

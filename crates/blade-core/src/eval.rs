@@ -156,3 +156,85 @@ impl Evaluator {
         blade_metrics::evaluate(&input, &self.config.ks)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+    use blade_data::synthetic::{generate, SyntheticConfig};
+    use blade_data::PreprocessConfig;
+
+    /// Ranks each case's target first: a perfect recommender, keyed by the prompt's history.
+    struct Oracle {
+        n: usize,
+        targets: HashMap<Vec<ItemId>, ItemId>,
+    }
+
+    impl Recommender for Oracle {
+        fn name(&self) -> String {
+            "oracle".into()
+        }
+        fn num_items(&self) -> usize {
+            self.n
+        }
+        fn score_all(&self, p: &PromptBatch) -> Result<Vec<Vec<f32>>> {
+            Ok(p.histories
+                .iter()
+                .map(|h| {
+                    let t = self.targets.get(h).copied();
+                    (0..self.n)
+                        .map(|i| if Some(i as ItemId) == t { 1.0 } else { 0.0 })
+                        .collect()
+                })
+                .collect())
+        }
+        fn decode(&self, p: &PromptBatch, k: usize, _: DecodeStrategy) -> Result<Vec<Vec<ItemId>>> {
+            Ok(self
+                .score_all(p)?
+                .iter()
+                .zip(&p.exclude)
+                .map(|(s, e)| blade_metrics::top_k_by_scores(s, k, e))
+                .collect())
+        }
+    }
+
+    #[test]
+    fn a_perfect_recommender_scores_one_and_masks_history() {
+        let raw = generate(&SyntheticConfig::tiny());
+        let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
+        let split = ds.leave_one_out(5);
+        let mut targets = HashMap::new();
+        let cases: Vec<EvalCase> = split
+            .test
+            .iter()
+            .filter(|c| match targets.entry(c.history.clone()) {
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(c.target);
+                    true
+                }
+                std::collections::hash_map::Entry::Occupied(_) => false,
+            })
+            .cloned()
+            .collect();
+        assert!(cases.len() > 50);
+        let oracle = Oracle {
+            n: ds.num_items(),
+            targets,
+        };
+        let ev = Evaluator::new(&ds, &split, EvalConfig::default()).unwrap();
+        let (r, lists) = ev.evaluate(&oracle, &cases, &mut |_, _| {}).unwrap();
+        assert_eq!(r.generation.get("ndcg@10"), Some(1.0));
+        assert_eq!(r.full_ranking.get("recall@5"), Some(1.0));
+        assert_eq!(r.full_ranking.get("mrr@10"), Some(1.0));
+        for (l, c) in lists.ranked.iter().zip(&cases) {
+            assert_eq!(l.len(), 10);
+            assert!(l.iter().all(|i| !c.seen.contains(i)));
+        }
+        let bad = EvalConfig {
+            ks: vec![0],
+            ..EvalConfig::default()
+        };
+        assert!(Evaluator::new(&ds, &split, bad).is_err());
+    }
+}

@@ -471,7 +471,9 @@ pub fn train_sft(
                 n_epochs: config.patience.max(1),
             },
         ))
-        .num_epochs(config.epochs);
+        .num_epochs(config.epochs)
+        // the application's own logger (env_logger in the CLI) stays in charge of log records
+        .with_application_logger(None);
     let resumed_from = if resume { latest_checkpoint(dir) } else { None };
     if let Some(epoch) = resumed_from {
         log::info!("resuming SFT from epoch {epoch} in {}", dir.display());
