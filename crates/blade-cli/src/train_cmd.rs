@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
+use blade_core::align::{train_align, AlignConfig, AlignInputs, LossConfig, Method};
+use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{ItemLmConfig, SftConfig};
 use clap::{Args, ValueEnum};
@@ -90,10 +92,92 @@ impl SftArgs {
     }
 }
 
+/// Settings of the alignment methods (all but `sft`).
+#[derive(Args, Debug, Clone)]
+pub struct AlignArgs {
+    /// The SFT run to start from; it is also the frozen reference policy.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// The list reward, e.g. `ndcg@10`, `ndcg@10 + 0.3*ild`, `recall@10 + 0.5*fairness`.
+    #[arg(long, default_value = "ndcg@10")]
+    pub reward: String,
+    /// Rollout batches.
+    #[arg(long, default_value_t = 100)]
+    pub steps: usize,
+    /// Prompts per rollout batch (B).
+    #[arg(long, default_value_t = 32)]
+    pub prompts_per_step: usize,
+    /// Lists sampled per prompt (G).
+    #[arg(long, default_value_t = 8)]
+    pub group_size: usize,
+    /// Gradient steps per rollout batch.
+    #[arg(long, default_value_t = 2)]
+    pub inner_epochs: usize,
+    /// Learning rate of alignment (Adam).
+    #[arg(long, default_value_t = 1e-4)]
+    pub align_lr: f64,
+    /// Weight of the KL penalty to the reference.
+    #[arg(long, default_value_t = 0.05)]
+    pub beta_kl: f32,
+    /// Clip range of the importance ratio.
+    #[arg(long, default_value_t = 0.2)]
+    pub clip_eps: f32,
+    /// Reference lists per prompt sampled once from the SFT model (M).
+    #[arg(long, default_value_t = 16)]
+    pub reference_lists: usize,
+    /// N of the best-of-N target.
+    #[arg(long, default_value_t = 8)]
+    pub bon_n: usize,
+    /// BLADE's target mixing weight tau (0 = static BoN).
+    #[arg(long, default_value_t = 0.3)]
+    pub tau: f64,
+    /// A fixed prior concentration kappa instead of --tau.
+    #[arg(long)]
+    pub kappa: Option<f64>,
+    /// Forgetting factor of old rollout evidence.
+    #[arg(long, default_value_t = 0.9)]
+    pub gamma: f64,
+    /// Training windows per user in the alignment prompt pool.
+    #[arg(long, default_value_t = 1)]
+    pub prompts_per_user: usize,
+    /// Steps between validation evaluations and checkpoints.
+    #[arg(long, default_value_t = 20)]
+    pub eval_every: usize,
+}
+
+impl AlignArgs {
+    /// The alignment configuration for `method`, seeded with `seed`.
+    pub fn config(&self, method: Method, seed: u64) -> AlignConfig {
+        AlignConfig {
+            method,
+            steps: self.steps,
+            prompts_per_step: self.prompts_per_step,
+            group_size: self.group_size,
+            list_len: 10,
+            inner_epochs: self.inner_epochs,
+            lr: self.align_lr,
+            loss: LossConfig {
+                clip_eps: self.clip_eps,
+                beta_kl: self.beta_kl,
+                ..LossConfig::default()
+            },
+            reference_lists: self.reference_lists,
+            bon_n: self.bon_n,
+            tau: self.tau,
+            kappa: self.kappa,
+            gamma: self.gamma,
+            prompts_per_user: self.prompts_per_user,
+            eval_every: self.eval_every,
+            seed,
+            ..AlignConfig::default()
+        }
+    }
+}
+
 /// Arguments of `blade train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Training method (`sft`; the alignment methods come with the alignment trainer).
+    /// sft, grpo, bon-static, bond, bonbon, sdpo or blade (all but sft need --init).
     #[arg(long, default_value = "sft")]
     pub method: String,
     /// Run folder: checkpoints, config.json, model.bpk, run.json, logs.
@@ -111,12 +195,18 @@ pub struct TrainArgs {
     pub backend: BackendArgs,
     #[command(flatten)]
     pub sft: SftArgs,
+    #[command(flatten)]
+    pub align: AlignArgs,
 }
 
 /// Runs `blade train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.method != "sft" {
-        bail!("--method {}: this build trains `sft` only", a.method);
+        let method: Method = a
+            .method
+            .parse()
+            .map_err(|e: String| anyhow::anyhow!("--method {}: {e}", a.method))?;
+        return align(&a, method);
     }
     let device = a.backend.device()?;
     let (ds, split) = dataset_and_split(&a.data)?;
@@ -147,6 +237,62 @@ pub fn run(a: TrainArgs) -> Result<()> {
             .collect::<Vec<_>>()
             .join(", "),
         outcome.model_path.display()
+    );
+    Ok(())
+}
+
+/// Runs an alignment method from an SFT run.
+fn align(a: &TrainArgs, method: Method) -> Result<()> {
+    let Some(init) = &a.align.init else {
+        bail!(
+            "--method {}: give the SFT run to start from with --init DIR",
+            method.name()
+        );
+    };
+    let info = RunInfo::load(init)?;
+    if info.method != "sft" {
+        bail!(
+            "--init {}: expected an SFT run, found a `{}` run",
+            init.display(),
+            info.method
+        );
+    }
+    let device = a.backend.device()?;
+    let (ds, split) = dataset_and_split(&info.data)?;
+    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let reward =
+        parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
+    let config = a.align.config(method, a.sft.seed);
+    std::fs::create_dir_all(&a.out)?;
+    RunInfo {
+        method: method.name().into(),
+        data: info.data.clone(),
+    }
+    .save(&a.out)?;
+    let inputs = AlignInputs {
+        split: &split,
+        catalog: &catalog,
+        reward: reward.as_ref(),
+        init,
+        device: &device,
+    };
+    let start = Instant::now();
+    let out = train_align(&config, &inputs, &a.out, a.dashboard.into(), a.resume)?;
+    let first = out.curves.iter().find(|c| c.step > 0);
+    let last = out.curves.last();
+    println!(
+        "{} done in {:.1}s: mean reward {:.4} -> {:.4}; valid NDCG@10 {} -> {}; model at {}",
+        method.name(),
+        start.elapsed().as_secs_f64(),
+        first.map_or(f64::NAN, |c| c.reward),
+        last.map_or(f64::NAN, |c| c.reward),
+        out.curves
+            .first()
+            .and_then(|c| c.valid_ndcg)
+            .map_or("-".into(), |v| format!("{v:.4}")),
+        last.and_then(|c| c.valid_ndcg)
+            .map_or("-".into(), |v| format!("{v:.4}")),
+        out.model_path.display()
     );
     Ok(())
 }

@@ -5,13 +5,17 @@
 //! Everything takes a burn [`Device`](burn::tensor::Device): the same code path runs on the
 //! CPU (`flex`, `ndarray`), on GPUs through `wgpu` or on `cuda`, whichever features are built.
 
+pub mod align;
 pub mod batch;
+pub mod dashboard;
 pub mod device;
 pub mod error;
 pub mod eval;
 pub mod policy;
 pub mod render;
+pub mod reward;
 pub mod sft;
+pub mod target;
 
 pub use batch::PromptBatch;
 pub use device::BackendSpec;

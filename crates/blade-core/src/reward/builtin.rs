@@ -1,0 +1,315 @@
+//! The built-in list rewards (METHOD.md section 5), thin adapters over `blade-metrics`, and
+//! their weighted sum.
+
+use std::fmt::Write as _;
+
+use blade_data::ItemId;
+use blade_metrics::{
+    hit_at_k, ild_cosine, ild_jaccard, list_dgu, list_mgu, mrr_at_k, ndcg_at_k, recall_at_k,
+};
+
+use super::{ListReward, RewardContext};
+
+/// Declares a cut-off reward `$ty { k }` named `$token@k` that calls `$metric(list, targets, k)`.
+macro_rules! at_k_reward {
+    ($(#[$doc:meta])* $ty:ident, $token:literal, $metric:path) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub struct $ty {
+            /// The cut-off: only the first `k` items of the list count.
+            pub k: usize,
+        }
+
+        impl ListReward for $ty {
+            fn name(&self) -> String {
+                format!(concat!($token, "@{}"), self.k)
+            }
+
+            fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+                $metric(list, ctx.targets, self.k) as f32
+            }
+        }
+    };
+}
+
+at_k_reward!(
+    /// `ndcg@K`: NDCG@K with binary gains against the targets, IDCG over `min(|targets|, K)`.
+    Ndcg,
+    "ndcg",
+    ndcg_at_k
+);
+at_k_reward!(
+    /// `recall@K`: the share of the targets found in the first K items.
+    Recall,
+    "recall",
+    recall_at_k
+);
+at_k_reward!(
+    /// `mrr@K`: `1 / rank` of the first target within the first K items, else 0.
+    Mrr,
+    "mrr",
+    mrr_at_k
+);
+at_k_reward!(
+    /// `hit@K`: 1 if any target is within the first K items, else 0.
+    Hit,
+    "hit",
+    hit_at_k
+);
+
+/// `fairness`: `-MGU` of the list's genre shares against the user's own history's shares
+/// (0 is perfectly calibrated; more negative is less fair).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Fairness;
+
+impl ListReward for Fairness {
+    fn name(&self) -> String {
+        "fairness".into()
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        let c = ctx.catalog;
+        -list_mgu(list, ctx.history, &c.item_genres, c.n_genres) as f32
+    }
+}
+
+/// `fairness_dgu`: `-DGU` (spread of the genre-share gaps) against the user's own history.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Dgu;
+
+impl ListReward for Dgu {
+    fn name(&self) -> String {
+        "fairness_dgu".into()
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        let c = ctx.catalog;
+        -list_dgu(list, ctx.history, &c.item_genres, c.n_genres) as f32
+    }
+}
+
+/// The item distance [`Diversity`] averages over pairs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum IldDistance {
+    /// `1 - Jaccard` of the genre sets (`ild`).
+    #[default]
+    Jaccard,
+    /// `1 - cosine` of the item embeddings (`ild_cos`); needs [`super::CatalogInfo::embeddings`].
+    Cosine,
+}
+
+/// `ild` / `ild_cos`: intra-list diversity, the mean pairwise distance of the list's items.
+///
+/// With [`IldDistance::Cosine`] and a catalogue without embeddings the score is NaN, which
+/// [`super::score_checked`] reports; [`super::parse_reward`] refuses that combination up front.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Diversity {
+    /// Which item distance to average.
+    pub distance: IldDistance,
+}
+
+impl ListReward for Diversity {
+    fn name(&self) -> String {
+        match self.distance {
+            IldDistance::Jaccard => "ild".into(),
+            IldDistance::Cosine => "ild_cos".into(),
+        }
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        match (self.distance, &ctx.catalog.embeddings) {
+            (IldDistance::Jaccard, _) => ild_jaccard(list, &ctx.catalog.item_genres) as f32,
+            (IldDistance::Cosine, Some(emb)) => ild_cosine(list, emb) as f32,
+            (IldDistance::Cosine, None) => f32::NAN,
+        }
+    }
+}
+
+/// `tail`: the share of the list's entries outside the popular head (top 20% by training
+/// popularity); ids unknown to the catalogue count as tail, an empty list scores 0.
+///
+/// Same definition as [`blade_metrics::tail_share`] on one list, but reads the precomputed
+/// [`super::CatalogInfo::head`] instead of re-sorting the catalogue on every call.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TailExposure;
+
+impl ListReward for TailExposure {
+    fn name(&self) -> String {
+        "tail".into()
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        if list.is_empty() {
+            return 0.0;
+        }
+        let head = &ctx.catalog.head;
+        let tail = list
+            .iter()
+            .filter(|&&i| !head.get(i as usize).copied().unwrap_or(false))
+            .count();
+        (tail as f64 / list.len() as f64) as f32
+    }
+}
+
+/// `w1*a + w2*b - ...`: a weighted sum of rewards, e.g. the composite
+/// `accuracy + lambda * (fairness or diversity)` of METHOD.md section 5.
+///
+/// Its name renders the sum back in spec syntax (`ndcg@10 + 0.3*ild`), which
+/// [`super::parse_reward`] reads back when every term is a built-in.
+pub struct WeightedSum {
+    /// `(weight, reward)` pairs, in the order they are rendered.
+    pub terms: Vec<(f32, Box<dyn ListReward>)>,
+}
+
+impl WeightedSum {
+    /// A sum of the given `(weight, reward)` terms.
+    pub fn new(terms: Vec<(f32, Box<dyn ListReward>)>) -> Self {
+        Self { terms }
+    }
+}
+
+impl std::fmt::Debug for WeightedSum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "WeightedSum({})", self.name())
+    }
+}
+
+impl ListReward for WeightedSum {
+    fn name(&self) -> String {
+        let mut out = String::new();
+        for (i, (w, reward)) in self.terms.iter().enumerate() {
+            let negative = w.is_sign_negative();
+            match (i, negative) {
+                (0, false) => {}
+                (0, true) => out.push('-'),
+                (_, false) => out.push_str(" + "),
+                (_, true) => out.push_str(" - "),
+            }
+            let magnitude = w.abs();
+            if magnitude != 1.0 {
+                // `Display` of f32 is the shortest text that parses back to the same value.
+                let _ = write!(out, "{magnitude}*");
+            }
+            out.push_str(&reward.name());
+        }
+        out
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        self.terms
+            .iter()
+            .map(|(w, reward)| f64::from(*w) * f64::from(reward.score(ctx, list)))
+            .sum::<f64>() as f32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::CatalogInfo;
+    use super::*;
+
+    fn close(a: f32, b: f64) -> bool {
+        (f64::from(a) - b).abs() < 1e-6
+    }
+
+    /// Items 0 -> {0}, 1 -> {1}, 2 -> {0, 1}, 3 -> {2}, 4 -> {}, 5..=9 -> {0}; items 0 and 1
+    /// are the head (2 = ceil(10 / 5) most popular).
+    fn catalog() -> CatalogInfo {
+        let mut genres = vec![vec![0], vec![1], vec![0, 1], vec![2], vec![]];
+        genres.extend(std::iter::repeat_n(vec![0], 5));
+        let popularity = vec![50, 40, 3, 3, 2, 2, 1, 1, 1, 1];
+        CatalogInfo::new(genres, 3, popularity)
+    }
+
+    fn ctx<'a>(cat: &'a CatalogInfo, history: &'a [u32], targets: &'a [u32]) -> RewardContext<'a> {
+        RewardContext {
+            history,
+            targets,
+            catalog: cat,
+        }
+    }
+
+    #[test]
+    fn accuracy_rewards_closed_form() {
+        let cat = catalog();
+        let c = ctx(&cat, &[1], &[7]);
+        let list = [5, 7, 6];
+        assert!(close(Ndcg { k: 10 }.score(&c, &list), 1.0 / 3f64.log2()));
+        assert!(close(Recall { k: 10 }.score(&c, &list), 1.0));
+        assert!(close(Mrr { k: 10 }.score(&c, &list), 0.5));
+        assert!(close(Hit { k: 10 }.score(&c, &list), 1.0));
+        for r in [
+            &Ndcg { k: 1 } as &dyn ListReward,
+            &Recall { k: 1 },
+            &Mrr { k: 1 },
+        ] {
+            assert_eq!(r.score(&c, &list), 0.0, "{}", r.name());
+        }
+        assert_eq!(Ndcg { k: 10 }.name(), "ndcg@10");
+        assert_eq!(Hit { k: 5 }.name(), "hit@5");
+    }
+
+    #[test]
+    fn fairness_is_minus_mgu_against_the_history() {
+        let cat = catalog();
+        // History [0, 1]: shares (1/2, 1/2, 0). List [2] has the same shares.
+        let c = ctx(&cat, &[0, 1], &[]);
+        assert_eq!(Fairness.score(&c, &[2]), 0.0);
+        assert_eq!(Dgu.score(&c, &[2]), 0.0);
+        // List [0, 5]: shares (1, 0, 0); gaps (+1/2, -1/2, 0): MGU = 1/3, DGU = 1.
+        assert!(close(Fairness.score(&c, &[0, 5]), -1.0 / 3.0));
+        assert!(close(Dgu.score(&c, &[0, 5]), -1.0));
+        // List [3, 1]: shares (0, 1/2, 1/2); gaps (-1/2, 0, +1/2): MGU = 1/3, DGU = 1.
+        assert!(close(Fairness.score(&c, &[3, 1]), -1.0 / 3.0));
+    }
+
+    #[test]
+    fn diversity_and_tail_closed_form() {
+        let emb = vec![vec![1.0, 0.0], vec![0.0, 1.0], vec![-1.0, 0.0]];
+        let cat = catalog().with_embeddings(emb);
+        let c = ctx(&cat, &[], &[]);
+        let ild = Diversity::default();
+        // d(0,1) = 1, d(0,2) = 1 - 1/2, d(1,2) = 1 - 1/2.
+        assert!(close(ild.score(&c, &[0, 1, 2]), 2.0 / 3.0));
+        assert_eq!(ild.score(&c, &[0, 5]), 0.0);
+        let cos = Diversity {
+            distance: IldDistance::Cosine,
+        };
+        // Cosine distances: d(0,1) = 1, d(0,2) = 2, d(1,2) = 1.
+        assert!(close(cos.score(&c, &[0, 1, 2]), 4.0 / 3.0));
+        assert_eq!((ild.name(), cos.name()), ("ild".into(), "ild_cos".into()));
+        // Without embeddings the cosine version refuses to invent a value.
+        assert!(cos.score(&ctx(&catalog(), &[], &[]), &[0, 1]).is_nan());
+
+        // Head = {0, 1}; 99 is unknown and counts as tail.
+        let list = [0, 2, 3, 99];
+        assert!(close(TailExposure.score(&c, &list), 0.75));
+        let reference = blade_metrics::tail_share(&[list], &cat.popularity);
+        assert!(close(TailExposure.score(&c, &list), reference));
+        assert_eq!(TailExposure.score(&c, &[]), 0.0);
+        assert_eq!(TailExposure.score(&c, &[0, 1]), 0.0);
+    }
+
+    #[test]
+    fn weighted_sum_is_the_sum_of_its_parts_and_renders_as_a_spec() {
+        let cat = catalog();
+        let c = ctx(&cat, &[0, 1], &[7]);
+        let list = [5, 7, 3];
+        let sum = WeightedSum::new(vec![
+            (1.0, Box::new(Ndcg { k: 10 })),
+            (0.3, Box::new(Diversity::default())),
+            (-0.2, Box::new(TailExposure)),
+        ]);
+        let parts = f64::from(Ndcg { k: 10 }.score(&c, &list))
+            + 0.3 * f64::from(Diversity::default().score(&c, &list))
+            - 0.2 * f64::from(TailExposure.score(&c, &list));
+        assert!(close(sum.score(&c, &list), parts));
+        assert_eq!(sum.name(), "ndcg@10 + 0.3*ild - 0.2*tail");
+        let lead = WeightedSum::new(vec![
+            (-0.5, Box::new(TailExposure)),
+            (-1.0, Box::new(Fairness)),
+        ]);
+        assert_eq!(lead.name(), "-0.5*tail - fairness");
+        assert_eq!(WeightedSum::new(vec![]).score(&c, &list), 0.0);
+    }
+}

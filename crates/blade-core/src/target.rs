@@ -1,0 +1,718 @@
+//! The per-prompt Bayesian target of BLADE (METHOD.md section 3).
+//!
+//! Static best-of-N alignment (vBoN) scores a rollout `y` by the empirical CDF `F_ref` of `M`
+//! cached reference rewards. BLADE (Chen et al., "Beyond Static Best-of-N: Bayesian List-wise
+//! Alignment for LLM-based Recommendation", SIGIR 2026, arXiv 2605.04559) replaces `F_ref` by a
+//! posterior refreshed with the policy's own rollout rewards. The project's definition
+//! (METHOD.md section 3) is a Dirichlet-process posterior per prompt: prior `F_ref` with
+//! concentration `kappa`, evidence `(r_g, w_g)` with total weight `W`, and
+//!
+//! ```text
+//! F_post(t) = ( kappa * F_ref(t) + sum_g w_g 1[r_g <= t] ) / ( kappa + W )
+//! R(y)      = log( (p_le^N - p_lt^N) / (p_le - p_lt) )      (tie-aware, METHOD.md section 2)
+//! ```
+//!
+//! Conventions this module adds where METHOD.md leaves a case open:
+//! - A prompt with an **empty reference** (or never seen) has no prior mass: with a finite
+//!   concentration its posterior is the evidence's weighted empirical CDF. When there is no
+//!   information at all (no reference and no evidence, or `tau = 0` with no reference) every CDF
+//!   value is the neutral `0.5`; the proxy reward is then the same for every reward, so the
+//!   target contributes no advantage for that prompt.
+//! - With `kappa = 0` and no evidence yet (also `Tau` mode before the first group), the
+//!   posterior is `F_ref`, the limit of the formula as the evidence weight goes to zero.
+//! - A NaN threshold compares false with everything: its CDF values are 0 (or the neutral 0.5).
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{CoreError, Result};
+
+/// Evidence whose weight has decayed below this is dropped, bounding memory per prompt.
+const MIN_WEIGHT: f64 = 1e-6;
+/// CDF value used when a prompt carries no information at all (see the module docs).
+const NEUTRAL_CDF: f64 = 0.5;
+
+/// How the prior's concentration (pseudo-count) `kappa` is set (METHOD.md section 3).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Concentration {
+    /// A fixed pseudo-count `kappa >= 0`; the mixing weight `tau = W / (kappa + W)` grows with
+    /// the evidence.
+    Kappa(f64),
+    /// A target mixing weight `tau` in `[0, 1]`: `kappa = W (1 - tau) / tau` for the prompt's
+    /// current evidence weight `W`. `tau = 0` means `kappa = infinity`, i.e. exactly the static
+    /// reference CDF (vBoN); `tau = 1` ignores the reference once evidence exists.
+    Tau(f64),
+}
+
+/// Settings of a [`BayesianTarget`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TargetConfig {
+    /// How the prior's concentration is set.
+    pub concentration: Concentration,
+    /// Forgetting factor in `(0, 1]` applied to old evidence when a prompt is visited again.
+    pub gamma: f64,
+    /// `N` of best-of-N.
+    pub n: usize,
+    /// Proxy rewards are clipped below at this (finite, negative) value so `log 0` never occurs.
+    pub log_floor: f64,
+}
+
+impl Default for TargetConfig {
+    /// BLADE with `tau = 0.3` (the paper's reported sweet spot), no forgetting, `N = 16`.
+    fn default() -> Self {
+        Self::blade(0.3)
+    }
+}
+
+impl TargetConfig {
+    /// BLADE with a target mixing weight `tau`, `gamma = 1`, `N = 16`, floor `-20`.
+    pub fn blade(tau: f64) -> Self {
+        Self {
+            concentration: Concentration::Tau(tau),
+            gamma: 1.0,
+            n: 16,
+            log_floor: -20.0,
+        }
+    }
+
+    /// Static best-of-N alignment (vBoN, the `bon-static` baseline): `tau = 0`.
+    pub fn static_bon(n: usize) -> Self {
+        Self {
+            n,
+            ..Self::blade(0.0)
+        }
+    }
+
+    /// Checks every setting is in range.
+    pub fn validate(&self) -> Result<()> {
+        match self.concentration {
+            Concentration::Kappa(k) if !(k.is_finite() && k >= 0.0) => {
+                return Err(CoreError::Config(format!(
+                    "target kappa must be finite and >= 0, got {k}"
+                )))
+            }
+            Concentration::Tau(t) if !(0.0..=1.0).contains(&t) => {
+                return Err(CoreError::Config(format!(
+                    "target tau must be in [0, 1], got {t}"
+                )))
+            }
+            _ => {}
+        }
+        if !(self.gamma > 0.0 && self.gamma <= 1.0) {
+            return Err(CoreError::Config(format!(
+                "target gamma must be in (0, 1], got {}",
+                self.gamma
+            )));
+        }
+        if self.n == 0 {
+            return Err(CoreError::Config(
+                "target n (best-of-N) must be >= 1".into(),
+            ));
+        }
+        if !(self.log_floor.is_finite() && self.log_floor < 0.0) {
+            return Err(CoreError::Config(format!(
+                "target log_floor must be finite and negative, got {}",
+                self.log_floor
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One prompt's posterior: the reference prior and the decayed rollout evidence.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PromptPosterior {
+    /// Sorted cached reference rewards (the prior `F_ref`).
+    reference: Vec<f32>,
+    /// `(reward, weight)`, sorted by reward, one entry per distinct reward.
+    evidence: Vec<(f32, f64)>,
+    /// `W`, the sum of the evidence weights.
+    total_weight: f64,
+    /// How many non-empty groups were observed.
+    visits: u64,
+}
+
+impl PromptPosterior {
+    /// `F_ref(t)` (`<=` or `<`), `None` when the reference is empty.
+    fn reference_cdf(&self, t: f32, strict: bool) -> Option<f64> {
+        if self.reference.is_empty() {
+            return None;
+        }
+        let count = if strict {
+            self.reference.partition_point(|&x| x < t)
+        } else {
+            self.reference.partition_point(|&x| x <= t)
+        };
+        Some(count as f64 / self.reference.len() as f64)
+    }
+
+    /// `sum_g w_g 1[r_g <= t]` (or `<`).
+    fn evidence_mass(&self, t: f32, strict: bool) -> f64 {
+        self.evidence
+            .iter()
+            .take_while(|(r, _)| if strict { *r < t } else { *r <= t })
+            .map(|(_, w)| w)
+            .sum()
+    }
+
+    fn validate(&self, prompt: u64) -> std::result::Result<(), String> {
+        if self.reference.iter().any(|r| !r.is_finite()) {
+            return Err(format!("prompt {prompt}: non-finite reference reward"));
+        }
+        if self
+            .evidence
+            .iter()
+            .any(|&(r, w)| !r.is_finite() || !w.is_finite() || w <= 0.0)
+        {
+            return Err(format!("prompt {prompt}: invalid evidence entry"));
+        }
+        Ok(())
+    }
+}
+
+/// The per-prompt Bayesian best-of-N target (METHOD.md section 3), keyed by a `u64` prompt id
+/// chosen by the trainer. Saved beside checkpoints as JSON; it is not part of the weights.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BayesianTarget {
+    config: TargetConfig,
+    prompts: BTreeMap<u64, PromptPosterior>,
+}
+
+impl BayesianTarget {
+    /// An empty target; fails with [`CoreError::Config`] on an out-of-range setting.
+    pub fn new(config: TargetConfig) -> Result<Self> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            prompts: BTreeMap::new(),
+        })
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TargetConfig {
+        &self.config
+    }
+
+    /// Number of prompts with a reference or evidence.
+    pub fn len(&self) -> usize {
+        self.prompts.len()
+    }
+
+    /// Whether no prompt is known.
+    pub fn is_empty(&self) -> bool {
+        self.prompts.is_empty()
+    }
+
+    /// Sets (replaces) the prompt's cached reference rewards, the prior `F_ref`; evidence is
+    /// kept. An empty slice is allowed and means `F_ref` is undefined (see the module docs).
+    pub fn set_reference(&mut self, prompt: u64, rewards: &[f32]) -> Result<()> {
+        check_finite(prompt, rewards, "reference")?;
+        // `+ 0.0` turns -0.0 into 0.0 so equal rewards sort and tie together.
+        let mut sorted: Vec<f32> = rewards.iter().map(|r| r + 0.0).collect();
+        sorted.sort_by(f32::total_cmp);
+        self.prompts.entry(prompt).or_default().reference = sorted;
+        Ok(())
+    }
+
+    /// Adds one group of rollout rewards: old evidence is first multiplied by `gamma`, then each
+    /// new reward enters with weight 1; entries below `1e-6` are dropped. An empty group changes
+    /// nothing. A non-finite reward is rejected before anything changes.
+    pub fn observe(&mut self, prompt: u64, rewards: &[f32]) -> Result<()> {
+        check_finite(prompt, rewards, "rollout")?;
+        if rewards.is_empty() {
+            return Ok(());
+        }
+        let gamma = self.config.gamma;
+        let post = self.prompts.entry(prompt).or_default();
+        let mut evidence: Vec<(f32, f64)> = post
+            .evidence
+            .iter()
+            .map(|&(r, w)| (r, w * gamma))
+            .chain(rewards.iter().map(|&r| (r + 0.0, 1.0)))
+            .collect();
+        evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
+        // One entry per distinct reward: list rewards tie a lot, so this keeps memory small.
+        let mut merged: Vec<(f32, f64)> = Vec::with_capacity(evidence.len());
+        for (r, w) in evidence {
+            match merged.last_mut() {
+                Some(last) if last.0 == r => last.1 += w,
+                _ => merged.push((r, w)),
+            }
+        }
+        merged.retain(|&(_, w)| w >= MIN_WEIGHT);
+        post.evidence = merged;
+        post.total_weight = post.evidence.iter().map(|(_, w)| w).sum();
+        post.visits += 1;
+        Ok(())
+    }
+
+    /// `W`, the prompt's total evidence weight (0 for an unknown prompt).
+    pub fn evidence_weight(&self, prompt: u64) -> f64 {
+        self.prompts.get(&prompt).map_or(0.0, |p| p.total_weight)
+    }
+
+    /// How many non-empty groups were observed for the prompt.
+    pub fn visits(&self, prompt: u64) -> u64 {
+        self.prompts.get(&prompt).map_or(0, |p| p.visits)
+    }
+
+    /// The effective concentration `kappa`: the configured one, or `W (1 - tau) / tau` in
+    /// [`Concentration::Tau`] mode (`f64::INFINITY` for `tau = 0`). A prompt without reference
+    /// rewards has no prior mass, so its finite `kappa` is 0.
+    pub fn kappa(&self, prompt: u64) -> f64 {
+        let post = self.prompts.get(&prompt);
+        let kappa = match self.config.concentration {
+            Concentration::Tau(t) if t <= 0.0 => return f64::INFINITY,
+            Concentration::Tau(t) => self.evidence_weight(prompt) * (1.0 - t) / t,
+            Concentration::Kappa(k) => k,
+        };
+        if post.is_none_or(|p| p.reference.is_empty()) {
+            0.0
+        } else {
+            kappa
+        }
+    }
+
+    /// The mixing weight `tau = W / (kappa + W)`: 0 when `W = 0` or `kappa` is infinite, and
+    /// exactly the configured `tau` in [`Concentration::Tau`] mode once `W > 0` (1 for a prompt
+    /// without reference rewards, unless `tau = 0`).
+    pub fn tau(&self, prompt: u64) -> f64 {
+        let Some(post) = self.prompts.get(&prompt) else {
+            return 0.0;
+        };
+        let w = post.total_weight;
+        if w <= 0.0 {
+            return 0.0;
+        }
+        let no_prior = post.reference.is_empty();
+        match self.config.concentration {
+            Concentration::Tau(t) if t <= 0.0 => 0.0,
+            _ if no_prior => 1.0,
+            Concentration::Tau(t) => t,
+            Concentration::Kappa(k) => (w / (k + w)).clamp(0.0, 1.0),
+        }
+    }
+
+    /// The prior `F_ref(t) = #{reference <= t} / M` (binary search); `0.5` without reference.
+    pub fn reference_cdf_le(&self, prompt: u64, t: f32) -> f64 {
+        self.prompts
+            .get(&prompt)
+            .and_then(|p| p.reference_cdf(t, false))
+            .unwrap_or(NEUTRAL_CDF)
+    }
+
+    /// The posterior CDF `F_post(t) = (kappa F_ref(t) + sum_g w_g 1[r_g <= t]) / (kappa + W)`,
+    /// computed as the mixture `(1 - tau) F_ref(t) + tau * (evidence CDF)`; exactly `F_ref(t)`
+    /// when `kappa` is infinite (`tau = 0`).
+    pub fn cdf_le(&self, prompt: u64, t: f32) -> f64 {
+        self.cdf(prompt, t, false)
+    }
+
+    /// [`cdf_le`](Self::cdf_le) with strict inequality, in `F_ref` too: `P[r' < t]`.
+    pub fn cdf_lt(&self, prompt: u64, t: f32) -> f64 {
+        self.cdf(prompt, t, true)
+    }
+
+    fn cdf(&self, prompt: u64, t: f32, strict: bool) -> f64 {
+        let Some(post) = self.prompts.get(&prompt) else {
+            return NEUTRAL_CDF;
+        };
+        let prior = post.reference_cdf(t, strict);
+        let tau = self.tau(prompt);
+        let value = match prior {
+            Some(f) if tau <= 0.0 => f,
+            None if tau <= 0.0 => NEUTRAL_CDF,
+            _ => {
+                let ev = post.evidence_mass(t, strict) / post.total_weight;
+                (1.0 - tau) * prior.unwrap_or(0.0) + tau * ev
+            }
+        };
+        if value.is_finite() {
+            value.clamp(0.0, 1.0)
+        } else {
+            NEUTRAL_CDF
+        }
+    }
+
+    /// The Beta marginal of the Dirichlet-process posterior at threshold `t`:
+    /// `a = kappa F_ref(t) + sum_g w_g 1[r_g <= t]`, `b = kappa + W - a`. `None` when `kappa`
+    /// is infinite (the static target has no posterior spread) or `kappa + W = 0`.
+    pub fn beta(&self, prompt: u64, t: f32) -> Option<(f64, f64)> {
+        let total = self.kappa(prompt) + self.evidence_weight(prompt);
+        if !total.is_finite() || total <= 0.0 {
+            return None;
+        }
+        let mean = self.cdf_le(prompt, t);
+        Some((total * mean, total * (1.0 - mean)))
+    }
+
+    /// Mean `a / (a + b)` (equal to [`cdf_le`](Self::cdf_le)) and variance
+    /// `ab / ((a + b)^2 (a + b + 1))` of [`beta`](Self::beta); `None` where `beta` is.
+    pub fn beta_mean_var(&self, prompt: u64, t: f32) -> Option<(f64, f64)> {
+        let (a, b) = self.beta(prompt, t)?;
+        let mean = self.cdf_le(prompt, t);
+        // Same value as ab / ((a+b)^2 (a+b+1)), without overflowing for a huge kappa.
+        Some((mean, mean * (1.0 - mean) / (a + b + 1.0)))
+    }
+
+    /// The proxy reward `R = log((p_le^N - p_lt^N) / (p_le - p_lt))` of a rollout with reward
+    /// `r` (METHOD.md sections 2-3), `p_le = F_post(r)`, `p_lt` its strict form. Computed as
+    /// `log(sum_{i<N} p_le^i p_lt^(N-1-i))` (equal to `log(N p^(N-1))` without ties), clipped
+    /// below at `log_floor`; always finite.
+    pub fn proxy_reward(&self, prompt: u64, r: f32) -> f64 {
+        let value = bon_log_ratio(
+            self.cdf_le(prompt, r),
+            self.cdf_lt(prompt, r),
+            self.config.n,
+        );
+        if value.is_nan() {
+            self.config.log_floor
+        } else {
+            value.max(self.config.log_floor)
+        }
+    }
+
+    /// [`proxy_reward`](Self::proxy_reward) of each reward of a group.
+    pub fn proxy_rewards(&self, prompt: u64, rewards: &[f32]) -> Vec<f64> {
+        rewards
+            .iter()
+            .map(|&r| self.proxy_reward(prompt, r))
+            .collect()
+    }
+
+    /// Share of `rewards` at which the static reference CDF is saturated (`F_ref(r) = 1`): the
+    /// "indiscriminate supervision" of METHOD.md section 2. 0 for an empty group or reference.
+    pub fn saturated_share(&self, prompt: u64, rewards: &[f32]) -> f64 {
+        let Some(post) = self.prompts.get(&prompt) else {
+            return 0.0;
+        };
+        if rewards.is_empty() {
+            return 0.0;
+        }
+        let saturated = rewards
+            .iter()
+            .filter(|&&r| post.reference_cdf(r, false) == Some(1.0))
+            .count();
+        saturated as f64 / rewards.len() as f64
+    }
+
+    /// Writes the target as JSON through a temporary sibling file and a rename.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(|e| CoreError::file(path, e))?;
+        let parent = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .ok_or_else(|| CoreError::file(path, "expected a file path, not a folder"))?;
+        let tmp = parent.join(format!(
+            ".{}.tmp-{}",
+            name.to_string_lossy(),
+            std::process::id()
+        ));
+        let written = std::fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+            .and_then(|()| std::fs::rename(&tmp, path));
+        written.map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            CoreError::file(path, e)
+        })
+    }
+
+    /// Reads a target written by [`save`](Self::save), checking every value again.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(|e| CoreError::file(path, e))?;
+        let mut target: Self = serde_json::from_slice(&text)
+            .map_err(|e| CoreError::file(path, format!("not a saved Bayesian target: {e}")))?;
+        target
+            .config
+            .validate()
+            .map_err(|e| CoreError::file(path, e))?;
+        for (&prompt, post) in &mut target.prompts {
+            post.validate(prompt)
+                .map_err(|e| CoreError::file(path, e))?;
+            post.reference.sort_by(f32::total_cmp);
+            post.evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
+            post.total_weight = post.evidence.iter().map(|(_, w)| w).sum();
+        }
+        Ok(target)
+    }
+}
+
+fn check_finite(prompt: u64, rewards: &[f32], what: &str) -> Result<()> {
+    match rewards.iter().position(|r| !r.is_finite()) {
+        Some(i) => Err(CoreError::Config(format!(
+            "prompt {prompt}: {what} reward {i} is {} (must be finite)",
+            rewards[i]
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// `log(sum_{i=0}^{N-1} p_le^i p_lt^(N-1-i))`, the tie-aware best-of-N log density ratio.
+///
+/// Factoring out `p_le^(N-1)` with `q = p_lt / p_le` and `d = 1 - q` leaves the geometric sum
+/// `(1 - q^N) / d = -expm1(N ln1p(-d)) / d`, accurate for every `d` in `(0, 1]` and `N` in O(1)
+/// (`N` when `d = 0`). `N = 1` gives 0 (best-of-1 is the reference); `p_le = 0` gives `-inf`.
+pub(crate) fn bon_log_ratio(p_le: f64, p_lt: f64, n: usize) -> f64 {
+    if n <= 1 {
+        return 0.0;
+    }
+    if p_le.is_nan() || p_le <= 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    let n = n as f64;
+    let q = (p_lt / p_le).clamp(0.0, 1.0);
+    let d = 1.0 - q;
+    let geometric = if d <= 0.0 {
+        n
+    } else {
+        (-(n * (-d).ln_1p()).exp_m1() / d).clamp(1.0, n)
+    };
+    (n - 1.0) * p_le.min(1.0).ln() + geometric.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(concentration: Concentration, gamma: f64) -> BayesianTarget {
+        let config = TargetConfig {
+            concentration,
+            gamma,
+            ..TargetConfig::blade(0.3)
+        };
+        BayesianTarget::new(config).expect("valid config")
+    }
+
+    /// `log((p_le^N - p_lt^N) / (p_le - p_lt))`, or `log(N p^(N-1))` when they are equal.
+    fn direct(p_le: f64, p_lt: f64, n: usize) -> f64 {
+        let n_i = n as i32;
+        if p_le == p_lt {
+            (n as f64 * p_le.powi(n_i - 1)).ln()
+        } else {
+            ((p_le.powi(n_i) - p_lt.powi(n_i)) / (p_le - p_lt)).ln()
+        }
+    }
+
+    #[test]
+    fn tau_zero_is_exactly_the_static_reference_cdf() {
+        let mut t = target(Concentration::Tau(0.0), 0.7);
+        t.set_reference(1, &[2.0, 0.0, 1.0, 0.0]).unwrap();
+        t.observe(1, &[5.0, 5.0, -3.0, 1.0]).unwrap();
+        t.observe(1, &[0.5, 9.0]).unwrap();
+        for x in [-4.0f32, 0.0, 0.5, 1.0, 1.5, 2.0, 7.0] {
+            let le = [-4.0, 0.0, 0.5, 1.0, 1.5, 2.0, 7.0]
+                .iter()
+                .position(|&y| y == x);
+            let f_le = [0.0, 0.5, 0.5, 0.75, 0.75, 1.0, 1.0][le.unwrap()];
+            let f_lt = [0.0, 0.0, 0.5, 0.5, 0.75, 0.75, 1.0][le.unwrap()];
+            assert_eq!(t.cdf_le(1, x), f_le, "le at {x}");
+            assert_eq!(t.cdf_lt(1, x), f_lt, "lt at {x}");
+            assert_eq!(t.reference_cdf_le(1, x), f_le);
+        }
+        assert_eq!(t.kappa(1), f64::INFINITY);
+        assert_eq!(t.tau(1), 0.0);
+        assert_eq!(t.beta(1, 1.0), None);
+        assert!((t.evidence_weight(1) - (4.0 * 0.7 + 2.0)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn hand_computed_posterior() {
+        let mut t = target(Concentration::Kappa(2.0), 1.0);
+        t.set_reference(7, &[0.0, 0.0, 1.0, 2.0]).unwrap();
+        t.observe(7, &[1.0, 3.0]).unwrap();
+        let close = |a: f64, b: f64| (a - b).abs() < 1e-12;
+        assert!(close(t.cdf_le(7, 1.0), (2.0 * 0.75 + 1.0) / 4.0)); // 0.625
+        assert!(close(t.cdf_lt(7, 1.0), (2.0 * 0.5 + 0.0) / 4.0)); // 0.25
+        assert!(close(t.cdf_le(7, 2.5), (2.0 + 1.0) / 4.0));
+        assert!(close(t.cdf_le(7, 3.0), 1.0));
+        assert_eq!(t.cdf_le(7, -1.0), 0.0);
+        assert_eq!(t.kappa(7), 2.0);
+        assert!(close(t.tau(7), 0.5));
+        let (a, b) = t.beta(7, 1.0).unwrap();
+        assert!(close(a, 2.5) && close(b, 1.5));
+        let (mean, var) = t.beta_mean_var(7, 1.0).unwrap();
+        assert!(close(mean, 0.625) && close(var, 2.5 * 1.5 / (16.0 * 5.0)));
+        let r = t.proxy_reward(7, 1.0);
+        assert!(close(r, direct(0.625, 0.25, 16)));
+    }
+
+    #[test]
+    fn forgetting_halves_old_weights_per_visit() {
+        let mut t = target(Concentration::Kappa(0.0), 0.5);
+        t.set_reference(3, &[0.0]).unwrap();
+        t.observe(3, &[1.0, 2.0]).unwrap();
+        assert_eq!(t.evidence_weight(3), 2.0);
+        t.observe(3, &[3.0]).unwrap(); // weights 0.5, 0.5, 1
+        t.observe(3, &[]).unwrap(); // an empty group is not a visit
+        assert_eq!(t.evidence_weight(3), 2.0);
+        assert_eq!(t.visits(3), 2);
+        assert_eq!(t.cdf_le(3, 1.0), 0.25);
+        assert_eq!(t.cdf_le(3, 2.0), 0.5);
+        assert_eq!(t.cdf_lt(3, 3.0), 0.5);
+        t.observe(3, &[3.0]).unwrap(); // 0.25, 0.25, 0.5 + 1 merged
+        assert_eq!(
+            t.prompts[&3].evidence,
+            vec![(1.0, 0.25), (2.0, 0.25), (3.0, 1.5)]
+        );
+        assert_eq!(t.evidence_weight(3), 2.0);
+        for _ in 0..18 {
+            t.observe(3, &[3.0]).unwrap();
+        }
+        // 0.5^20 < 1e-6: the first group's rewards are gone.
+        assert_eq!(t.prompts[&3].evidence.len(), 1);
+        assert_eq!(t.cdf_le(3, 2.5), 0.0);
+    }
+
+    #[test]
+    fn tau_mode_hits_the_configured_tau() {
+        let mut t = target(Concentration::Tau(0.3), 1.0);
+        t.set_reference(0, &[0.0, 1.0]).unwrap();
+        assert_eq!((t.tau(0), t.kappa(0)), (0.0, 0.0));
+        assert_eq!(t.cdf_le(0, 0.5), 0.5); // no evidence yet: F_ref
+        t.observe(0, &[0.5, 2.0, 2.0]).unwrap();
+        assert_eq!(t.tau(0), 0.3);
+        let (w, kappa) = (t.evidence_weight(0), t.kappa(0));
+        assert!((kappa - 3.0 * 0.7 / 0.3).abs() < 1e-12);
+        assert!((w / (kappa + w) - 0.3).abs() < 1e-12);
+        let formula = (kappa * 1.0 + 1.0) / (kappa + w);
+        assert!((t.cdf_le(0, 1.0) - formula).abs() < 1e-12);
+        assert!((t.cdf_le(0, 1.0) - 0.8).abs() < 1e-12);
+    }
+
+    #[test]
+    fn ties_use_the_tie_aware_form() {
+        let mut t = target(Concentration::Kappa(1.0), 1.0);
+        t.set_reference(0, &[0.0, 0.0, 0.0]).unwrap();
+        t.observe(0, &[0.0, 0.0]).unwrap();
+        assert_eq!((t.cdf_le(0, 0.0), t.cdf_lt(0, 0.0)), (1.0, 0.0));
+        assert_eq!(t.proxy_reward(0, 0.0), 0.0);
+        assert_eq!(direct(1.0, 0.0, 16), 0.0);
+        let mut s = target(Concentration::Tau(0.0), 1.0);
+        s.set_reference(0, &[0.0, 0.0, 1.0, 1.0]).unwrap();
+        let r = s.proxy_reward(0, 0.0); // p_le = 0.5, p_lt = 0
+        assert!((r - 15.0 * 0.5f64.ln()).abs() < 1e-12);
+        assert!((r - direct(0.5, 0.0, 16)).abs() < 1e-12);
+        for (le, lt, n) in [
+            (0.75f64, 0.25f64, 16i32),
+            (0.9, 0.899, 8),
+            (1.0, 0.5, 3),
+            (0.3, 0.1, 100),
+        ] {
+            let loop_sum: f64 = (0..n).map(|i| le.powi(i) * lt.powi(n - 1 - i)).sum();
+            let got = bon_log_ratio(le, lt, n as usize);
+            assert!((got - loop_sum.ln()).abs() < 1e-12, "{le} {lt} {n}");
+            assert!((got - direct(le, lt, n as usize)).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn no_ties_limit_is_n_f_pow_n_minus_one() {
+        for f in [1e-3f64, 0.2, 0.5, 0.99, 1.0] {
+            let expected = (16.0f64).ln() + 15.0 * f.ln();
+            assert!((bon_log_ratio(f, f, 16) - expected).abs() < 1e-12);
+            let gaps: Vec<f64> = [1e-2, 1e-5, 1e-9]
+                .iter()
+                .map(|&eps| (bon_log_ratio(f, f * (1.0 - eps), 16) - expected).abs())
+                .collect();
+            assert!(
+                gaps[0] > gaps[1] && gaps[1] > gaps[2] && gaps[2] < 1e-6,
+                "{gaps:?}"
+            );
+        }
+        // Distinct continuous rewards: the gap p_le - p_lt = 1/M shrinks as M grows.
+        let error_at = |m: usize| {
+            let mut t = target(Concentration::Tau(0.0), 1.0);
+            let reference: Vec<f32> = (0..m).map(|i| i as f32 / m as f32).collect();
+            t.set_reference(0, &reference).unwrap();
+            let r = reference[m / 2];
+            let f = t.cdf_le(0, r);
+            assert!((t.cdf_le(0, r) - t.cdf_lt(0, r) - 1.0 / m as f64).abs() < 1e-12);
+            (t.proxy_reward(0, r) - (16.0f64.ln() + 15.0 * f.ln())).abs()
+        };
+        assert!(error_at(10_000) < error_at(100) && error_at(10_000) < 1e-2);
+        let mut t = target(Concentration::Tau(0.0), 1.0);
+        t.set_reference(0, &[0.0, 1.0, 2.0, 3.0]).unwrap();
+        let expected = 16.0f64.ln() + 15.0 * 0.5f64.ln();
+        assert!((t.proxy_reward(0, 1.5) - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn floor_and_best_of_one() {
+        let mut t = target(Concentration::Tau(0.0), 1.0);
+        t.set_reference(0, &[1.0, 2.0]).unwrap();
+        assert_eq!(t.proxy_reward(0, 0.0), -20.0); // p_le = 0
+        assert_eq!(t.proxy_reward(0, f32::NAN), -20.0);
+        let mut one = BayesianTarget::new(TargetConfig::static_bon(1)).unwrap();
+        one.set_reference(0, &[1.0, 2.0]).unwrap();
+        assert_eq!(one.proxy_rewards(0, &[0.0, 1.5, 9.0]), vec![0.0; 3]);
+    }
+
+    #[test]
+    fn prompts_without_reference() {
+        let mut t = target(Concentration::Kappa(5.0), 1.0);
+        assert_eq!(t.cdf_le(9, 1.0), 0.5);
+        assert_eq!(t.proxy_reward(9, 1.0), t.proxy_reward(9, -1.0));
+        t.observe(9, &[1.0, 2.0]).unwrap();
+        assert_eq!((t.kappa(9), t.tau(9)), (0.0, 1.0));
+        assert_eq!(t.cdf_le(9, 1.0), 0.5);
+        assert_eq!(t.cdf_lt(9, 1.0), 0.0);
+        assert_eq!(t.beta(9, 1.5), Some((1.0, 1.0)));
+        assert_eq!(t.saturated_share(9, &[5.0]), 0.0);
+        let mut s = target(Concentration::Tau(0.0), 1.0);
+        s.observe(9, &[1.0, 2.0]).unwrap();
+        assert_eq!((s.cdf_le(9, 1.0), s.cdf_le(9, 5.0)), (0.5, 0.5));
+    }
+
+    #[test]
+    fn saturated_share_counts_f_ref_equal_one() {
+        let mut t = target(Concentration::Kappa(1.0), 1.0);
+        t.set_reference(0, &[0.0, 1.0]).unwrap();
+        assert_eq!(t.saturated_share(0, &[0.5, 1.0, 2.0, 3.0]), 0.75);
+        assert_eq!(t.saturated_share(0, &[]), 0.0);
+    }
+
+    #[test]
+    fn invalid_inputs_are_rejected() {
+        let base = TargetConfig::default();
+        assert!(BayesianTarget::new(base.clone()).is_ok());
+        let rejects = |edit: &dyn Fn(&mut TargetConfig)| {
+            let mut config = base.clone();
+            edit(&mut config);
+            matches!(BayesianTarget::new(config), Err(CoreError::Config(_)))
+        };
+        for gamma in [0.0, 1.5, f64::NAN] {
+            assert!(rejects(&|c| c.gamma = gamma), "gamma {gamma}");
+        }
+        for floor in [0.0, f64::NEG_INFINITY, f64::NAN] {
+            assert!(rejects(&|c| c.log_floor = floor), "floor {floor}");
+        }
+        assert!(rejects(&|c| c.n = 0));
+        for x in [-0.1, 1.1, f64::NAN] {
+            assert!(
+                rejects(&|c| c.concentration = Concentration::Tau(x)),
+                "tau {x}"
+            );
+        }
+        for x in [-1.0, f64::INFINITY, f64::NAN] {
+            assert!(
+                rejects(&|c| c.concentration = Concentration::Kappa(x)),
+                "kappa {x}"
+            );
+        }
+        let mut t = BayesianTarget::new(base).unwrap();
+        t.set_reference(4, &[1.0]).unwrap();
+        let err = t.observe(4, &[1.0, f32::NAN]).unwrap_err().to_string();
+        assert!(err.contains("prompt 4"), "{err}");
+        assert!(t.set_reference(4, &[f32::INFINITY]).is_err());
+        assert_eq!(t.evidence_weight(4), 0.0);
+        assert_eq!(t.reference_cdf_le(4, 1.0), 1.0);
+    }
+}
