@@ -4,9 +4,11 @@
 //! by `blade-core`, `blade-data` and `blade-metrics`.
 
 mod common;
+mod compare;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
+mod plot;
 mod recommend;
 mod train_cmd;
 
@@ -29,6 +31,8 @@ enum Command {
     Train(train_cmd::TrainArgs),
     /// Evaluate a trained run or a baseline (`random`, `pop`) and print every metric.
     Eval(eval_cmd::EvalArgs),
+    /// Align several methods from one SFT run over several seeds; tables, curves and pictures.
+    Compare(compare::CompareArgs),
     /// Print the top-K recommendations of a trained run for one user, with titles.
     Recommend(recommend::RecommendArgs),
     /// Train and compare every method on the built-in synthetic data (offline, minutes on a CPU).
@@ -43,6 +47,7 @@ fn main() {
         Command::Train(a) => train_cmd::run(a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Recommend(a) => recommend::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Demo(a) => demo::run(a),
     };
     if let Err(e) = result {

@@ -114,7 +114,7 @@ pub struct AlignArgs {
     #[arg(long, default_value_t = 2)]
     pub inner_epochs: usize,
     /// Learning rate of alignment (Adam).
-    #[arg(long, default_value_t = 1e-4)]
+    #[arg(long, default_value_t = 5e-4)]
     pub align_lr: f64,
     /// Weight of the KL penalty to the reference.
     #[arg(long, default_value_t = 0.05)]
@@ -278,20 +278,19 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     };
     let start = Instant::now();
     let out = train_align(&config, &inputs, &a.out, a.dashboard.into(), a.resume)?;
-    let first = out.curves.iter().find(|c| c.step > 0);
-    let last = out.curves.last();
+    let s = &out.summary;
+    let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
-        "{} done in {:.1}s: mean reward {:.4} -> {:.4}; valid NDCG@10 {} -> {}; model at {}",
+        "{} done in {:.1}s: `{}` of the SFT reference {:.4} -> aligned policy {:.4} (same {} prompts); \
+         valid NDCG@10 {} -> {}; model at {}",
         method.name(),
         start.elapsed().as_secs_f64(),
-        first.map_or(f64::NAN, |c| c.reward),
-        last.map_or(f64::NAN, |c| c.reward),
-        out.curves
-            .first()
-            .and_then(|c| c.valid_ndcg)
-            .map_or("-".into(), |v| format!("{v:.4}")),
-        last.and_then(|c| c.valid_ndcg)
-            .map_or("-".into(), |v| format!("{v:.4}")),
+        s.reward,
+        s.reference_reward,
+        s.policy_reward,
+        s.prompts,
+        fmt(s.valid_ndcg_start),
+        fmt(s.valid_ndcg_end),
         out.model_path.display()
     );
     Ok(())

@@ -81,7 +81,7 @@ impl Default for AlignConfig {
             group_size: 8,
             list_len: 10,
             inner_epochs: 2,
-            lr: 1e-4,
+            lr: 5e-4,
             loss: LossConfig::default(),
             reference_lists: 16,
             bon_n: 8,

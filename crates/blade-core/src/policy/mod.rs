@@ -11,6 +11,7 @@
 //! restricted softmax at temperature 1 (the policy itself, whatever sampler drew the list).
 
 pub mod baselines;
+pub mod bon;
 pub mod item_lm;
 pub mod sampling;
 
