@@ -22,9 +22,6 @@ use crate::train_cmd::{AlignArgs, DashboardArg};
 /// Arguments of `blade compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// The SFT run every method starts from (and the `sft` row).
-    #[arg(long)]
-    pub init: PathBuf,
     /// Methods to compare: sft, grpo, bon-static, bond, bonbon, sdpo, blade.
     #[arg(
         long,
@@ -67,6 +64,7 @@ struct Cell {
 
 struct Ctx<'a> {
     a: &'a CompareArgs,
+    init: &'a Path,
     ds: &'a Dataset,
     split: &'a Split,
     catalog: &'a CatalogInfo,
@@ -96,12 +94,12 @@ fn run_one(
             split: c.split,
             catalog: c.catalog,
             reward,
-            init: &c.a.init,
+            init: c.init,
             device: c.device,
         };
         println!("== {} seed {seed} ({})", method.name(), reward.name());
         train_align(&cfg, &inputs, dir, c.a.dashboard.into(), false)?;
-        let info = RunInfo::load(&c.a.init)?;
+        let info = RunInfo::load(c.init)?;
         RunInfo {
             method: method.name().into(),
             data: info.data,
@@ -225,7 +223,10 @@ pub fn run(a: CompareArgs) -> Result<()> {
     if a.seeds.is_empty() || a.methods.is_empty() {
         bail!("--methods and --seeds must not be empty");
     }
-    let info = RunInfo::load(&a.init)?;
+    let Some(init) = a.align.init.clone() else {
+        bail!("give the SFT run every method starts from with --init DIR");
+    };
+    let info = RunInfo::load(&init)?;
     let device = a.backend.device()?;
     let (ds, split) = dataset_and_split(&info.data)?;
     let catalog = CatalogInfo::from_dataset(&ds, &split);
@@ -234,6 +235,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let ev = Evaluator::new(&ds, &split, EvalConfig::default())?;
     let c = Ctx {
         a: &a,
+        init: &init,
         ds: &ds,
         split: &split,
         catalog: &catalog,
@@ -247,7 +249,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
     let mut order = Vec::new();
     for m in &a.methods {
         if m == "sft" {
-            let (_, model) = load_item_lm(&a.init, &device)?;
+            let (_, model) = load_item_lm(&init, &device)?;
             let (report, _) = evaluate_one(
                 &ev,
                 &Named {
@@ -288,7 +290,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         order.push(method.name().to_string());
     }
     if a.bon_inference > 0 {
-        let (_, model) = load_item_lm(&a.init, &device)?;
+        let (_, model) = load_item_lm(&init, &device)?;
         let oracle = is_accuracy(&a.align.reward);
         let name = format!(
             "bon-inference@{}{}",
