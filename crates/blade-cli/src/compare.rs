@@ -136,7 +136,7 @@ fn read_curves(path: &Path) -> Result<Vec<StepRecord>> {
             loss: f(9).unwrap_or(f64::NAN),
             clip_frac: f(10).unwrap_or(f64::NAN),
             valid_ndcg: f(11),
-            seconds_rollout: f(12).unwrap_or(f64::NAN),
+            seconds_step: f(12).unwrap_or(f64::NAN),
             seconds_target: f(13).unwrap_or(f64::NAN),
             seconds_grad: f(14).unwrap_or(f64::NAN),
         });

@@ -4,6 +4,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
+use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
+use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
 use clap::Args;
@@ -19,8 +21,14 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// SFT epochs.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 6)]
     pub epochs: usize,
+    /// Alignment steps per method (0 = SFT and baselines only).
+    #[arg(long, default_value_t = 25)]
+    pub align_steps: usize,
+    /// The list reward the alignment methods optimise.
+    #[arg(long, default_value = "ndcg@10")]
+    pub reward: String,
     /// auto, tui or plain.
     #[arg(long, value_enum, default_value = "plain")]
     pub dashboard: DashboardArg,
@@ -94,6 +102,39 @@ pub fn run(a: DemoArgs) -> Result<()> {
         inner: &outcome.model,
     };
     reports.push(evaluate_one(&ev, &sft_named, &split.test)?.0);
+    if a.align_steps > 0 {
+        let catalog = CatalogInfo::from_dataset(&ds, &split);
+        let reward =
+            parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
+        for method in Method::ALL {
+            let cfg = AlignConfig {
+                method,
+                steps: a.align_steps,
+                lr: 1e-3,
+                eval_every: a.align_steps,
+                ..AlignConfig::default()
+            };
+            let inputs = AlignInputs {
+                split: &split,
+                catalog: &catalog,
+                reward: reward.as_ref(),
+                init: &run_dir,
+                device: &device,
+            };
+            let dir = a.out.join(method.name());
+            let out = train_align(&cfg, &inputs, &dir, Dashboard::from(a.dashboard), false)?;
+            RunInfo {
+                method: method.name().into(),
+                data: data.clone(),
+            }
+            .save(&dir)?;
+            let named = Named {
+                name: method.name().into(),
+                inner: &out.model,
+            };
+            reports.push(evaluate_one(&ev, &named, &split.test)?.0);
+        }
+    }
     let table = report_table(&reports);
     println!("\n{table}");
     blade_core::sft::write_atomic(&a.out.join("results.md"), table.as_bytes())?;

@@ -3,6 +3,7 @@
 //! This binary only parses arguments, picks the device and renders results; the work is done
 //! by `blade-core`, `blade-data` and `blade-metrics`.
 
+mod bench;
 mod common;
 mod compare;
 mod data_cmd;
@@ -35,6 +36,8 @@ enum Command {
     Compare(compare::CompareArgs),
     /// Print the top-K recommendations of a trained run for one user, with titles.
     Recommend(recommend::RecommendArgs),
+    /// Measure rollout and ranking throughput and the alignment step time (blade vs bon-static).
+    Bench(bench::BenchArgs),
     /// Train and compare every method on the built-in synthetic data (offline, minutes on a CPU).
     Demo(demo::DemoArgs),
 }
@@ -49,6 +52,7 @@ fn main() {
         Command::Recommend(a) => recommend::run(a),
         Command::Compare(a) => compare::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

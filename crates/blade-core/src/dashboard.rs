@@ -97,6 +97,8 @@ impl LiveDashboard {
     /// Starts the training split of `steps` steps.
     pub fn begin(&mut self, steps: usize) {
         if let Some(r) = self.renderer.as_mut() {
+            // the TUI counts epochs from 1: announce the (single) epoch before its split
+            r.update_epoch(0);
             r.start_split("train", steps);
         }
         self.split_open = true;

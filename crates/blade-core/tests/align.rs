@@ -75,10 +75,15 @@ fn every_method_trains_and_blade_improves_its_reward() {
             "target.json",
             "state.json",
             "curves.csv",
-            "reference.json",
+            "summary.json",
         ] {
             assert!(dir.join(f).exists(), "{} lacks {f}", method.name());
         }
+        let caches = std::fs::read_dir(sft.join("reference")).unwrap().count();
+        assert_eq!(
+            caches, 1,
+            "one reference cache beside the SFT run, shared by all methods"
+        );
         let static_tau = out.curves[1..].iter().all(|c| c.tau == 0.0);
         match method {
             Method::BonStatic => assert!(static_tau, "bon-static is tau = 0"),

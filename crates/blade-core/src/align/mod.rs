@@ -5,8 +5,9 @@
 //!
 //! A run folder holds `align.json` (this config), `config.json` + `model.bpk` (the aligned
 //! policy, loadable like an SFT run), `optim.bpk`, `target.json` (the per-prompt posterior),
-//! `state.json` (step counter), `reference.json` (the M cached reference lists per prompt,
-//! reused by later runs with the same settings) and `curves.csv` (one row per step).
+//! `state.json` (step counter), `curves.csv` (one row per step) and `summary.json`. The M
+//! reference lists per prompt are sampled once from the SFT model and cached beside it, in
+//! `<sft run>/reference/<settings hash>.json`, shared by every method and seed.
 
 pub mod objective;
 
@@ -196,8 +197,8 @@ pub struct StepRecord {
     pub clip_frac: f64,
     /// Validation NDCG@10 of greedy lists, where evaluated this step.
     pub valid_ndcg: Option<f64>,
-    /// Seconds spent sampling, scoring, updating the target and stepping.
-    pub seconds_rollout: f64,
+    /// Wall time of the whole step: sampling, scoring, target update and gradient steps.
+    pub seconds_step: f64,
     /// Seconds spent in the target update and proxy rewards.
     pub seconds_target: f64,
     /// Seconds spent in the gradient steps.
@@ -312,17 +313,23 @@ fn reference_cache(
     pool: &[PoolPrompt],
     dir: &Path,
 ) -> crate::Result<ReferenceCache> {
+    // shared by every method and seed started from this SFT run: same prompts, same reward
     let key = format!(
-        "init={} pool={} M={} K={} reward={} mask={} seed={}",
-        inputs.init.display(),
+        "pool={} per_user={} M={} K={} reward={} mask={}",
         pool.len(),
+        cfg.prompts_per_user,
         cfg.reference_lists,
         cfg.list_len,
         inputs.reward.name(),
         cfg.mask_history,
-        cfg.seed
     );
-    let path = dir.join("reference.json");
+    let fnv = key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+    });
+    let cache_dir = inputs.init.join("reference");
+    std::fs::create_dir_all(&cache_dir).map_err(|e| CoreError::file(&cache_dir, e))?;
+    let path = cache_dir.join(format!("{fnv:016x}.json"));
+    let _ = dir;
     if let Ok(text) = std::fs::read_to_string(&path) {
         if let Ok(cache) = serde_json::from_str::<ReferenceCache>(&text) {
             if cache.key == key && cache.rewards.len() == pool.len() {
@@ -330,7 +337,7 @@ fn reference_cache(
             }
         }
     }
-    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0x5eed_0ef0);
+    let mut rng = StdRng::seed_from_u64(0x5eed_0ef0);
     let spec = SampleSpec {
         lists_per_prompt: cfg.reference_lists,
         list_len: cfg.list_len,
@@ -412,7 +419,7 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
 /// Writes `curves.csv`: one row per step.
 pub fn write_curves(path: &Path, curves: &[StepRecord]) -> crate::Result<()> {
     let mut out = String::from(
-        "step,reward,reward_std,proxy,proxy_std,tau,kl,entropy,saturated,loss,clip_frac,valid_ndcg,seconds_rollout,seconds_target,seconds_grad\n",
+        "step,reward,reward_std,proxy,proxy_std,tau,kl,entropy,saturated,loss,clip_frac,valid_ndcg,seconds_step,seconds_target,seconds_grad\n",
     );
     for r in curves {
         out.push_str(&format!(
@@ -429,7 +436,7 @@ pub fn write_curves(path: &Path, curves: &[StepRecord]) -> crate::Result<()> {
             r.loss,
             r.clip_frac,
             r.valid_ndcg.map_or(String::new(), |v| v.to_string()),
-            r.seconds_rollout,
+            r.seconds_step,
             r.seconds_target,
             r.seconds_grad
         ));
@@ -629,7 +636,7 @@ pub fn train_align(
             loss: stats.loss,
             clip_frac: stats.clip_frac,
             valid_ndcg: None,
-            seconds_rollout: t0.elapsed().as_secs_f64(),
+            seconds_step: t0.elapsed().as_secs_f64(),
             seconds_target,
             seconds_grad,
         };
