@@ -173,3 +173,119 @@ fn baselines_evaluate_and_dump_lists_on_synthetic_data() {
         assert_eq!(l["targets"].as_array().unwrap().len(), 1);
     }
 }
+
+#[test]
+fn compare_writes_tables_curves_and_pictures() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = blade(
+        &[
+            "train",
+            "--method",
+            "sft",
+            "--out",
+            "sft",
+            "--epochs",
+            "1",
+            "--max-train-prompts",
+            "3000",
+            "--dashboard",
+            "plain",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = blade(
+        &[
+            "compare",
+            "--init",
+            "sft",
+            "--out",
+            "cmp",
+            "--methods",
+            "sft,bon-static,blade",
+            "--seeds",
+            "1,2",
+            "--steps",
+            "2",
+            "--prompts-per-step",
+            "8",
+            "--group-size",
+            "4",
+            "--reference-lists",
+            "4",
+            "--eval-every",
+            "0",
+            "--bon-inference",
+            "4",
+            "--lambdas",
+            "0.5",
+            "--front-methods",
+            "blade",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let cmp = dir.path().join("cmp");
+    for f in [
+        "results.md",
+        "results.csv",
+        "reports.json",
+        "curves.csv",
+        "reward.svg",
+        "gradient_decay.svg",
+        "pareto_fairness.svg",
+        "pareto_diversity.svg",
+        "fronts.csv",
+    ] {
+        assert!(cmp.join(f).exists(), "compare did not write {f}");
+    }
+    let md = std::fs::read_to_string(cmp.join("results.md")).unwrap();
+    assert!(
+        md.contains("| blade |") && md.contains("| bon-static |") && md.contains("(oracle)"),
+        "{md}"
+    );
+    assert!(md.contains(" ± "));
+    let svg = std::fs::read_to_string(cmp.join("gradient_decay.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("blade") && svg.contains("bon-static"));
+    // mean +- std rows: 2 seeds per aligned method
+    let csv = std::fs::read_to_string(cmp.join("results.csv")).unwrap();
+    assert!(
+        csv.lines()
+            .any(|l| l.starts_with("blade,generation,ndcg@10,") && l.ends_with(",2")),
+        "{csv}"
+    );
+
+    let o = blade(
+        &[
+            "train",
+            "--method",
+            "blade",
+            "--out",
+            "x",
+            "--reward",
+            "ndcg@10 + 0.3*ildd",
+        ],
+        dir.path(),
+    );
+    let err = stderr(&o);
+    assert!(!o.status.success() && err.contains("--init"), "{err}");
+    let o = blade(
+        &[
+            "train",
+            "--method",
+            "blade",
+            "--init",
+            "sft",
+            "--out",
+            "x",
+            "--reward",
+            "ndcg@10 + 0.3*ildd",
+        ],
+        dir.path(),
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("unknown reward `ildd`") && err.contains('^'),
+        "{err}"
+    );
+}
