@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
 
     let catalog = CatalogInfo::from_dataset(&dataset, &split);
     let ndcg = parse_reward("ndcg@10", &catalog)?;
-    let reward = WeightedSum::new(vec![(1.0, ndcg), (0.5, Box::new(Novelty))]);
+    let reward = WeightedSum::new(vec![(1.0, ndcg), (0.2, Box::new(Novelty))]);
     let inputs = AlignInputs {
         split: &split,
         catalog: &catalog,
