@@ -60,7 +60,6 @@ fn main() -> anyhow::Result<()> {
     let cfg = AlignConfig {
         method: Method::Blade,
         steps: 20,
-        lr: 1e-3,
         eval_every: 10,
         ..AlignConfig::default()
     };
