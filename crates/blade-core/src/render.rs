@@ -38,10 +38,18 @@ impl PlainRenderer {
         let entry = match state {
             MetricState::Generic(e) | MetricState::Numeric(e, _) => e,
         };
-        self.latest.insert(
-            format!("{:?}", entry.metric_id),
-            entry.serialized_entry.formatted,
-        );
+        let id = format!("{:?}", entry.metric_id);
+        let name = self.names.get(&id).cloned().unwrap_or_default();
+        // burn formats entries as "epoch <mean> - batch <last>": keep the epoch mean
+        let text = entry.serialized_entry.formatted;
+        let value = text
+            .split(" - ")
+            .next()
+            .unwrap_or(&text)
+            .trim_start_matches("epoch ")
+            .to_string();
+        self.latest
+            .insert(format!("{name}{id}"), format!("{name} {value}"));
     }
 }
 
