@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use blade_core::align::{train_align, AlignInputs, Method, StepRecord};
+use blade_core::align::{read_curves, train_align, AlignInputs, Method, StepRecord};
 use blade_core::policy::bon::best_of_n_lists;
 use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
 use blade_core::sft::load_item_lm;
@@ -114,34 +114,6 @@ fn run_one(
     };
     let (report, _) = evaluate_one(c.ev, &named, &c.split.test)?;
     Ok((report, curves))
-}
-
-fn read_curves(path: &Path) -> Result<Vec<StepRecord>> {
-    let mut r =
-        csv::Reader::from_path(path).with_context(|| format!("reading {}", path.display()))?;
-    let mut out = Vec::new();
-    for row in r.records() {
-        let row = row.with_context(|| format!("reading {}", path.display()))?;
-        let f = |i: usize| row.get(i).and_then(|v| v.parse::<f64>().ok());
-        out.push(StepRecord {
-            step: row.get(0).and_then(|v| v.parse().ok()).unwrap_or(0),
-            reward: f(1).unwrap_or(f64::NAN),
-            reward_std: f(2).unwrap_or(f64::NAN),
-            proxy: f(3).unwrap_or(f64::NAN),
-            proxy_std: f(4).unwrap_or(f64::NAN),
-            tau: f(5).unwrap_or(f64::NAN),
-            kl: f(6).unwrap_or(f64::NAN),
-            entropy: f(7).unwrap_or(f64::NAN),
-            saturated: f(8).unwrap_or(f64::NAN),
-            loss: f(9).unwrap_or(f64::NAN),
-            clip_frac: f(10).unwrap_or(f64::NAN),
-            valid_ndcg: f(11),
-            seconds_step: f(12).unwrap_or(f64::NAN),
-            seconds_target: f(13).unwrap_or(f64::NAN),
-            seconds_grad: f(14).unwrap_or(f64::NAN),
-        });
-    }
-    Ok(out)
 }
 
 fn mean_std(v: &[f64]) -> (f64, f64) {
@@ -349,25 +321,24 @@ pub fn run(a: CompareArgs) -> Result<()> {
         &a.out.join("reports.json"),
         serde_json::to_string_pretty(&cells)?.as_bytes(),
     )?;
-    let mut all = String::from(
-        "method,seed,step,reward,reward_std,proxy,proxy_std,tau,kl,entropy,saturated,valid_ndcg\n",
-    );
+    // every run's own curves.csv, prefixed with its method and seed
+    let mut all = String::new();
     for (m, runs) in &curves {
-        for (seed, cv) in runs {
-            for r in cv {
-                all.push_str(&format!(
-                    "{m},{seed},{},{},{},{},{},{},{},{},{},{}\n",
-                    r.step,
-                    r.reward,
-                    r.reward_std,
-                    r.proxy,
-                    r.proxy_std,
-                    r.tau,
-                    r.kl,
-                    r.entropy,
-                    r.saturated,
-                    r.valid_ndcg.map_or(String::new(), |v| v.to_string())
-                ));
+        for (seed, _) in runs {
+            let path = a
+                .out
+                .join("runs")
+                .join(format!("{m}-s{seed}"))
+                .join("curves.csv");
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            if all.is_empty() {
+                all.push_str(&format!("method,seed,{header}\n"));
+            }
+            for line in lines {
+                all.push_str(&format!("{m},{seed},{line}\n"));
             }
         }
     }

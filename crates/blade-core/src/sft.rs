@@ -543,11 +543,9 @@ fn renderer(
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so no half-written file
-/// is ever left at `path`.
+/// is ever left at `path` (see [`blade_data::write_atomic`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
-    let tmp = tmp_path(path);
-    std::fs::write(&tmp, bytes).map_err(|e| CoreError::file(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| CoreError::file(path, e))
+    Ok(blade_data::write_atomic(path, bytes)?)
 }
 
 fn tmp_path(path: &Path) -> PathBuf {

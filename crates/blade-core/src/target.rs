@@ -23,8 +23,8 @@
 //! - A NaN threshold compares false with everything: its CDF values are 0 (or the neutral 0.5).
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
+
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -404,25 +404,7 @@ impl BayesianTarget {
     /// Writes the target as JSON through a temporary sibling file and a rename.
     pub fn save(&self, path: &Path) -> Result<()> {
         let bytes = serde_json::to_vec(self).map_err(|e| CoreError::file(path, e))?;
-        let parent = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let name = path
-            .file_name()
-            .ok_or_else(|| CoreError::file(path, "expected a file path, not a folder"))?;
-        let tmp = parent.join(format!(
-            ".{}.tmp-{}",
-            name.to_string_lossy(),
-            std::process::id()
-        ));
-        let written = std::fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
-            .and_then(|()| std::fs::rename(&tmp, path));
-        written.map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            CoreError::file(path, e)
-        })
+        crate::sft::write_atomic(path, &bytes)
     }
 
     /// Reads a target written by [`save`](Self::save), checking every value again.

@@ -509,7 +509,9 @@ fn build_catalog(raw: &RawDataset, items: &BTreeSet<&str>) -> Result<Catalog> {
 }
 
 /// Writes `bytes` to `path` through a temporary sibling file and a rename.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Writes `bytes` to `path` through a synced temporary sibling file and a rename, so that no
+/// half-written file is ever left at `path`; missing parent folders are created.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -16,7 +16,9 @@ pub type ItemId = u32;
 /// Dense user index used everywhere after preprocessing.
 pub type UserId = u32;
 pub mod dataset;
-pub use dataset::{Catalog, Dataset, EvalCase, Item, PreprocessConfig, Split, TrainPrompt};
+pub use dataset::{
+    write_atomic, Catalog, Dataset, EvalCase, Item, PreprocessConfig, Split, TrainPrompt,
+};
 pub mod fetch;
 pub mod importers;
 pub mod stats;

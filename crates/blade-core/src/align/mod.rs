@@ -416,32 +416,25 @@ fn save_json<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
     write_atomic(path, text.as_bytes())
 }
 
-/// Writes `curves.csv`: one row per step.
+/// Writes `curves.csv`: one row per step, the columns being [`StepRecord`]'s fields.
 pub fn write_curves(path: &Path, curves: &[StepRecord]) -> crate::Result<()> {
-    let mut out = String::from(
-        "step,reward,reward_std,proxy,proxy_std,tau,kl,entropy,saturated,loss,clip_frac,valid_ndcg,seconds_step,seconds_target,seconds_grad\n",
-    );
+    let mut w = csv::Writer::from_writer(Vec::new());
     for r in curves {
-        out.push_str(&format!(
-            "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{}\n",
-            r.step,
-            r.reward,
-            r.reward_std,
-            r.proxy,
-            r.proxy_std,
-            r.tau,
-            r.kl,
-            r.entropy,
-            r.saturated,
-            r.loss,
-            r.clip_frac,
-            r.valid_ndcg.map_or(String::new(), |v| v.to_string()),
-            r.seconds_step,
-            r.seconds_target,
-            r.seconds_grad
-        ));
+        w.serialize(r).map_err(|e| CoreError::file(path, e))?;
     }
-    write_atomic(path, out.as_bytes())
+    let bytes = w
+        .into_inner()
+        .map_err(|e| CoreError::file(path, e.to_string()))?;
+    write_atomic(path, &bytes)
+}
+
+/// Reads a `curves.csv` written by [`write_curves`].
+pub fn read_curves(path: &Path) -> crate::Result<Vec<StepRecord>> {
+    let mut r = csv::Reader::from_path(path).map_err(|e| CoreError::file(path, e))?;
+    r.deserialize()
+        .enumerate()
+        .map(|(i, row)| row.map_err(|e| CoreError::file(path, format!("row {}: {e}", i + 2))))
+        .collect()
 }
 
 /// Runs alignment from the SFT run in `inputs.init`, writing the run into `dir`; with
