@@ -10,6 +10,10 @@ use blade_core::{BackendSpec, ItemLmConfig, SftConfig};
 use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig, Split};
 
+/// burn seeds a device globally, so two tests training at once would interleave their random
+/// draws; training tests take this lock to stay deterministic.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn setup(dir: &Path) -> (Dataset, Split) {
     let raw = generate(&SyntheticConfig {
         users: 160,
@@ -46,6 +50,7 @@ fn small(method: Method, steps: usize) -> AlignConfig {
 
 #[test]
 fn every_method_trains_and_blade_improves_its_reward() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
     let sft = root.path().join("sft");
     let (ds, split) = setup(&sft);
@@ -116,6 +121,7 @@ fn every_method_trains_and_blade_improves_its_reward() {
 
 #[test]
 fn alignment_resumes_from_its_checkpoint() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let root = tempfile::tempdir().unwrap();
     let sft = root.path().join("sft");
     let (ds, split) = setup(&sft);
