@@ -1,9 +1,8 @@
 //! `blade eval`.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use blade_core::sft::load_item_lm;
 use blade_core::{
     DecodeStrategy, EvalConfig, EvalLists, EvalReport, Evaluator, PopRecommender,
@@ -82,13 +81,13 @@ pub fn evaluate_one(
     Ok(out)
 }
 
-/// Writes generated lists as JSON lines in the dataset's original ids, atomically.
+/// Writes generated lists as JSON lines in the dataset's original ids, atomically: one line
+/// per (method, case) with `method`, `user`, `list`, `targets` and `history`.
 pub fn dump_lists(
     path: &Path,
     ds: &Dataset,
     cases: &[EvalCase],
-    lists: &[Vec<u32>],
-    method: &str,
+    dumped: &[(String, Vec<Vec<u32>>)],
 ) -> Result<()> {
     let raw = |i: &u32| {
         ds.catalog
@@ -97,11 +96,8 @@ pub fn dump_lists(
             .map(|it| it.raw_id.clone())
             .unwrap_or_default()
     };
-    let tmp = path.with_extension("tmp");
-    {
-        let file =
-            std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
-        let mut w = std::io::BufWriter::new(file);
+    let mut out = String::new();
+    for (method, lists) in dumped {
         for (c, l) in cases.iter().zip(lists) {
             let line = serde_json::json!({
                 "method": method,
@@ -110,11 +106,11 @@ pub fn dump_lists(
                 "targets": [raw(&c.target)],
                 "history": c.history.iter().map(raw).collect::<Vec<_>>(),
             });
-            writeln!(w, "{line}")?;
+            out.push_str(&line.to_string());
+            out.push('\n');
         }
-        w.flush()?;
     }
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    blade_core::sft::write_atomic(path, out.as_bytes())?;
     Ok(())
 }
 
@@ -177,58 +173,8 @@ pub fn run(a: EvalArgs) -> Result<()> {
         blade_core::sft::write_atomic(path, serde_json::to_string_pretty(&reports)?.as_bytes())?;
     }
     if let Some(path) = &a.dump_lists {
-        if dumped.len() > 1 {
-            eprintln!(
-                "--dump-lists: writing the lists of {} methods, tagged by `method`",
-                dumped.len()
-            );
-        }
-        let mut all_cases = Vec::new();
-        let mut all_lists = Vec::new();
-        let mut methods = Vec::new();
-        for (m, l) in &dumped {
-            all_cases.extend_from_slice(cases);
-            all_lists.extend(l.iter().cloned());
-            methods.extend(std::iter::repeat_n(m.clone(), l.len()));
-        }
-        dump_lists_tagged(path, &ds, &all_cases, &all_lists, &methods)?;
+        dump_lists(path, &ds, cases, &dumped)?;
     }
-    Ok(())
-}
-
-fn dump_lists_tagged(
-    path: &Path,
-    ds: &Dataset,
-    cases: &[EvalCase],
-    lists: &[Vec<u32>],
-    methods: &[String],
-) -> Result<()> {
-    if methods.windows(2).all(|w| w[0] == w[1]) {
-        return dump_lists(
-            path,
-            ds,
-            cases,
-            lists,
-            methods.first().map_or("", String::as_str),
-        );
-    }
-    let tmp_dir = path.with_extension("parts");
-    std::fs::create_dir_all(&tmp_dir)?;
-    let mut out = String::new();
-    let mut start = 0;
-    while start < methods.len() {
-        let m = &methods[start];
-        let end = methods[start..]
-            .iter()
-            .position(|x| x != m)
-            .map_or(methods.len(), |p| start + p);
-        let part = tmp_dir.join(format!("{start}.jsonl"));
-        dump_lists(&part, ds, &cases[start..end], &lists[start..end], m)?;
-        out.push_str(&std::fs::read_to_string(&part)?);
-        start = end;
-    }
-    std::fs::remove_dir_all(&tmp_dir).ok();
-    blade_core::sft::write_atomic(path, out.as_bytes())?;
     Ok(())
 }
 
