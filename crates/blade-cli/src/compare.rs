@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use blade_core::align::{read_curves, train_align, AlignInputs, Method, StepRecord};
+use blade_core::align::{read_curves, train_align, AlignInputs, AlignSummary, Method, StepRecord};
 use blade_core::policy::bon::best_of_n_lists;
 use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
 use blade_core::sft::load_item_lm;
@@ -87,7 +87,12 @@ fn run_one(
     dir: &Path,
 ) -> Result<(EvalReport, Vec<StepRecord>)> {
     let cfg = c.a.align.config(method, seed);
-    let done = dir.join("summary.json").exists()
+    // reuse a finished run only if it was trained with these settings *and* this reward
+    let same_reward = std::fs::read_to_string(dir.join("summary.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<AlignSummary>(&t).ok())
+        .is_some_and(|s| s.reward == reward.name());
+    let done = same_reward
         && std::fs::read_to_string(dir.join("align.json")).ok() == serde_json::to_string(&cfg).ok();
     if !done {
         let inputs = AlignInputs {
@@ -437,9 +442,13 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
                     format!("{base} + {lambda}*{term}")
                 };
                 let reward = parse_reward(&spec, c.catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
-                let dir = out
-                    .join("runs")
-                    .join(format!("{}-{axis}-l{lambda}-s{seed}", method.name()));
+                // lambda = 0 is the table's own run of this method and seed
+                let name = if lambda == 0.0 {
+                    format!("{}-s{seed}", method.name())
+                } else {
+                    format!("{}-{axis}-l{lambda}-s{seed}", method.name())
+                };
+                let dir = out.join("runs").join(name);
                 let (report, _) = run_one(c, method, reward.as_ref(), seed, &dir)?;
                 let g = &report.generation;
                 let (n, f, d) = (

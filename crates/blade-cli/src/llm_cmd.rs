@@ -1,0 +1,254 @@
+//! `blade llm`: inspect and run a pretrained language model (GGUF or safetensors).
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use blade_llm::gguf::GgufFile;
+use blade_llm::LanguageModel;
+use clap::{Args, Subcommand};
+
+use crate::common::BackendArgs;
+
+/// `blade llm ...`
+#[derive(Subcommand, Debug)]
+pub enum LlmCommand {
+    /// Print a weight file's metadata and tensor directory summary.
+    Info(InfoArgs),
+    /// Token ids of texts, one JSON array per line (special tokens parsed).
+    Tokenize(TokArgs),
+    /// Next-token logits of the last position of a token sequence, as JSON.
+    Logits(LogitsArgs),
+    /// Greedy generation from a prompt, with tokens/s.
+    Generate(GenArgs),
+}
+
+/// The weights to load.
+#[derive(Args, Debug)]
+pub struct WeightsArg {
+    /// A `.gguf` file, or a Hugging Face folder with config.json, *.safetensors, tokenizer.json.
+    #[arg(long)]
+    pub weights: PathBuf,
+}
+
+/// `blade llm info`
+#[derive(Args, Debug)]
+pub struct InfoArgs {
+    #[command(flatten)]
+    w: WeightsArg,
+}
+
+/// `blade llm tokenize`
+#[derive(Args, Debug)]
+pub struct TokArgs {
+    #[command(flatten)]
+    w: WeightsArg,
+    /// Texts to tokenise.
+    texts: Vec<String>,
+    /// Also tokenise the texts of this JSON file (a list of strings, or `{"texts": [...]}`).
+    #[arg(long)]
+    texts_json: Option<PathBuf>,
+    /// Write `{"texts", "ids", "decoded", "parse_special": true}` here instead of printing.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+/// `blade llm logits`
+#[derive(Args, Debug)]
+pub struct LogitsArgs {
+    #[command(flatten)]
+    w: WeightsArg,
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Comma-separated token ids.
+    #[arg(long, value_delimiter = ',', required = true)]
+    tokens: Vec<u32>,
+    /// Output JSON file (`tokens`, `logits_last`, `top5_last`).
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// `blade llm generate`
+#[derive(Args, Debug)]
+pub struct GenArgs {
+    #[command(flatten)]
+    w: WeightsArg,
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// The prompt.
+    #[arg(long)]
+    prompt: String,
+    /// Wrap the prompt in the model's chat template (instruct models).
+    #[arg(long)]
+    chat: bool,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 32)]
+    max_tokens: usize,
+}
+
+/// Runs `blade llm ...`.
+pub fn run(c: LlmCommand) -> Result<()> {
+    match c {
+        LlmCommand::Info(a) => info(a),
+        LlmCommand::Tokenize(a) => tokenize(a),
+        LlmCommand::Logits(a) => logits(a),
+        LlmCommand::Generate(a) => generate(a),
+    }
+}
+
+fn info(a: InfoArgs) -> Result<()> {
+    let f = GgufFile::open(&a.w.weights)?;
+    println!(
+        "{} (GGUF v{}), {} tensors",
+        a.w.weights.display(),
+        f.version,
+        f.tensors.len()
+    );
+    for (k, v) in &f.metadata {
+        let s = match v.as_array() {
+            Some(arr) => format!("[{} values]", arr.len()),
+            None => {
+                let s = format!("{v:?}");
+                s.chars().take(100).collect()
+            }
+        };
+        println!("  {k} = {s}");
+    }
+    let mut by_type = std::collections::BTreeMap::<String, usize>::new();
+    for t in &f.tensors {
+        *by_type.entry(t.ggml_type.to_string()).or_default() += 1;
+    }
+    println!("  tensor types: {by_type:?}");
+    Ok(())
+}
+
+fn tokenize(a: TokArgs) -> Result<()> {
+    let f = GgufFile::open(&a.w.weights)?;
+    let tok = blade_llm::load::gguf_tokenizer(&f)?;
+    let mut texts = a.texts.clone();
+    if let Some(p) = &a.texts_json {
+        let v: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{}: not JSON", p.display()))?;
+        let list = v.get("texts").unwrap_or(&v);
+        let arr = list.as_array().with_context(|| {
+            format!(
+                "{}: expected a list of strings or {{\"texts\": [...]}}",
+                p.display()
+            )
+        })?;
+        for (i, t) in arr.iter().enumerate() {
+            let t = t
+                .as_str()
+                .with_context(|| format!("{}: entry {i} is not a string", p.display()))?;
+            texts.push(t.to_string());
+        }
+    }
+    if texts.is_empty() {
+        anyhow::bail!("nothing to tokenise: give texts or --texts-json");
+    }
+    let mut ids = Vec::with_capacity(texts.len());
+    for t in &texts {
+        ids.push(
+            tok.encode(t, true)
+                .map_err(|e| anyhow::anyhow!("{t:?}: {e}"))?,
+        );
+    }
+    match &a.json {
+        Some(out) => {
+            let decoded: Vec<String> = ids.iter().map(|i| tok.decode(i)).collect();
+            let json = serde_json::json!({
+                "texts": texts, "ids": ids, "decoded": decoded, "parse_special": true,
+            });
+            blade_data::write_atomic(out, serde_json::to_string(&json)?.as_bytes())?;
+            println!("{} texts tokenised into {}", texts.len(), out.display());
+        }
+        None => {
+            for i in &ids {
+                println!("{}", serde_json::to_string(i)?);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn load(w: &WeightsArg, b: &BackendArgs) -> Result<LanguageModel> {
+    let device = b.device()?;
+    let t0 = Instant::now();
+    let lm = LanguageModel::load(&w.weights, Some(4096), &device)
+        .with_context(|| format!("loading {}", w.weights.display()))?;
+    eprintln!(
+        "loaded {} ({} layers, d={}, {} heads / {} kv heads, vocab {}) in {:.1} s",
+        w.weights.display(),
+        lm.config.n_layers,
+        lm.config.d_model,
+        lm.config.n_heads,
+        lm.config.n_kv_heads,
+        lm.config.vocab_size,
+        t0.elapsed().as_secs_f64()
+    );
+    Ok(lm)
+}
+
+fn logits(a: LogitsArgs) -> Result<()> {
+    let lm = load(&a.w, &a.backend)?;
+    if let Some(bad) = a
+        .tokens
+        .iter()
+        .find(|&&t| t as usize >= lm.config.vocab_size)
+    {
+        anyhow::bail!(
+            "--tokens: id {bad} is outside the vocabulary (0..{})",
+            lm.config.vocab_size
+        );
+    }
+    let t0 = Instant::now();
+    let logits = lm.last_logits(&a.tokens)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    idx.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]));
+    let top5: Vec<(usize, f32)> = idx.iter().take(5).map(|&i| (i, logits[i])).collect();
+    let json = serde_json::json!({
+        "tokens": a.tokens,
+        "logits_last": logits,
+        "top5_last": top5,
+        "forward_seconds": secs,
+    });
+    blade_data::write_atomic(&a.out, serde_json::to_string(&json)?.as_bytes())?;
+    println!(
+        "top-5 next tokens: {:?} ({} tokens in {secs:.2} s)",
+        top5,
+        a.tokens.len()
+    );
+    Ok(())
+}
+
+fn generate(a: GenArgs) -> Result<()> {
+    let lm = load(&a.w, &a.backend)?;
+    let text = if a.chat {
+        lm.template.render(None, &a.prompt)
+    } else {
+        a.prompt.clone()
+    };
+    let prompt = lm.encode(&text)?;
+    let mut stop: Vec<u32> = lm.tokenizer.eos().into_iter().collect();
+    if let Some(id) = lm
+        .template
+        .end_of_turn()
+        .and_then(|t| lm.tokenizer.token_id(t))
+    {
+        stop.push(id);
+    }
+    let t0 = Instant::now();
+    let out = lm.greedy(&prompt, a.max_tokens, &stop)?;
+    let secs = t0.elapsed().as_secs_f64();
+    println!("{}", lm.tokenizer.decode_skip_special(&out));
+    eprintln!(
+        "{} prompt tokens, {} generated in {secs:.2} s ({:.1} tokens/s, prefill included)",
+        prompt.len(),
+        out.len(),
+        out.len() as f64 / secs.max(1e-9)
+    );
+    Ok(())
+}

@@ -1,0 +1,158 @@
+//! A loaded language model: weights, tokenizer and chat template, with greedy generation and
+//! next-token logits.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use crate::gguf::GgufFile;
+use crate::load::{gguf_tokenizer, load_llama, LoadError, SafetensorsModel};
+use crate::model::{KvCache, Llama, LlamaConfig};
+use crate::tokenizer::{ChatTemplate, Tokenizer};
+
+/// A model with its tokenizer.
+#[derive(Debug)]
+pub struct LanguageModel {
+    /// Where it was loaded from.
+    pub source: PathBuf,
+    /// Hyperparameters.
+    pub config: LlamaConfig,
+    /// The decoder.
+    pub model: Llama,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The chat template of the file (ChatML, Llama-3 or plain).
+    pub template: ChatTemplate,
+}
+
+/// Errors of loading or running a language model.
+#[derive(Debug, thiserror::Error)]
+pub enum LmError {
+    /// Loading failed.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// The tokenizer failed.
+    #[error("{0}")]
+    Tokenizer(String),
+    /// A tensor could not be read back.
+    #[error("reading a result back from the device: {0}")]
+    Device(String),
+}
+
+impl LanguageModel {
+    /// Loads a `.gguf` file, or a Hugging Face folder (`config.json`, `*.safetensors`,
+    /// `tokenizer.json`). `max_seq_len` caps the rotary table (memory).
+    pub fn load(path: &Path, max_seq_len: Option<usize>, device: &Device) -> Result<Self, LmError> {
+        let is_gguf = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
+        if is_gguf {
+            let f = GgufFile::open(path).map_err(LoadError::from)?;
+            let (config, model) = load_llama(&f, max_seq_len, device)?;
+            let tokenizer = gguf_tokenizer(&f)?;
+            let template =
+                ChatTemplate::detect(f.get("tokenizer.chat_template").and_then(|v| v.as_str()));
+            return Ok(Self {
+                source: path.to_path_buf(),
+                config,
+                model,
+                tokenizer,
+                template,
+            });
+        }
+        let st = SafetensorsModel::open(path)?;
+        let (config, model) = load_llama(&st, max_seq_len, device)?;
+        let dir = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        let tok_path = dir.join("tokenizer.json");
+        let tokenizer = Tokenizer::from_tokenizer_json(&tok_path)
+            .map_err(|e| LmError::Tokenizer(e.to_string()))?;
+        let jinja = std::fs::read_to_string(dir.join("tokenizer_config.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["chat_template"].as_str().map(str::to_owned));
+        let template = ChatTemplate::detect(jinja.as_deref());
+        Ok(Self {
+            source: path.to_path_buf(),
+            config,
+            model,
+            tokenizer,
+            template,
+        })
+    }
+
+    /// Token ids of `text`; special tokens in it (e.g. `<|im_start|>`) are parsed.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, LmError> {
+        self.tokenizer
+            .encode(text, true)
+            .map_err(|e| LmError::Tokenizer(e.to_string()))
+    }
+
+    /// Logits of the last position after `tokens` (one forward pass, no cache kept).
+    pub fn last_logits(&self, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
+        let device = self.model.embed.val().device();
+        let mut cache = KvCache::new(self.config.n_layers);
+        let logits = self
+            .model
+            .forward(ids_tensor(&[tokens.to_vec()], &device), None, &mut cache);
+        let [_, s, v] = logits.dims();
+        to_vec(logits.slice([0..1, s - 1..s, 0..v]).reshape([v]))
+    }
+
+    /// Greedy continuation of `prompt` with the KV cache: at most `max_new` tokens, stopping after
+    /// any of `stop`.
+    pub fn greedy(
+        &self,
+        prompt: &[u32],
+        max_new: usize,
+        stop: &[u32],
+    ) -> Result<Vec<u32>, LmError> {
+        let device = self.model.embed.val().device();
+        let mut cache = KvCache::new(self.config.n_layers);
+        let mut out = Vec::new();
+        let mut input = prompt.to_vec();
+        for _ in 0..max_new {
+            let logits = self
+                .model
+                .forward(ids_tensor(&[input], &device), None, &mut cache);
+            let [_, s, v] = logits.dims();
+            let last = to_vec(logits.slice([0..1, s - 1..s, 0..v]).reshape([v]))?;
+            let next = argmax(&last) as u32;
+            out.push(next);
+            if stop.contains(&next) {
+                break;
+            }
+            input = vec![next];
+        }
+        Ok(out)
+    }
+}
+
+/// `[b, s]` token tensor from equal-length rows.
+pub fn ids_tensor(rows: &[Vec<u32>], device: &Device) -> Tensor<2, Int> {
+    let s = rows.first().map_or(0, Vec::len);
+    let flat: Vec<i64> = rows.iter().flatten().map(|&t| i64::from(t)).collect();
+    Tensor::from_data(TensorData::new(flat, [rows.len(), s]), device)
+}
+
+/// Host copy of a float tensor.
+pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, LmError> {
+    t.try_into_data_as::<f32>()
+        .map_err(|e| LmError::Device(format!("{e:?}")))?
+        .try_into_vec::<f32>()
+        .map_err(|e| LmError::Device(format!("{e:?}")))
+}
+
+/// Index of the largest value (first on ties; NaN never wins).
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

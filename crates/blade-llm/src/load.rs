@@ -1,0 +1,531 @@
+//! Loading a [`Llama`] from GGUF or from Hugging Face safetensors + `config.json`.
+//!
+//! Both sources are read through one canonical naming (GGUF's: `token_embd.weight`,
+//! `blk.N.attn_q.weight`, ...); Hugging Face names (Llama, SmolLM and Qwen2 use the same ones) are
+//! mapped onto it. Matrices arrive row-major `[d_out, d_in]` and are transposed to burn's
+//! `[d_in, d_out]`. Q/K rows in "rotate halves" order (Hugging Face files, `qwen2` GGUF files) are
+//! permuted to adjacent-pair order, see [`crate::model`].
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use half::{bf16, f16};
+use serde_json::Value as Json;
+
+use crate::gguf::{GgufError, GgufFile};
+use crate::model::{
+    host_tensor, rms_norm, rope_for, Attention, Block, Llama, LlamaConfig, Mlp, Proj,
+};
+use crate::tokenizer::{PreTokenizer, Tokenizer};
+
+/// Errors of loading a model; each names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// A GGUF problem.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// A safetensors / config.json problem.
+    #[error("{path}: {what}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What was wrong.
+        what: String,
+    },
+}
+
+fn ferr(path: &Path, what: impl Into<String>) -> LoadError {
+    LoadError::File {
+        path: path.to_path_buf(),
+        what: what.into(),
+    }
+}
+
+/// A tensor on the host: `(row-major shape, values)`.
+pub type HostTensor = (Vec<usize>, Vec<f32>);
+
+/// Where weights come from, in canonical (GGUF) names.
+pub trait WeightSource {
+    /// The file, for error messages.
+    fn path(&self) -> &Path;
+    /// The model's hyperparameters.
+    fn config(&self) -> Result<LlamaConfig, LoadError>;
+    /// Tensor `name` as `(row-major shape, values)`, or `None` if the file lacks it.
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, LoadError>;
+    /// Whether Q/K rows are in "rotate halves" order and need permuting.
+    fn halves_rope(&self) -> bool;
+}
+
+/// Architectures whose GGUF files keep Hugging Face's "rotate halves" order (llama.cpp's NEOX
+/// rope type).
+const NEOX_ARCHS: &[&str] = &[
+    "qwen2", "qwen3", "phi3", "gemma", "gemma2", "stablelm", "olmo2",
+];
+
+impl WeightSource for GgufFile {
+    fn path(&self) -> &Path {
+        GgufFile::path(self)
+    }
+
+    fn config(&self) -> Result<LlamaConfig, LoadError> {
+        let arch = self.get_str("general.architecture")?.to_string();
+        let k = |s: &str| format!("{arch}.{s}");
+        let n_heads = self.get_u64(&k("attention.head_count"))? as usize;
+        let vocab_size = match self.get(&k("vocab_size")).and_then(|v| v.as_u64()) {
+            Some(v) => v as usize,
+            None => match self.tensor_info("token_embd.weight") {
+                Some(t) => t.shape()[0],
+                None => self.get_strings("tokenizer.ggml.tokens")?.len(),
+            },
+        };
+        let cfg = LlamaConfig {
+            vocab_size,
+            d_model: self.get_u64(&k("embedding_length"))? as usize,
+            n_layers: self.get_u64(&k("block_count"))? as usize,
+            n_heads,
+            n_kv_heads: self
+                .get(&k("attention.head_count_kv"))
+                .and_then(|v| v.as_u64())
+                .map_or(n_heads, |v| v as usize),
+            d_ff: self.get_u64(&k("feed_forward_length"))? as usize,
+            rope_theta: self
+                .get(&k("rope.freq_base"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(10_000.0) as f32,
+            rms_eps: self
+                .get(&k("attention.layer_norm_rms_epsilon"))
+                .and_then(|v| v.as_f64())
+                .unwrap_or(1e-5),
+            max_seq_len: self
+                .get(&k("context_length"))
+                .and_then(|v| v.as_u64())
+                .unwrap_or(2048) as usize,
+            tie_embeddings: self.tensor_info("output.weight").is_none(),
+            qkv_bias: self.tensor_info("blk.0.attn_q.bias").is_some(),
+            arch,
+        };
+        cfg.validate().map_err(|w| ferr(GgufFile::path(self), w))?;
+        Ok(cfg)
+    }
+
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, LoadError> {
+        if self.tensor_info(name).is_none() {
+            return Ok(None);
+        }
+        Ok(Some(self.tensor_f32(name)?))
+    }
+
+    fn halves_rope(&self) -> bool {
+        self.get_str("general.architecture")
+            .is_ok_and(|a| NEOX_ARCHS.contains(&a))
+    }
+}
+
+/// One tensor's entry in a safetensors header.
+#[derive(Debug, Clone)]
+struct StEntry {
+    file: PathBuf,
+    dtype: String,
+    shape: Vec<usize>,
+    start: u64,
+    end: u64,
+}
+
+/// A Hugging Face checkpoint: `config.json` plus one `model.safetensors` or several shards listed
+/// in `model.safetensors.index.json`.
+#[derive(Debug)]
+pub struct SafetensorsModel {
+    dir: PathBuf,
+    config: Json,
+    entries: BTreeMap<String, StEntry>,
+}
+
+fn read_st_header(path: &Path) -> Result<BTreeMap<String, StEntry>, LoadError> {
+    let mut f = File::open(path).map_err(|e| ferr(path, e.to_string()))?;
+    let len = f.metadata().map_err(|e| ferr(path, e.to_string()))?.len();
+    let mut n = [0u8; 8];
+    f.read_exact(&mut n)
+        .map_err(|_| ferr(path, "too short for a safetensors header"))?;
+    let n = u64::from_le_bytes(n);
+    if n > 100_000_000 || 8 + n > len {
+        return Err(ferr(
+            path,
+            format!("header length {n} does not fit the file ({len} bytes)"),
+        ));
+    }
+    let mut buf = vec![0u8; n as usize];
+    f.read_exact(&mut buf)
+        .map_err(|e| ferr(path, e.to_string()))?;
+    let header: BTreeMap<String, Json> = serde_json::from_slice(&buf)
+        .map_err(|e| ferr(path, format!("the header is not a JSON object: {e}")))?;
+    let base = 8 + n;
+    let mut out = BTreeMap::new();
+    for (name, v) in header {
+        if name == "__metadata__" {
+            continue;
+        }
+        let bad = |w: &str| ferr(path, format!("tensor `{name}`: {w}"));
+        let dtype = v["dtype"]
+            .as_str()
+            .ok_or_else(|| bad("no dtype"))?
+            .to_string();
+        let shape = v["shape"]
+            .as_array()
+            .ok_or_else(|| bad("no shape"))?
+            .iter()
+            .map(|d| {
+                d.as_u64()
+                    .map(|d| d as usize)
+                    .ok_or_else(|| bad("bad shape"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let off = v["data_offsets"]
+            .as_array()
+            .ok_or_else(|| bad("no data_offsets"))?;
+        let (s, e) = match (
+            off.first().and_then(Json::as_u64),
+            off.get(1).and_then(Json::as_u64),
+        ) {
+            (Some(s), Some(e)) if s <= e && base + e <= len => (s, e),
+            _ => return Err(bad("data_offsets out of the file: truncated download?")),
+        };
+        out.insert(
+            name,
+            StEntry {
+                file: path.to_path_buf(),
+                dtype,
+                shape,
+                start: base + s,
+                end: base + e,
+            },
+        );
+    }
+    Ok(out)
+}
+
+impl SafetensorsModel {
+    /// Opens the checkpoint folder `dir` (or the folder of a `.safetensors` file).
+    pub fn open(path: &Path) -> Result<Self, LoadError> {
+        let dir = if path.is_dir() {
+            path.to_path_buf()
+        } else {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        let cfg_path = dir.join("config.json");
+        let config: Json = serde_json::from_str(
+            &std::fs::read_to_string(&cfg_path).map_err(|e| ferr(&cfg_path, e.to_string()))?,
+        )
+        .map_err(|e| ferr(&cfg_path, format!("not JSON: {e}")))?;
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if path.is_file() {
+            vec![path.to_path_buf()]
+        } else if index.exists() {
+            let idx: Json = serde_json::from_str(
+                &std::fs::read_to_string(&index).map_err(|e| ferr(&index, e.to_string()))?,
+            )
+            .map_err(|e| ferr(&index, format!("not JSON: {e}")))?;
+            let map = idx["weight_map"]
+                .as_object()
+                .ok_or_else(|| ferr(&index, "no `weight_map` object"))?;
+            let mut shards: Vec<PathBuf> = map
+                .values()
+                .filter_map(Json::as_str)
+                .map(|f| dir.join(f))
+                .collect();
+            shards.sort();
+            shards.dedup();
+            shards
+        } else {
+            vec![dir.join("model.safetensors")]
+        };
+        let mut entries = BTreeMap::new();
+        for f in &files {
+            entries.extend(read_st_header(f)?);
+        }
+        Ok(Self {
+            dir,
+            config,
+            entries,
+        })
+    }
+
+    fn hf_name(canonical: &str) -> Option<String> {
+        hf_name(canonical)
+    }
+
+    fn cfg_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+}
+
+/// The Hugging Face name (Llama / SmolLM / Qwen2 naming) of a canonical GGUF tensor name.
+pub fn hf_name(canonical: &str) -> Option<String> {
+    {
+        let fixed = match canonical {
+            "token_embd.weight" => Some("model.embed_tokens.weight"),
+            "output_norm.weight" => Some("model.norm.weight"),
+            "output.weight" => Some("lm_head.weight"),
+            _ => None,
+        };
+        if let Some(f) = fixed {
+            return Some(f.to_string());
+        }
+        let rest = canonical.strip_prefix("blk.")?;
+        let (layer, tail) = rest.split_once('.')?;
+        let (part, kind) = tail.rsplit_once('.')?;
+        let hf = match part {
+            "attn_norm" => "input_layernorm",
+            "ffn_norm" => "post_attention_layernorm",
+            "attn_q" => "self_attn.q_proj",
+            "attn_k" => "self_attn.k_proj",
+            "attn_v" => "self_attn.v_proj",
+            "attn_output" => "self_attn.o_proj",
+            "ffn_gate" => "mlp.gate_proj",
+            "ffn_up" => "mlp.up_proj",
+            "ffn_down" => "mlp.down_proj",
+            _ => return None,
+        };
+        Some(format!("model.layers.{layer}.{hf}.{kind}"))
+    }
+}
+
+impl WeightSource for SafetensorsModel {
+    fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn config(&self) -> Result<LlamaConfig, LoadError> {
+        let c = &self.config;
+        let path = self.cfg_path();
+        let need = |k: &str| {
+            c[k].as_u64()
+                .map(|v| v as usize)
+                .ok_or_else(|| ferr(&path, format!("`{k}` (an integer) is missing")))
+        };
+        let arch = c["model_type"].as_str().unwrap_or("llama").to_string();
+        let n_heads = need("num_attention_heads")?;
+        let cfg = LlamaConfig {
+            vocab_size: need("vocab_size")?,
+            d_model: need("hidden_size")?,
+            n_layers: need("num_hidden_layers")?,
+            n_heads,
+            n_kv_heads: c["num_key_value_heads"]
+                .as_u64()
+                .map_or(n_heads, |v| v as usize),
+            d_ff: need("intermediate_size")?,
+            rope_theta: c["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6),
+            max_seq_len: c["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
+            tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false)
+                || !self.entries.contains_key("lm_head.weight"),
+            qkv_bias: self
+                .entries
+                .contains_key("model.layers.0.self_attn.q_proj.bias"),
+            arch,
+        };
+        cfg.validate().map_err(|w| ferr(&path, w))?;
+        Ok(cfg)
+    }
+
+    fn tensor(&self, name: &str) -> Result<Option<HostTensor>, LoadError> {
+        let Some(hf) = Self::hf_name(name) else {
+            return Ok(None);
+        };
+        let Some(e) = self.entries.get(&hf) else {
+            return Ok(None);
+        };
+        let io = |x: std::io::Error| ferr(&e.file, x.to_string());
+        let mut f = File::open(&e.file).map_err(io)?;
+        f.seek(SeekFrom::Start(e.start)).map_err(io)?;
+        let mut raw = vec![0u8; (e.end - e.start) as usize];
+        f.read_exact(&mut raw).map_err(io)?;
+        let n: usize = e.shape.iter().product();
+        let values: Vec<f32> = match e.dtype.as_str() {
+            "F32" => raw
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            "F16" => raw
+                .chunks_exact(2)
+                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            "BF16" => raw
+                .chunks_exact(2)
+                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(ferr(
+                    &e.file,
+                    format!("tensor `{hf}` has dtype {other}; F32, F16 and BF16 are supported"),
+                ))
+            }
+        };
+        if values.len() != n {
+            return Err(ferr(
+                &e.file,
+                format!(
+                    "tensor `{hf}`: {} values for shape {:?}",
+                    values.len(),
+                    e.shape
+                ),
+            ));
+        }
+        Ok(Some((e.shape.clone(), values)))
+    }
+
+    fn halves_rope(&self) -> bool {
+        true
+    }
+}
+
+/// Reorders the rows of a `[n_heads * d_head, ...]` Q or K weight (or bias, `cols = 1`) from
+/// "rotate halves" to adjacent-pair order: new row `2i + j` of a head = old row `j * d_head/2 + i`.
+pub fn permute_halves_to_pairs(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    let rows = values.len() / cols;
+    let dh = rows / n_heads;
+    let mut out = vec![0f32; values.len()];
+    for h in 0..n_heads {
+        for i in 0..dh / 2 {
+            for j in 0..2 {
+                let new = h * dh + 2 * i + j;
+                let old = h * dh + j * (dh / 2) + i;
+                out[new * cols..(new + 1) * cols]
+                    .copy_from_slice(&values[old * cols..(old + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// Transposes a row-major `[r, c]` matrix.
+fn transpose(values: &[f32], r: usize, c: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = values[i * c + j];
+        }
+    }
+    out
+}
+
+/// Builds the model from any [`WeightSource`]; `max_seq_len` caps the rotary table.
+pub fn load_llama(
+    src: &dyn WeightSource,
+    max_seq_len: Option<usize>,
+    device: &Device,
+) -> Result<(LlamaConfig, Llama), LoadError> {
+    let mut cfg = src.config()?;
+    if let Some(m) = max_seq_len {
+        cfg.max_seq_len = cfg.max_seq_len.min(m);
+    }
+    let path = src.path().to_path_buf();
+    let get = |name: &str, want: &[usize]| -> Result<Vec<f32>, LoadError> {
+        let (shape, v) = src
+            .tensor(name)?
+            .ok_or_else(|| ferr(&path, format!("tensor `{name}` is missing")))?;
+        if shape != want {
+            return Err(ferr(
+                &path,
+                format!("tensor `{name}` has shape {shape:?}, the config implies {want:?}"),
+            ));
+        }
+        Ok(v)
+    };
+    let (d, dh) = (cfg.d_model, cfg.head_dim());
+    let (q_out, kv_out) = (cfg.n_heads * dh, cfg.n_kv_heads * dh);
+    let halves = src.halves_rope();
+    // a [out, in] matrix -> burn [in, out] projection
+    let proj = |name: &str,
+                out: usize,
+                inp: usize,
+                heads: Option<usize>,
+                bias: bool|
+     -> Result<Proj, LoadError> {
+        let mut w = get(&format!("{name}.weight"), &[out, inp])?;
+        let mut b = if bias {
+            Some(get(&format!("{name}.bias"), &[out])?)
+        } else {
+            None
+        };
+        if let (Some(h), true) = (heads, halves) {
+            w = permute_halves_to_pairs(&w, h, inp);
+            b = b.map(|b| permute_halves_to_pairs(&b, h, 1));
+        }
+        Ok(Proj::new(
+            host_tensor(transpose(&w, out, inp), [inp, out], device),
+            b.map(|b| host_tensor(b, [out], device)),
+        ))
+    };
+    let embed = get("token_embd.weight", &[cfg.vocab_size, d])?;
+    let mut blocks = Vec::with_capacity(cfg.n_layers);
+    for i in 0..cfg.n_layers {
+        let p = |s: &str| format!("blk.{i}.{s}");
+        blocks.push(Block {
+            attn_norm: rms_norm(get(&p("attn_norm.weight"), &[d])?, cfg.rms_eps, device),
+            attn: Attention {
+                q: proj(&p("attn_q"), q_out, d, Some(cfg.n_heads), cfg.qkv_bias)?,
+                k: proj(&p("attn_k"), kv_out, d, Some(cfg.n_kv_heads), cfg.qkv_bias)?,
+                v: proj(&p("attn_v"), kv_out, d, None, cfg.qkv_bias)?,
+                o: proj(&p("attn_output"), d, q_out, None, false)?,
+                n_heads: cfg.n_heads,
+                n_kv_heads: cfg.n_kv_heads,
+            },
+            ffn_norm: rms_norm(get(&p("ffn_norm.weight"), &[d])?, cfg.rms_eps, device),
+            mlp: Mlp {
+                gate: proj(&p("ffn_gate"), cfg.d_ff, d, None, false)?,
+                up: proj(&p("ffn_up"), cfg.d_ff, d, None, false)?,
+                down: proj(&p("ffn_down"), d, cfg.d_ff, None, false)?,
+            },
+        });
+    }
+    let head = if cfg.tie_embeddings {
+        None
+    } else {
+        Some(proj("output", cfg.vocab_size, d, None, false)?)
+    };
+    let model = Llama {
+        embed: burn::module::Param::from_tensor(host_tensor(embed, [cfg.vocab_size, d], device)),
+        blocks,
+        norm: rms_norm(get("output_norm.weight", &[d])?, cfg.rms_eps, device),
+        head,
+        rope: rope_for(&cfg, device),
+    };
+    Ok((cfg, model))
+}
+
+/// The tokenizer stored in a GGUF file's metadata.
+pub fn gguf_tokenizer(f: &GgufFile) -> Result<Tokenizer, LoadError> {
+    let model = f.get_str("tokenizer.ggml.model")?;
+    if model != "gpt2" {
+        return Err(ferr(
+            f.path(),
+            format!(
+                "tokenizer.ggml.model is `{model}`; blade reads byte-level BPE (`gpt2`) tokenizers"
+            ),
+        ));
+    }
+    let tokens = f.get_strings("tokenizer.ggml.tokens")?;
+    let types: Vec<i32> = match f
+        .get("tokenizer.ggml.token_type")
+        .and_then(|v| v.as_array())
+    {
+        Some(a) => a.iter().map(|v| v.as_f64().unwrap_or(1.0) as i32).collect(),
+        None => vec![1; tokens.len()],
+    };
+    let merges = f.get_strings("tokenizer.ggml.merges")?;
+    let pre = PreTokenizer::from_gguf_name(f.get_str("tokenizer.ggml.pre").unwrap_or("default"))
+        .map_err(|e| ferr(f.path(), e.to_string()))?;
+    let id = |k: &str| f.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
+    Tokenizer::from_parts(
+        tokens,
+        types,
+        merges,
+        pre,
+        id("tokenizer.ggml.bos_token_id"),
+        id("tokenizer.ggml.eos_token_id"),
+    )
+    .map_err(|e| ferr(f.path(), e.to_string()))
+}

@@ -1,0 +1,534 @@
+//! A Llama-architecture decoder in burn: RMSNorm, rotary embeddings, grouped-query attention,
+//! SwiGLU, tied or separate output head, a KV cache, and optional LoRA adapters on every
+//! projection.
+//!
+//! Conventions (shapes are row-major, batch first):
+//!
+//! - Linear weights are stored `[d_in, d_out]` and applied as `x @ W` (burn's layout); the
+//!   loaders transpose the `[d_out, d_in]` matrices of GGUF and safetensors.
+//! - Rotary embeddings rotate *adjacent* pairs `(x[2i], x[2i+1])` by `pos * theta^(-2i/d_head)`
+//!   (burn's [`RotaryEncoding`], llama.cpp's "normal" mode). GGUF files of the `llama`
+//!   architecture already store Q/K rows in that order (llama.cpp's converter permutes them);
+//!   Hugging Face checkpoints and `qwen2` GGUF files use the "rotate halves" order, and the loaders
+//!   permute their Q/K rows (and biases) once at load so that one attention code path serves all.
+//! - Query head `h` reads key/value head `h / (n_heads / n_kv_heads)`.
+//! - Batches of prompts of different lengths are *left*-padded; padded key positions are masked.
+//!   Rotary attention depends only on relative positions, so the shift of a padded prompt does not
+//!   change its real tokens' attention (up to float rounding).
+
+use burn::module::Param;
+use burn::nn::{RmsNorm, RmsNormConfig, RotaryEncoding, RotaryEncodingConfig};
+use burn::prelude::*;
+use burn::tensor::activation::{silu, softmax};
+use burn::tensor::module::linear;
+use serde::{Deserialize, Serialize};
+
+/// Additive attention mask value for blocked positions (finite, so fully masked rows stay finite).
+const BLOCKED: f32 = -1.0e9;
+
+/// Hyperparameters of a Llama-architecture model, read from the weight file's metadata.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    /// Architecture name as the file states it (`llama`, `qwen2`, ...).
+    pub arch: String,
+    /// Vocabulary size.
+    pub vocab_size: usize,
+    /// Residual width.
+    pub d_model: usize,
+    /// Decoder blocks.
+    pub n_layers: usize,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads (grouped-query attention when fewer than `n_heads`).
+    pub n_kv_heads: usize,
+    /// Hidden width of the SwiGLU MLP.
+    pub d_ff: usize,
+    /// Rotary base `theta`.
+    pub rope_theta: f32,
+    /// RMSNorm epsilon.
+    pub rms_eps: f64,
+    /// Longest sequence the rotary table covers (capped by the caller to save memory).
+    pub max_seq_len: usize,
+    /// Output head tied to the token embedding.
+    pub tie_embeddings: bool,
+    /// Biases on the Q/K/V projections (Qwen2).
+    pub qkv_bias: bool,
+}
+
+impl LlamaConfig {
+    /// Width of one attention head.
+    pub fn head_dim(&self) -> usize {
+        self.d_model / self.n_heads
+    }
+
+    /// Checks the shapes fit together; the error says which field is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        let checks = [
+            (self.n_heads == 0, "n_heads is 0".to_string()),
+            (
+                self.n_heads > 0 && !self.d_model.is_multiple_of(self.n_heads),
+                format!(
+                    "d_model {} is not a multiple of n_heads {}",
+                    self.d_model, self.n_heads
+                ),
+            ),
+            (
+                self.n_kv_heads == 0 || !self.n_heads.is_multiple_of(self.n_kv_heads.max(1)),
+                format!(
+                    "n_heads {} is not a multiple of n_kv_heads {}",
+                    self.n_heads, self.n_kv_heads
+                ),
+            ),
+            (
+                self.n_heads > 0 && !(self.d_model / self.n_heads).is_multiple_of(2),
+                "the head width must be even for rotary embeddings".to_string(),
+            ),
+            (self.vocab_size == 0, "vocab_size is 0".to_string()),
+        ];
+        match checks.into_iter().find(|(bad, _)| *bad) {
+            Some((_, why)) => Err(why),
+            None => Ok(()),
+        }
+    }
+}
+
+/// LoRA settings: `W x + (alpha / rank) * B A x` on the chosen projections.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    /// Adapter rank `r`.
+    pub rank: usize,
+    /// Scale numerator `alpha`.
+    pub alpha: f32,
+    /// Projections that get adapters: any of `q`, `k`, `v`, `o`, `gate`, `up`, `down`.
+    pub targets: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    fn default() -> Self {
+        Self {
+            rank: 8,
+            alpha: 16.0,
+            targets: ["q", "k", "v", "o", "gate", "up", "down"]
+                .map(String::from)
+                .to_vec(),
+        }
+    }
+}
+
+/// A low-rank adapter: `A` is `[d_in, r]` (small random), `B` is `[r, d_out]` (zero), so a fresh
+/// adapter leaves the model unchanged.
+#[derive(Module, Debug)]
+pub struct Lora {
+    /// Down projection `[d_in, r]`.
+    pub a: Param<Tensor<2>>,
+    /// Up projection `[r, d_out]`.
+    pub b: Param<Tensor<2>>,
+    /// `alpha / r`.
+    pub scale: f32,
+}
+
+/// A projection `x @ W (+ bias)` with an optional LoRA adapter.
+#[derive(Module, Debug)]
+pub struct Proj {
+    /// `[d_in, d_out]`.
+    pub weight: Param<Tensor<2>>,
+    /// `[d_out]`.
+    pub bias: Option<Param<Tensor<1>>>,
+    /// The adapter, when this projection is a LoRA target.
+    pub lora: Option<Lora>,
+}
+
+impl Proj {
+    /// A projection from a `[d_in, d_out]` weight.
+    pub fn new(weight: Tensor<2>, bias: Option<Tensor<1>>) -> Self {
+        Self {
+            weight: Param::from_tensor(weight),
+            bias: bias.map(Param::from_tensor),
+            lora: None,
+        }
+    }
+
+    /// `[..., d_in] -> [..., d_out]`.
+    pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let base = linear(
+            x.clone(),
+            self.weight.val(),
+            self.bias.as_ref().map(Param::val),
+        );
+        match &self.lora {
+            None => base,
+            Some(l) => {
+                let low = linear(x, l.a.val(), None);
+                base + linear(low, l.b.val(), None).mul_scalar(l.scale)
+            }
+        }
+    }
+
+    /// Adds an adapter of rank `r` and freezes the base weight.
+    pub fn with_lora(mut self, rank: usize, alpha: f32, seed: u64, device: &Device) -> Self {
+        let [d_in, d_out] = self.weight.dims();
+        // Kaiming-uniform-like A from a deterministic stream, B = 0 (standard LoRA init)
+        let bound = (1.0 / d_in as f64).sqrt() as f32;
+        let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let a: Vec<f32> = (0..d_in * rank)
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 7;
+                state ^= state << 17;
+                ((state >> 11) as f64 / (1u64 << 53) as f64) as f32 * 2.0 * bound - bound
+            })
+            .collect();
+        let a = Tensor::<2>::from_data(TensorData::new(a, [d_in, rank]), device);
+        let b = Tensor::<2>::zeros([rank, d_out], device);
+        self.weight = self.weight.set_require_grad(false);
+        self.bias = self.bias.map(|b| b.set_require_grad(false));
+        self.lora = Some(Lora {
+            a: Param::from_tensor(a),
+            b: Param::from_tensor(b),
+            scale: alpha / rank.max(1) as f32,
+        });
+        self
+    }
+}
+
+/// Keys and values of the positions seen so far, one entry per layer: `[batch, n_kv_heads, t,
+/// d_head]`, plus the key padding mask `[batch, t]` (true = padded).
+#[derive(Debug, Clone)]
+pub struct KvCache {
+    /// Per layer `(keys, values)`.
+    pub layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// Which cached positions are padding.
+    pub pad: Option<Tensor<2, Bool>>,
+    /// Positions cached so far.
+    pub len: usize,
+}
+
+impl KvCache {
+    /// An empty cache for `n_layers`.
+    pub fn new(n_layers: usize) -> Self {
+        Self {
+            layers: vec![None; n_layers],
+            pad: None,
+            len: 0,
+        }
+    }
+
+    /// Repeats every batch row `times` times in place (row `i` becomes rows `i*times..`): one
+    /// prompt prefill then serves `times` sampled continuations.
+    pub fn repeat_rows(&self, times: usize) -> Self {
+        let rep4 = |t: &Tensor<4>| {
+            let [b, h, s, d] = t.dims();
+            t.clone()
+                .unsqueeze_dim::<5>(1)
+                .expand([b, times, h, s, d])
+                .reshape([b * times, h, s, d])
+        };
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| l.as_ref().map(|(k, v)| (rep4(k), rep4(v))))
+                .collect(),
+            pad: self.pad.as_ref().map(|p| {
+                let [b, s] = p.dims();
+                p.clone()
+                    .unsqueeze_dim::<3>(1)
+                    .expand([b, times, s])
+                    .reshape([b * times, s])
+            }),
+            len: self.len,
+        }
+    }
+
+    /// Keeps only the batch rows `rows` (e.g. beams that survive).
+    pub fn select_rows(&self, rows: &[usize]) -> Self {
+        let device = self
+            .pad
+            .as_ref()
+            .map(|p| p.device())
+            .or_else(|| self.layers.iter().flatten().next().map(|(k, _)| k.device()));
+        let Some(device) = device else {
+            return self.clone();
+        };
+        let idx = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                rows.iter().map(|&r| r as i64).collect::<Vec<_>>(),
+                [rows.len()],
+            ),
+            &device,
+        );
+        Self {
+            layers: self
+                .layers
+                .iter()
+                .map(|l| {
+                    l.as_ref().map(|(k, v)| {
+                        (
+                            k.clone().select(0, idx.clone()),
+                            v.clone().select(0, idx.clone()),
+                        )
+                    })
+                })
+                .collect(),
+            pad: self.pad.as_ref().map(|p| p.clone().select(0, idx.clone())),
+            len: self.len,
+        }
+    }
+}
+
+/// Grouped-query self-attention.
+#[derive(Module, Debug)]
+pub struct Attention {
+    /// Query projection `[d, n_heads * d_head]`.
+    pub q: Proj,
+    /// Key projection `[d, n_kv_heads * d_head]`.
+    pub k: Proj,
+    /// Value projection `[d, n_kv_heads * d_head]`.
+    pub v: Proj,
+    /// Output projection `[n_heads * d_head, d]`.
+    pub o: Proj,
+    /// Query heads.
+    pub n_heads: usize,
+    /// Key/value heads.
+    pub n_kv_heads: usize,
+}
+
+impl Attention {
+    /// `x`: `[b, s, d]`; `mask`: additive `[b, 1, s, t]` over all `t` key positions (cached and
+    /// new). Returns `[b, s, d]` and this layer's updated `(keys, values)`.
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        rope: &RotaryEncoding,
+        start: usize,
+        past: Option<(Tensor<4>, Tensor<4>)>,
+        mask: Tensor<4>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let [b, s, d] = x.dims();
+        let dh = d / self.n_heads;
+        let heads = |t: Tensor<3>, n: usize| t.reshape([b, s, n, dh]).swap_dims(1, 2);
+        let q = rope.apply(heads(self.q.forward(x.clone()), self.n_heads), start);
+        let k = rope.apply(heads(self.k.forward(x.clone()), self.n_kv_heads), start);
+        let v = heads(self.v.forward(x), self.n_kv_heads);
+        let (k, v) = match past {
+            Some((pk, pv)) => (Tensor::cat(vec![pk, k], 2), Tensor::cat(vec![pv, v], 2)),
+            None => (k, v),
+        };
+        let t = k.dims()[2];
+        let rep = self.n_heads / self.n_kv_heads;
+        let expand = |kv: Tensor<4>| {
+            if rep == 1 {
+                kv
+            } else {
+                kv.unsqueeze_dim::<5>(2)
+                    .expand([b, self.n_kv_heads, rep, t, dh])
+                    .reshape([b, self.n_heads, t, dh])
+            }
+        };
+        let scores = q
+            .matmul(expand(k.clone()).swap_dims(2, 3))
+            .div_scalar((dh as f32).sqrt())
+            + mask;
+        let att = softmax(scores, 3).matmul(expand(v.clone()));
+        let out = att.swap_dims(1, 2).reshape([b, s, d]);
+        (self.o.forward(out), (k, v))
+    }
+}
+
+/// SwiGLU feed-forward: `down(silu(gate(x)) * up(x))`.
+#[derive(Module, Debug)]
+pub struct Mlp {
+    /// `[d, d_ff]`.
+    pub gate: Proj,
+    /// `[d, d_ff]`.
+    pub up: Proj,
+    /// `[d_ff, d]`.
+    pub down: Proj,
+}
+
+/// One pre-norm decoder block.
+#[derive(Module, Debug)]
+pub struct Block {
+    /// Norm before attention.
+    pub attn_norm: RmsNorm,
+    /// Self-attention.
+    pub attn: Attention,
+    /// Norm before the MLP.
+    pub ffn_norm: RmsNorm,
+    /// The MLP.
+    pub mlp: Mlp,
+}
+
+/// The decoder.
+#[derive(Module, Debug)]
+pub struct Llama {
+    /// Token embedding `[vocab, d]`.
+    pub embed: Param<Tensor<2>>,
+    /// Decoder blocks.
+    pub blocks: Vec<Block>,
+    /// Final norm.
+    pub norm: RmsNorm,
+    /// Separate output head `[d, vocab]`; `None` = tied to the embedding.
+    pub head: Option<Proj>,
+    /// Rotary table.
+    pub rope: RotaryEncoding,
+}
+
+/// A float tensor from host values.
+pub fn host_tensor<const D: usize>(
+    values: Vec<f32>,
+    shape: [usize; D],
+    device: &Device,
+) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Builds an RMSNorm with the given weight.
+pub fn rms_norm(weight: Vec<f32>, eps: f64, device: &Device) -> RmsNorm {
+    let d = weight.len();
+    let mut n = RmsNormConfig::new(d).with_epsilon(eps).init(device);
+    n.gamma = Param::from_tensor(host_tensor(weight, [d], device));
+    n
+}
+
+/// The rotary table for `cfg`.
+pub fn rope_for(cfg: &LlamaConfig, device: &Device) -> RotaryEncoding {
+    RotaryEncodingConfig::new(cfg.max_seq_len, cfg.head_dim())
+        .with_theta(cfg.rope_theta)
+        .init(device)
+}
+
+impl Llama {
+    /// Width of the residual stream.
+    pub fn d_model(&self) -> usize {
+        self.embed.dims()[1]
+    }
+
+    /// Vocabulary size.
+    pub fn vocab_size(&self) -> usize {
+        self.embed.dims()[0]
+    }
+
+    /// Runs `tokens` (`[b, s]`) after the `cache`d positions and returns the final hidden states
+    /// `[b, s, d]`; the cache grows by `s`. `pad` (`[b, s]`, true = padding) masks padded keys.
+    pub fn forward_hidden(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad: Option<Tensor<2, Bool>>,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let [b, s] = tokens.dims();
+        let device = tokens.device();
+        let start = cache.len;
+        let d = self.d_model();
+        let mut x = self
+            .embed
+            .val()
+            .select(0, tokens.reshape([b * s]))
+            .reshape([b, s, d]);
+        // key padding over all positions
+        let new_pad = pad.unwrap_or_else(|| {
+            Tensor::<2, Bool>::from_data(TensorData::new(vec![false; b * s], [b, s]), &device)
+        });
+        let key_pad = match cache.pad.take() {
+            Some(p) => Tensor::cat(vec![p, new_pad], 1),
+            None => new_pad,
+        };
+        let t = start + s;
+        // causal: query i (absolute start + i) sees keys j <= start + i
+        let qi = Tensor::<1, Int>::arange(start as i64..t as i64, &device).reshape([s, 1]);
+        let kj = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
+        let future = kj.greater(qi); // [s, t]
+        let blocked = future
+            .unsqueeze_dim::<3>(0)
+            .expand([b, s, t])
+            .bool_or(key_pad.clone().unsqueeze_dim::<3>(1).expand([b, s, t]));
+        let mask = Tensor::<3>::zeros([b, s, t], &device)
+            .mask_fill(blocked, BLOCKED)
+            .unsqueeze_dim::<4>(1);
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let h = blk.attn_norm.forward(x.clone());
+            let past = cache.layers[i].take();
+            let (a, kv) = blk.attn.forward(h, &self.rope, start, past, mask.clone());
+            cache.layers[i] = Some(kv);
+            x = x + a;
+            let h = blk.ffn_norm.forward(x.clone());
+            let m = blk
+                .mlp
+                .down
+                .forward(silu(blk.mlp.gate.forward(h.clone())) * blk.mlp.up.forward(h));
+            x = x + m;
+        }
+        cache.pad = Some(key_pad);
+        cache.len = t;
+        self.norm.forward(x)
+    }
+
+    /// Output logits of hidden states `[..., d] -> [..., vocab]`.
+    pub fn logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
+        match &self.head {
+            Some(h) => h.forward(hidden),
+            None => linear(hidden, self.embed.val().transpose(), None),
+        }
+    }
+
+    /// Logits of every position of `tokens` (`[b, s]`) after the cache: `[b, s, vocab]`.
+    pub fn forward(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad: Option<Tensor<2, Bool>>,
+        cache: &mut KvCache,
+    ) -> Tensor<3> {
+        let h = self.forward_hidden(tokens, pad, cache);
+        self.logits(h)
+    }
+
+    /// Adds LoRA adapters to the configured projections and freezes everything else.
+    pub fn with_lora(mut self, lora: &LoraConfig, device: &Device) -> Self {
+        let want = |name: &str| lora.targets.iter().any(|t| t == name);
+        self.embed = self.embed.set_require_grad(false);
+        let freeze_norm = |mut n: RmsNorm| {
+            n.gamma = n.gamma.set_require_grad(false);
+            n
+        };
+        self.norm = freeze_norm(self.norm);
+        self.head = self.head.map(|mut h| {
+            h.weight = h.weight.set_require_grad(false);
+            h
+        });
+        let mut seed = 0u64;
+        let mut adapt = |p: Proj, name: &str| {
+            seed += 1;
+            if want(name) {
+                p.with_lora(lora.rank, lora.alpha, seed, device)
+            } else {
+                let mut p = p;
+                p.weight = p.weight.set_require_grad(false);
+                p.bias = p.bias.map(|b| b.set_require_grad(false));
+                p
+            }
+        };
+        self.blocks = self
+            .blocks
+            .into_iter()
+            .map(|b| Block {
+                attn_norm: freeze_norm(b.attn_norm),
+                ffn_norm: freeze_norm(b.ffn_norm),
+                attn: Attention {
+                    q: adapt(b.attn.q, "q"),
+                    k: adapt(b.attn.k, "k"),
+                    v: adapt(b.attn.v, "v"),
+                    o: adapt(b.attn.o, "o"),
+                    n_heads: b.attn.n_heads,
+                    n_kv_heads: b.attn.n_kv_heads,
+                },
+                mlp: Mlp {
+                    gate: adapt(b.mlp.gate, "gate"),
+                    up: adapt(b.mlp.up, "up"),
+                    down: adapt(b.mlp.down, "down"),
+                },
+            })
+            .collect();
+        self
+    }
+}

@@ -1,0 +1,197 @@
+//! The Llama implementation against itself: the two weight formats give the same logits, the KV
+//! cache and left padding do not change them, a fresh LoRA adapter is a no-op.
+
+use blade_llm::gguf::GgmlType;
+use blade_llm::lm::{ids_tensor, to_vec};
+use blade_llm::model::{KvCache, LoraConfig};
+use blade_llm::testing::{write_tiny_gguf, write_tiny_hf, TinySpec};
+use blade_llm::LanguageModel;
+use burn::prelude::*;
+
+fn device() -> Device {
+    Device::default()
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn both(spec: &TinySpec) -> (LanguageModel, LanguageModel) {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&g, spec).unwrap();
+    let hf = dir.path().join("hf");
+    write_tiny_hf(&hf, spec).unwrap();
+    let a = LanguageModel::load(&g, None, &device()).unwrap();
+    let b = LanguageModel::load(&hf, None, &device()).unwrap();
+    (a, b)
+}
+
+const PROMPT: [u32; 9] = [257, 72, 101, 108, 108, 111, 32, 265, 260];
+
+#[test]
+fn gguf_and_safetensors_give_the_same_logits() {
+    for spec in [
+        TinySpec::default(),
+        TinySpec {
+            untied: true,
+            n_kv_heads: 4,
+            ..TinySpec::default()
+        },
+        // qwen2: Q/K biases, "rotate halves" rows in both files
+        TinySpec {
+            qkv_bias: true,
+            n_kv_heads: 1,
+            ..TinySpec::default()
+        },
+    ] {
+        let (a, b) = both(&spec);
+        assert_eq!(a.config.tie_embeddings, !spec.untied);
+        assert_eq!(a.config.n_kv_heads, spec.n_kv_heads);
+        assert_eq!(a.config.vocab_size, b.config.vocab_size);
+        let la = a.last_logits(&PROMPT).unwrap();
+        let lb = b.last_logits(&PROMPT).unwrap();
+        assert!(la.iter().all(|x| x.is_finite()));
+        let spread = la.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(spread > 0.1, "logits should not be flat: {spread}");
+        let d = max_diff(&la, &lb);
+        assert!(d < 1e-4, "{spec:?}: GGUF vs safetensors max |diff| {d}");
+        // the tokenizers agree too
+        let text = "<|im_start|>user\nthe theory in 1995<|im_end|>";
+        assert_eq!(a.encode(text).unwrap(), b.encode(text).unwrap());
+    }
+}
+
+#[test]
+fn quantised_files_stay_close_to_the_float_model() {
+    let (f32_model, _) = both(&TinySpec::default());
+    let reference = f32_model.last_logits(&PROMPT).unwrap();
+    let scale = reference.iter().fold(0f32, |m, x| m.max(x.abs()));
+    for (ty, tol) in [
+        (GgmlType::F16, 0.01),
+        (GgmlType::Q8_0, 0.05),
+        (GgmlType::Q4_1, 0.5),
+        (GgmlType::Q4_0, 0.5),
+    ] {
+        let (q, _) = both(&TinySpec {
+            matrix_type: ty,
+            ..TinySpec::default()
+        });
+        let l = q.last_logits(&PROMPT).unwrap();
+        let d = max_diff(&l, &reference) / scale;
+        assert!(d < tol, "{ty}: relative max diff {d} >= {tol}");
+        assert!(
+            d > 0.0 || ty == GgmlType::F32,
+            "{ty} should differ a little from f32"
+        );
+    }
+}
+
+#[test]
+fn kv_cache_matches_the_full_pass() {
+    let (lm, _) = both(&TinySpec::default());
+    let dev = device();
+    let mut full_cache = KvCache::new(lm.config.n_layers);
+    let full = lm
+        .model
+        .forward(ids_tensor(&[PROMPT.to_vec()], &dev), None, &mut full_cache);
+    let full = to_vec(full).unwrap();
+    let v = lm.config.vocab_size;
+    // feed 4 tokens, then 1, then the remaining 4
+    let mut cache = KvCache::new(lm.config.n_layers);
+    let mut got = Vec::new();
+    for part in [&PROMPT[..4], &PROMPT[4..5], &PROMPT[5..]] {
+        let l = lm
+            .model
+            .forward(ids_tensor(&[part.to_vec()], &dev), None, &mut cache);
+        got.extend(to_vec(l).unwrap());
+    }
+    assert_eq!(cache.len, PROMPT.len());
+    assert_eq!(got.len(), PROMPT.len() * v);
+    let d = max_diff(&got, &full);
+    assert!(d < 1e-4, "incremental vs full: {d}");
+    // greedy generation with the cache equals recomputing from scratch each step
+    let fast = lm.greedy(&PROMPT, 6, &[]).unwrap();
+    let mut slow = Vec::new();
+    let mut seq = PROMPT.to_vec();
+    for _ in 0..6 {
+        let l = lm.last_logits(&seq).unwrap();
+        let next = blade_llm::lm::argmax(&l) as u32;
+        slow.push(next);
+        seq.push(next);
+    }
+    assert_eq!(fast, slow);
+}
+
+#[test]
+fn left_padding_and_batching_do_not_change_logits() {
+    let (lm, _) = both(&TinySpec::default());
+    let dev = device();
+    let short = &PROMPT[3..];
+    let alone = lm.last_logits(short).unwrap();
+    // batch row 0: the full prompt, row 1: the short one left-padded with token 0
+    let pad_n = PROMPT.len() - short.len();
+    let mut padded = vec![0u32; pad_n];
+    padded.extend_from_slice(short);
+    let mut mask = vec![false; PROMPT.len()];
+    mask.extend((0..PROMPT.len()).map(|i| i < pad_n));
+    let pad = Tensor::<2, Bool>::from_data(TensorData::new(mask, [2, PROMPT.len()]), &dev);
+    let mut cache = KvCache::new(lm.config.n_layers);
+    let logits = lm.model.forward(
+        ids_tensor(&[PROMPT.to_vec(), padded], &dev),
+        Some(pad),
+        &mut cache,
+    );
+    let [_, s, v] = logits.dims();
+    let row1 = to_vec(logits.clone().slice([1..2, s - 1..s, 0..v])).unwrap();
+    let row0 = to_vec(logits.slice([0..1, s - 1..s, 0..v])).unwrap();
+    assert!(
+        max_diff(&row1, &alone) < 1e-3,
+        "padded row differs: {}",
+        max_diff(&row1, &alone)
+    );
+    assert!(max_diff(&row0, &lm.last_logits(&PROMPT).unwrap()) < 1e-4);
+}
+
+#[test]
+fn a_fresh_lora_adapter_changes_nothing_and_trains_only_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
+    let ad = device().autodiff();
+    let lm = LanguageModel::load(&g, None, &ad).unwrap();
+    let before = lm.last_logits(&PROMPT).unwrap();
+    let LanguageModel {
+        source,
+        config,
+        model,
+        tokenizer,
+        template,
+    } = lm;
+    let lora = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        targets: vec!["q".into(), "v".into(), "down".into()],
+    };
+    let lm = LanguageModel {
+        source,
+        model: model.with_lora(&lora, &ad),
+        config,
+        tokenizer,
+        template,
+    };
+    let after = lm.last_logits(&PROMPT).unwrap();
+    assert!(max_diff(&before, &after) < 1e-6);
+    // gradients reach the adapters only: 3 targets x 2 layers x (A, B)
+    let mut cache = KvCache::new(lm.config.n_layers);
+    let logits = lm
+        .model
+        .forward(ids_tensor(&[PROMPT.to_vec()], &ad), None, &mut cache);
+    let grads = logits.powf_scalar(2.0).mean().backward();
+    let params = burn::optim::GradientsParams::from_grads(grads, &lm.model);
+    assert_eq!(params.len(), 3 * 2 * 2);
+}
