@@ -7,7 +7,7 @@
 use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
 use blade_core::reward::{parse_reward, CatalogInfo, ListReward, RewardContext, WeightedSum};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{BackendSpec, ItemLmConfig, SftConfig};
+use blade_core::{BackendSpec, ItemLm, ItemLmConfig, SftConfig};
 use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, ItemId, PreprocessConfig};
 
@@ -63,7 +63,7 @@ fn main() -> anyhow::Result<()> {
         eval_every: 10,
         ..AlignConfig::default()
     };
-    let out = train_align(&cfg, &inputs, &root.join("blade"), Dashboard::Plain, false)?;
+    let out = train_align::<ItemLm>(&cfg, &inputs, &root.join("blade"), Dashboard::Plain, false)?;
     println!(
         "`{}`: SFT reference {:.4} -> BLADE {:.4}",
         out.summary.reward, out.summary.reference_reward, out.summary.policy_reward

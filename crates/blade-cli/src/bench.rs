@@ -8,7 +8,7 @@ use anyhow::Result;
 use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, StepRecord};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{Policy, PromptBatch, Recommender, SampleSpec};
+use blade_core::{ItemLm, Policy, PromptBatch, Recommender, SampleSpec};
 use clap::Args;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
@@ -114,7 +114,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             init: &sft_dir,
             device: &device,
         };
-        let out = train_align(
+        let out = train_align::<ItemLm>(
             &cfg,
             &inputs,
             &a.out.join(method.name()),

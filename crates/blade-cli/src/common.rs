@@ -35,6 +35,15 @@ pub struct DataArgs {
     /// Seed of the synthetic dataset.
     #[arg(long, default_value_t = 7)]
     pub data_seed: u64,
+    /// Keep only the N most frequent items (before k-core): a slice for quick runs, e.g. with
+    /// an LLM policy on a CPU.
+    #[arg(long)]
+    #[serde(default)]
+    pub max_items: Option<usize>,
+    /// Keep only the first N users (file order) after `--max-items` (before k-core).
+    #[arg(long)]
+    #[serde(default)]
+    pub max_users: Option<usize>,
 }
 
 impl DataArgs {
@@ -47,7 +56,7 @@ impl DataArgs {
         match self.data.as_str() {
             "synthetic" => {
                 let raw = generate(&SyntheticConfig { seed: self.data_seed, ..SyntheticConfig::default() });
-                Ok(Dataset::from_raw(&raw, &prep)?)
+                Ok(Dataset::from_raw(&raw.slice(self.max_items, self.max_users), &prep)?)
             }
             "ml-100k" => {
                 let dir = self.cache.join("ml-100k");
@@ -59,10 +68,15 @@ impl DataArgs {
                     );
                 }
                 let raw = blade_data::importers::read_recbole_dir(&dir, "ml-100k", &Default::default())?;
-                Ok(Dataset::from_raw(&raw, &prep)?)
+                Ok(Dataset::from_raw(&raw.slice(self.max_items, self.max_users), &prep)?)
             }
-            path if path.ends_with(".json") => Dataset::load(Path::new(path))
-                .with_context(|| format!("--data {path}: could not load the dataset")),
+            path if path.ends_with(".json") => {
+                if self.max_items.is_some() || self.max_users.is_some() {
+                    bail!("--max-items / --max-users apply to `synthetic` and `ml-100k`; slice an imported dataset when importing it");
+                }
+                Dataset::load(Path::new(path))
+                    .with_context(|| format!("--data {path}: could not load the dataset"))
+            }
             other => bail!(
                 "--data {other}: expected `synthetic`, `ml-100k` or a dataset .json from `blade data import`"
             ),

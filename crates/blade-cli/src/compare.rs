@@ -9,7 +9,7 @@ use blade_core::align::{read_curves, train_align, AlignInputs, AlignSummary, Met
 use blade_core::policy::bon::best_of_n_lists;
 use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
 use blade_core::sft::load_item_lm;
-use blade_core::{EvalConfig, EvalReport, Evaluator};
+use blade_core::{EvalConfig, EvalReport, Evaluator, ItemLm};
 use blade_data::{Dataset, Split};
 use clap::Args;
 use serde::Serialize;
@@ -103,7 +103,7 @@ fn run_one(
             device: c.device,
         };
         println!("== {} seed {seed} ({})", method.name(), reward.name());
-        train_align(&cfg, &inputs, dir, c.a.dashboard.into(), false)?;
+        train_align::<ItemLm>(&cfg, &inputs, dir, c.a.dashboard.into(), false)?;
         let info = RunInfo::load(c.init)?;
         RunInfo {
             method: method.name().into(),

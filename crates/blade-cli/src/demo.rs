@@ -7,7 +7,7 @@ use anyhow::Result;
 use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
+use blade_core::{EvalConfig, Evaluator, ItemLm, PopRecommender, RandomRecommender};
 use clap::Args;
 
 use crate::common::{dataset_and_split, report_table, BackendArgs, DataArgs, RunInfo};
@@ -47,6 +47,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         k_core: 5,
         min_rating: None,
         data_seed: 7,
+        max_items: None,
+        max_users: None,
     };
     let (ds, split) = dataset_and_split(&data)?;
     println!(
@@ -122,7 +124,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 device: &device,
             };
             let dir = a.out.join(method.name());
-            let out = train_align(&cfg, &inputs, &dir, Dashboard::from(a.dashboard), false)?;
+            let out =
+                train_align::<ItemLm>(&cfg, &inputs, &dir, Dashboard::from(a.dashboard), false)?;
             RunInfo {
                 method: method.name().into(),
                 data: data.clone(),

@@ -42,6 +42,9 @@ pub struct EvalArgs {
     /// Write the generated lists as JSON lines (original ids): user, list, targets, history.
     #[arg(long)]
     pub dump_lists: Option<PathBuf>,
+    /// Evaluate only the first N users of the split (e.g. for a slow LLM policy on a CPU).
+    #[arg(long)]
+    pub max_eval_users: Option<usize>,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -126,10 +129,20 @@ pub fn run(a: EvalArgs) -> Result<()> {
     };
     let (ds, split) = dataset_and_split(&data)?;
     let cases = cases(&split, &a.split)?;
+    let cases = &cases[..a.max_eval_users.unwrap_or(cases.len()).min(cases.len())];
     let config = EvalConfig {
         ks: a.ks.clone(),
         mask_history: !a.no_mask_history,
-        batch_size: 256,
+        // an LLM decodes a batch in lockstep with a KV cache per row: keep batches small
+        batch_size: if a
+            .runs
+            .iter()
+            .any(|r| r.join(blade_llm::run::LLM_RUN_FILE).exists())
+        {
+            16
+        } else {
+            256
+        },
         strategy: parse_strategy(&a.strategy)?,
     };
     let ev = Evaluator::new(&ds, &split, config)?;
@@ -153,12 +166,21 @@ pub fn run(a: EvalArgs) -> Result<()> {
                 run.display()
             );
         }
-        let (_, model) = load_item_lm(run, &device)?;
-        let named = Named {
-            name: info.method.clone(),
-            inner: &model,
+        let (r, l) = if run.join(blade_llm::run::LLM_RUN_FILE).exists() {
+            let (_, policy) = blade_llm::run::load_llm_run(run, &device)?;
+            let named = Named {
+                name: format!("llm-{}", info.method),
+                inner: &policy,
+            };
+            evaluate_one(&ev, &named, cases)?
+        } else {
+            let (_, model) = load_item_lm(run, &device)?;
+            let named = Named {
+                name: info.method.clone(),
+                inner: &model,
+            };
+            evaluate_one(&ev, &named, cases)?
         };
-        let (r, l) = evaluate_one(&ev, &named, cases)?;
         dumped.push((r.method.clone(), l.generated));
         reports.push(r);
     }

@@ -21,6 +21,32 @@ pub enum LlmCommand {
     Logits(LogitsArgs),
     /// Greedy generation from a prompt, with tokens/s.
     Generate(GenArgs),
+    /// Throughput of the title policy: prompt prefill, catalogue scoring, constrained list
+    /// sampling and plain generation, in tokens/s, printed as a table.
+    Bench(LlmBenchArgs),
+}
+
+/// `blade llm bench`
+#[derive(Args, Debug)]
+pub struct LlmBenchArgs {
+    #[command(flatten)]
+    w: WeightsArg,
+    #[command(flatten)]
+    backend: BackendArgs,
+    #[command(flatten)]
+    data: crate::common::DataArgs,
+    /// Prompts per sampling batch.
+    #[arg(long, default_value_t = 4)]
+    prompts: usize,
+    /// Lists per prompt.
+    #[arg(long, default_value_t = 4)]
+    group_size: usize,
+    /// Items per list.
+    #[arg(long, default_value_t = 10)]
+    list_len: usize,
+    /// Users whose whole catalogue is scored.
+    #[arg(long, default_value_t = 2)]
+    score_users: usize,
 }
 
 /// The weights to load.
@@ -93,6 +119,7 @@ pub fn run(c: LlmCommand) -> Result<()> {
         LlmCommand::Tokenize(a) => tokenize(a),
         LlmCommand::Logits(a) => logits(a),
         LlmCommand::Generate(a) => generate(a),
+        LlmCommand::Bench(a) => bench(a),
     }
 }
 
@@ -250,5 +277,101 @@ fn generate(a: GenArgs) -> Result<()> {
         out.len(),
         out.len() as f64 / secs.max(1e-9)
     );
+    Ok(())
+}
+
+fn bench(a: LlmBenchArgs) -> Result<()> {
+    use blade_core::{Policy, PromptBatch, Recommender, SampleSpec};
+    use rand::SeedableRng;
+    let (ds, split) = crate::common::dataset_and_split(&a.data)?;
+    let lm = load(&a.w, &a.backend)?;
+    let titles: Vec<String> = ds.catalog.items.iter().map(|i| i.title.clone()).collect();
+    let t0 = Instant::now();
+    let policy = blade_llm::LlmPolicy::new(lm, &titles, blade_llm::PromptTemplate::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let index_s = t0.elapsed().as_secs_f64();
+    let idx = policy.index();
+    let title_tokens: usize = idx.tokens.iter().map(Vec::len).sum();
+    let cases = &split.test[..split.test.len().min(a.prompts.max(a.score_users))];
+    let prompts = PromptBatch::from_cases(&cases[..a.prompts.min(cases.len())], true);
+    let prompt_tokens: usize = prompts
+        .histories
+        .iter()
+        .map(|h| policy.prompt_text(h, 10))
+        .map(|t| {
+            policy
+                .ctx
+                .tokenizer
+                .encode(&t, true)
+                .map(|v| v.len())
+                .unwrap_or(0)
+        })
+        .sum();
+    let mut rows: Vec<(String, String)> = vec![(
+        "catalogue".into(),
+        format!(
+            "{} titles, {title_tokens} tokens, trie of {} nodes, built in {index_s:.2} s",
+            idx.len(),
+            idx.num_nodes()
+        ),
+    )];
+    // constrained sampling (prefill + lockstep decoding with the KV cache)
+    let spec = SampleSpec {
+        lists_per_prompt: a.group_size,
+        list_len: a.list_len,
+        ..SampleSpec::default()
+    };
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let t = Instant::now();
+    let roll = policy.sample(&prompts, &spec, &mut rng)?;
+    let secs = t.elapsed().as_secs_f64();
+    let gen_tokens: usize = roll
+        .lists
+        .iter()
+        .flatten()
+        .map(|&i| idx.tokens[i as usize].len())
+        .sum();
+    rows.push((
+        format!("constrained sampling ({} prompts x {} lists x {} items)", prompts.len(), a.group_size, a.list_len),
+        format!(
+            "{:.1} s: {:.1} generated tokens/s, {:.2} lists/s ({prompt_tokens} prompt tokens prefilled)",
+            secs,
+            gen_tokens as f64 / secs,
+            roll.lists.len() as f64 / secs
+        ),
+    ));
+    // differentiable list log-probability (what a training step costs, forward only)
+    let rep = prompts.repeat_each(a.group_size);
+    let t = Instant::now();
+    let lp = policy.log_prob(&rep, &roll.lists)?;
+    let _ = lp.into_data();
+    let secs = t.elapsed().as_secs_f64();
+    rows.push((
+        "list log-prob, full forward".into(),
+        format!(
+            "{:.1} s for {} lists: {:.1} tokens/s (prompt + list)",
+            secs,
+            roll.lists.len(),
+            (prompt_tokens * a.group_size + gen_tokens) as f64 / secs
+        ),
+    ));
+    // full-catalogue scoring with the prompt's KV cache shared
+    let users = PromptBatch::from_cases(&cases[..a.score_users.min(cases.len())], true);
+    let t = Instant::now();
+    let scores = policy.score_all(&users)?;
+    let secs = t.elapsed().as_secs_f64();
+    rows.push((
+        format!("prompt scoring, whole catalogue ({} users)", scores.len()),
+        format!(
+            "{:.1} s: {:.1} title tokens/s, {:.1} s per user",
+            secs,
+            (title_tokens * scores.len()) as f64 / secs,
+            secs / scores.len().max(1) as f64
+        ),
+    ));
+    println!("\n| measurement | result |\n|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
     Ok(())
 }

@@ -30,7 +30,7 @@ enum Command {
     #[command(subcommand)]
     Data(data_cmd::DataCommand),
     /// Train a policy (`--method sft`).
-    Train(train_cmd::TrainArgs),
+    Train(Box<train_cmd::TrainArgs>),
     /// Evaluate a trained run or a baseline (`random`, `pop`) and print every metric.
     Eval(eval_cmd::EvalArgs),
     /// Align several methods from one SFT run over several seeds; tables, curves and pictures.
@@ -51,7 +51,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Data(c) => data_cmd::run(c),
-        Command::Train(a) => train_cmd::run(a),
+        Command::Train(a) => train_cmd::run(*a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Recommend(a) => recommend::run(a),
         Command::Compare(a) => compare::run(a),

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use blade_core::align::{train_align, AlignConfig, AlignInputs, LossConfig, Method};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{ItemLmConfig, SftConfig};
+use blade_core::{ItemLm, ItemLmConfig, SftConfig};
 use clap::{Args, ValueEnum};
 
 use crate::common::{dataset_and_split, BackendArgs, DataArgs, RunInfo};
@@ -197,10 +197,63 @@ pub struct TrainArgs {
     pub sft: SftArgs,
     #[command(flatten)]
     pub align: AlignArgs,
+    #[command(flatten)]
+    pub llm: LlmArgs,
+}
+
+/// The policy to train.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PolicyKind {
+    /// The item-level transformer (`ItemLm`) trained from scratch.
+    Item,
+    /// A pretrained LLM that reads and writes item titles (`--weights`).
+    Llm,
+}
+
+/// Settings of the LLM policy (`--policy llm`).
+#[derive(Args, Debug, Clone)]
+pub struct LlmArgs {
+    /// item (default) or llm.
+    #[arg(long, value_enum, default_value = "item")]
+    pub policy: PolicyKind,
+    /// Base weights of the LLM policy: a `.gguf` file or a Hugging Face folder.
+    #[arg(long)]
+    pub weights: Option<PathBuf>,
+    /// LoRA rank (0 = full fine-tuning of every weight).
+    #[arg(long, default_value_t = 8)]
+    pub lora_rank: usize,
+    /// LoRA alpha (the adapter is scaled by alpha / rank).
+    #[arg(long, default_value_t = 16.0)]
+    pub lora_alpha: f32,
+    /// Projections that get adapters.
+    #[arg(long, value_delimiter = ',', default_value = "q,k,v,o,gate,up,down")]
+    pub lora_targets: Vec<String>,
+    /// User message of the prompt; `{history}` = the history titles one per line, `{k}` = the
+    /// list length.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    /// Use the prompt as plain text instead of the model's chat template.
+    #[arg(long)]
+    pub no_chat: bool,
+    /// LLM SFT: windows per gradient step.
+    #[arg(long, default_value_t = 4)]
+    pub llm_batch: usize,
+    /// LLM SFT: training windows used (the most recent per user first).
+    #[arg(long, default_value_t = 256)]
+    pub llm_train_prompts: usize,
+    /// LLM SFT: learning rate (Adam).
+    #[arg(long, default_value_t = 1e-4)]
+    pub llm_lr: f64,
+    /// LLM SFT: validation users whose greedy lists give NDCG@10 after each epoch.
+    #[arg(long, default_value_t = 32)]
+    pub llm_valid_users: usize,
 }
 
 /// Runs `blade train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    if a.llm.policy == PolicyKind::Llm && a.method == "sft" {
+        return llm_sft(&a);
+    }
     if a.method != "sft" {
         let method: Method = a
             .method
@@ -277,8 +330,21 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
         device: &device,
     };
     let start = Instant::now();
-    let out = train_align(&config, &inputs, &a.out, a.dashboard.into(), a.resume)?;
-    let s = &out.summary;
+    let is_llm = init.join(blade_llm::run::LLM_RUN_FILE).exists();
+    let (summary, model_path) = if is_llm {
+        let out = train_align::<blade_llm::LlmPolicy>(
+            &config,
+            &inputs,
+            &a.out,
+            a.dashboard.into(),
+            a.resume,
+        )?;
+        (out.summary, a.out.join(blade_llm::run::ADAPTER_FILE))
+    } else {
+        let out = train_align::<ItemLm>(&config, &inputs, &a.out, a.dashboard.into(), a.resume)?;
+        (out.summary, out.model_path)
+    };
+    let s = &summary;
     let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
         "{} done in {:.1}s: `{}` of the SFT reference {:.4} -> aligned policy {:.4} (same {} prompts); \
@@ -291,7 +357,68 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
         s.prompts,
         fmt(s.valid_ndcg_start),
         fmt(s.valid_ndcg_end),
-        out.model_path.display()
+        model_path.display()
+    );
+    Ok(())
+}
+
+/// Supervised fine-tuning of a pretrained LLM on the titles of the data's items.
+fn llm_sft(a: &TrainArgs) -> Result<()> {
+    let Some(weights) = &a.llm.weights else {
+        bail!(
+            "--policy llm: give the base model with --weights FILE.gguf (or a Hugging Face folder)"
+        );
+    };
+    if !weights.exists() {
+        bail!("--weights {}: no such file or folder", weights.display());
+    }
+    let weights = std::fs::canonicalize(weights)?;
+    let device = a.backend.device()?;
+    let (ds, split) = dataset_and_split(&a.data)?;
+    let mut template = blade_llm::PromptTemplate::default();
+    if let Some(p) = &a.llm.prompt {
+        template.user = p.clone();
+    }
+    template.chat = !a.llm.no_chat;
+    let run = blade_llm::run::LlmRunConfig {
+        weights,
+        lora: (a.llm.lora_rank > 0).then(|| blade_llm::model::LoraConfig {
+            rank: a.llm.lora_rank,
+            alpha: a.llm.lora_alpha,
+            targets: a.llm.lora_targets.clone(),
+        }),
+        template,
+        prompt_k: a.sft.list_len,
+        max_seq_len: 4096,
+        titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
+    };
+    let cfg = blade_llm::run::LlmSftConfig {
+        epochs: a.sft.epochs,
+        lr: a.llm.llm_lr,
+        batch_size: a.llm.llm_batch,
+        target_len: 1,
+        max_train_prompts: Some(a.llm.llm_train_prompts),
+        valid_users: a.llm.llm_valid_users,
+        mask_history: true,
+        seed: a.sft.seed,
+    };
+    std::fs::create_dir_all(&a.out)?;
+    RunInfo {
+        method: "sft".into(),
+        data: a.data.clone(),
+    }
+    .save(&a.out)?;
+    let start = Instant::now();
+    let (_, log) =
+        blade_llm::run::train_llm_sft(&run, &cfg, &split, &device, &a.out, |l| println!("{l}"))?;
+    println!(
+        "LLM SFT done in {:.1}s: validation NDCG@10 per epoch: {}; adapters at {}",
+        start.elapsed().as_secs_f64(),
+        log.iter()
+            .map(|r| format!("{:.4}", r.valid_ndcg))
+            .collect::<Vec<_>>()
+            .join(", "),
+        a.out.join(blade_llm::run::ADAPTER_FILE).display()
     );
     Ok(())
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{BackendSpec, ItemLmConfig, SftConfig};
+use blade_core::{BackendSpec, ItemLm, ItemLmConfig, SftConfig};
 use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig, Split};
 
@@ -67,7 +67,8 @@ fn every_method_trains_and_blade_improves_its_reward() {
 
     for method in Method::ALL {
         let dir = root.path().join(method.name());
-        let out = train_align(&small(method, 3), &inputs, &dir, Dashboard::Plain, false).unwrap();
+        let out = train_align::<ItemLm>(&small(method, 3), &inputs, &dir, Dashboard::Plain, false)
+            .unwrap();
         assert!(
             !out.summary.non_finite,
             "{} produced a non-finite value",
@@ -98,7 +99,7 @@ fn every_method_trains_and_blade_improves_its_reward() {
     }
 
     let dir = root.path().join("blade-long");
-    let out = train_align(
+    let out = train_align::<ItemLm>(
         &small(Method::Blade, 40),
         &inputs,
         &dir,
@@ -136,7 +137,7 @@ fn alignment_resumes_from_its_checkpoint() {
         device: &device,
     };
     let dir = root.path().join("blade");
-    train_align(
+    train_align::<ItemLm>(
         &small(Method::Blade, 2),
         &inputs,
         &dir,
@@ -145,7 +146,7 @@ fn alignment_resumes_from_its_checkpoint() {
     )
     .unwrap();
     let target_before = std::fs::read_to_string(dir.join("target.json")).unwrap();
-    let out = train_align(
+    let out = train_align::<ItemLm>(
         &small(Method::Blade, 4),
         &inputs,
         &dir,
@@ -167,7 +168,7 @@ fn alignment_resumes_from_its_checkpoint() {
         init: Path::new("/nonexistent/sft"),
         ..inputs
     };
-    let err = train_align(
+    let err = train_align::<ItemLm>(
         &small(Method::Blade, 1),
         &bad,
         &root.path().join("x"),

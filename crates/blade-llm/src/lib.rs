@@ -19,5 +19,9 @@ pub mod model;
 pub mod tokenizer;
 
 pub use lm::{LanguageModel, LmError};
+pub mod rec;
 #[doc(hidden)]
 pub mod testing;
+
+pub use rec::{LlmPolicy, PromptTemplate, TitleIndex};
+pub mod run;

@@ -91,8 +91,22 @@ impl LanguageModel {
             .map_err(|e| LmError::Tokenizer(e.to_string()))
     }
 
+    fn check_len(&self, n: usize) -> Result<(), LmError> {
+        if n > self.config.max_seq_len {
+            return Err(LmError::Tokenizer(format!(
+                "{n} tokens exceed the model's rotary table of {} positions",
+                self.config.max_seq_len
+            )));
+        }
+        if n == 0 {
+            return Err(LmError::Tokenizer("an empty token sequence".into()));
+        }
+        Ok(())
+    }
+
     /// Logits of the last position after `tokens` (one forward pass, no cache kept).
     pub fn last_logits(&self, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
+        self.check_len(tokens.len())?;
         let device = self.model.embed.val().device();
         let mut cache = KvCache::new(self.config.n_layers);
         let logits = self

@@ -343,26 +343,15 @@ impl WeightSource for SafetensorsModel {
         let mut raw = vec![0u8; (e.end - e.start) as usize];
         f.read_exact(&mut raw).map_err(io)?;
         let n: usize = e.shape.iter().product();
-        let values: Vec<f32> = match e.dtype.as_str() {
-            "F32" => raw
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect(),
-            "F16" => raw
-                .chunks_exact(2)
-                .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            "BF16" => raw
-                .chunks_exact(2)
-                .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-                .collect(),
-            other => {
-                return Err(ferr(
-                    &e.file,
-                    format!("tensor `{hf}` has dtype {other}; F32, F16 and BF16 are supported"),
-                ))
-            }
-        };
+        let values = decode_st(&raw, &e.dtype).ok_or_else(|| {
+            ferr(
+                &e.file,
+                format!(
+                    "tensor `{hf}` has dtype {}; F32, F16 and BF16 are supported",
+                    e.dtype
+                ),
+            )
+        })?;
         if values.len() != n {
             return Err(ferr(
                 &e.file,
@@ -528,4 +517,83 @@ pub fn gguf_tokenizer(f: &GgufFile) -> Result<Tokenizer, LoadError> {
         id("tokenizer.ggml.eos_token_id"),
     )
     .map_err(|e| ferr(f.path(), e.to_string()))
+}
+
+/// Writes a safetensors file of F32 tensors (atomically).
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(String, Vec<usize>, Vec<f32>)],
+) -> std::io::Result<()> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0usize;
+    for (name, shape, v) in tensors {
+        header.insert(
+            name.clone(),
+            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * v.len()]}),
+        );
+        offset += 4 * v.len();
+    }
+    let mut h = serde_json::to_vec(&serde_json::Value::Object(header))?;
+    while h.len() % 8 != 0 {
+        h.push(b' ');
+    }
+    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
+    bytes.extend(h);
+    for (_, _, v) in tensors {
+        v.iter().for_each(|x| bytes.extend(x.to_le_bytes()));
+    }
+    blade_data::write_atomic(path, &bytes).map_err(|e| std::io::Error::other(e.to_string()))
+}
+
+/// Reads every tensor of one safetensors file as F32 (F16 / BF16 converted).
+pub fn read_safetensors_f32(path: &Path) -> Result<BTreeMap<String, HostTensor>, LoadError> {
+    let entries = read_st_header(path)?;
+    let mut out = BTreeMap::new();
+    let mut f = File::open(path).map_err(|e| ferr(path, e.to_string()))?;
+    for (name, e) in entries {
+        f.seek(SeekFrom::Start(e.start))
+            .map_err(|x| ferr(path, x.to_string()))?;
+        let mut raw = vec![0u8; (e.end - e.start) as usize];
+        f.read_exact(&mut raw)
+            .map_err(|x| ferr(path, x.to_string()))?;
+        let values = decode_st(&raw, &e.dtype).ok_or_else(|| {
+            ferr(
+                path,
+                format!(
+                    "tensor `{name}` has dtype {}; F32, F16 and BF16 are supported",
+                    e.dtype
+                ),
+            )
+        })?;
+        if values.len() != e.shape.iter().product::<usize>() {
+            return Err(ferr(
+                path,
+                format!(
+                    "tensor `{name}`: {} values for shape {:?}",
+                    values.len(),
+                    e.shape
+                ),
+            ));
+        }
+        out.insert(name, (e.shape, values));
+    }
+    Ok(out)
+}
+
+fn decode_st(raw: &[u8], dtype: &str) -> Option<Vec<f32>> {
+    Some(match dtype {
+        "F32" => raw
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect(),
+        "F16" => raw
+            .chunks_exact(2)
+            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        "BF16" => raw
+            .chunks_exact(2)
+            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+            .collect(),
+        _ => return None,
+    })
 }

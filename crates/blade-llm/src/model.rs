@@ -23,6 +23,9 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::linear;
 use serde::{Deserialize, Serialize};
 
+/// First parameter id of LoRA adapters (see [`Proj::with_lora`]).
+pub const LORA_ID_BASE: u64 = 0x4c4f_5241_0000_0000;
+
 /// Additive attention mask value for blocked positions (finite, so fully masked rows stay finite).
 const BLOCKED: f32 = -1.0e9;
 
@@ -182,9 +185,12 @@ impl Proj {
         let b = Tensor::<2>::zeros([rank, d_out], device);
         self.weight = self.weight.set_require_grad(false);
         self.bias = self.bias.map(|b| b.set_require_grad(false));
+        // deterministic parameter ids: an adapter reloaded from disk keeps the id its optimiser
+        // state was saved under, so a resumed run finds its Adam moments
+        let id = |k: u64| burn::module::ParamId::from(LORA_ID_BASE + 2 * seed + k);
         self.lora = Some(Lora {
-            a: Param::from_tensor(a),
-            b: Param::from_tensor(b),
+            a: Param::initialized(id(0), a).set_require_grad(true),
+            b: Param::initialized(id(1), b).set_require_grad(true),
             scale: alpha / rank.max(1) as f32,
         });
         self
@@ -470,6 +476,29 @@ impl Llama {
             Some(h) => h.forward(hidden),
             None => linear(hidden, self.embed.val().transpose(), None),
         }
+    }
+
+    /// Logits of hidden states `[b, s, d]` at chosen vocabulary entries `idx` (`[b, s, a]`)
+    /// only: `[b, s, a]`, without the full `[b, s, vocab]` product.
+    pub fn logits_at(&self, hidden: Tensor<3>, idx: Tensor<3, Int>) -> Tensor<3> {
+        let [b, s, a] = idx.dims();
+        let d = hidden.dims()[2];
+        let table = match &self.head {
+            // a separate head without an adapter: its columns are the rows we need
+            Some(h) if h.lora.is_none() && h.bias.is_none() => h.weight.val().transpose(),
+            Some(h) => {
+                // general case (bias or adapter): fall back to the full product
+                let full = h.forward(hidden);
+                return full.gather(2, idx);
+            }
+            None => self.embed.val(),
+        };
+        let rows = table
+            .select(0, idx.reshape([b * s * a]))
+            .reshape([b, s, a, d]);
+        (rows * hidden.unsqueeze_dim::<4>(2))
+            .sum_dim(3)
+            .reshape([b, s, a])
     }
 
     /// Logits of every position of `tokens` (`[b, s]`) after the cache: `[b, s, vocab]`.

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::gguf::{GgmlType, GgufWriter, Value};
+pub use crate::load::write_safetensors;
 use crate::tokenizer::byte_level_char;
 
 /// Shape of the tiny model.
@@ -158,7 +159,7 @@ pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> std::io::Result<()> {
     let mut g = GgufWriter::new();
     g.meta("general.architecture", Value::String(arch.into()))
         .meta(&k("block_count"), Value::U32(spec.n_layers as u32))
-        .meta(&k("context_length"), Value::U32(256))
+        .meta(&k("context_length"), Value::U32(1024))
         .meta(&k("embedding_length"), Value::U32(spec.d_model as u32))
         .meta(&k("feed_forward_length"), Value::U32(spec.d_ff as u32))
         .meta(&k("attention.head_count"), Value::U32(spec.n_heads as u32))
@@ -231,32 +232,6 @@ pub fn pairs_to_halves(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> 
     out
 }
 
-/// Writes a safetensors file of F32 tensors (atomically).
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
-) -> std::io::Result<()> {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0usize;
-    for (name, shape, v) in tensors {
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * v.len()]}),
-        );
-        offset += 4 * v.len();
-    }
-    let mut h = serde_json::to_vec(&serde_json::Value::Object(header))?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(h);
-    for (_, _, v) in tensors {
-        v.iter().for_each(|x| bytes.extend(x.to_le_bytes()));
-    }
-    blade_data::write_atomic(path, &bytes).map_err(|e| std::io::Error::other(e.to_string()))
-}
-
 /// Writes the tiny model as a Hugging Face folder: `config.json`, `model.safetensors` (Q/K in
 /// "rotate halves" order, HF names) and `tokenizer.json`.
 pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
@@ -273,7 +248,7 @@ pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         "intermediate_size": spec.d_ff,
         "rope_theta": 10000.0,
         "rms_norm_eps": 1e-5,
-        "max_position_embeddings": 256,
+        "max_position_embeddings": 1024,
         "tie_word_embeddings": !spec.untied,
     });
     std::fs::write(

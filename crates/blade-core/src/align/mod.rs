@@ -3,13 +3,18 @@
 //! the Bayesian target, turn rewards into the method's training signal, and take a few
 //! clipped-surrogate (or preference) steps with a k3 KL penalty to the frozen reference.
 //!
-//! A run folder holds `align.json` (this config), `config.json` + `model.bpk` (the aligned
-//! policy, loadable like an SFT run), `optim.bpk`, `target.json` (the per-prompt posterior),
+//! The trainer is generic over [`AlignPolicy`]: the item-level [`ItemLm`](crate::ItemLm) and any
+//! other policy that can load and save itself in a run folder go through the same code path.
+//!
+//! A run folder holds `align.json` (this config), the aligned policy as written by
+//! [`AlignPolicy::save_run`] (for `ItemLm`: `config.json` + `model.bpk`, loadable like an SFT
+//! run), `optim.bpk`, `target.json` (the per-prompt posterior),
 //! `state.json` (step counter), `curves.csv` (one row per step) and `summary.json`. The M
 //! reference lists per prompt are sampled once from the SFT model and cached beside it, in
 //! `<sft run>/reference/<settings hash>.json`, shared by every method and seed.
 
 pub mod objective;
+pub mod policy;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,15 +27,15 @@ use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
 
 pub use objective::{LossConfig, Method};
+pub use policy::AlignPolicy;
 
 use crate::batch::PromptBatch;
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
 use crate::policy::{DecodeStrategy, Policy, Recommender, SampleSpec};
 use crate::reward::{score_group, CatalogInfo, ListReward, RewardContext};
-use crate::sft::{save_model_atomic, write_atomic, Dashboard, SftConfig};
+use crate::sft::{save_model_atomic, write_atomic, Dashboard};
 use crate::target::{BayesianTarget, Concentration, TargetConfig};
-use crate::ItemLm;
 
 /// Settings of an alignment run; saved as `align.json` in the run folder.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -206,12 +211,13 @@ pub struct StepRecord {
 }
 
 /// What an alignment run leaves behind.
-pub struct AlignOutcome {
+pub struct AlignOutcome<P> {
     /// The aligned policy (inference mode).
-    pub model: ItemLm,
+    pub model: P,
     /// Per-step curves.
     pub curves: Vec<StepRecord>,
-    /// Where the model was written.
+    /// Where the model was written (`model.bpk` in the run folder; a policy whose `save_run`
+    /// writes other files keeps them beside it).
     pub model_path: PathBuf,
     /// Reward of the aligned policy against the reference on the same prompts.
     pub summary: AlignSummary,
@@ -225,7 +231,8 @@ pub struct AlignInputs<'a> {
     pub catalog: &'a CatalogInfo,
     /// The list reward.
     pub reward: &'a dyn ListReward,
-    /// The SFT run folder (its `config.json` + `model.bpk` are the reference and the start).
+    /// The SFT run folder: the reference and the start, loaded with [`AlignPolicy::load_run`]
+    /// (for `ItemLm`, its `config.json` + `model.bpk`).
     pub init: &'a Path,
     /// The device.
     pub device: &'a Device,
@@ -275,7 +282,12 @@ fn host(t: Tensor<1>) -> crate::Result<Vec<f32>> {
 }
 
 /// Greedy-list NDCG@10 on the validation cases.
-pub fn valid_ndcg(model: &ItemLm, split: &Split, k: usize, mask: bool) -> crate::Result<f64> {
+pub fn valid_ndcg<R: Recommender + ?Sized>(
+    model: &R,
+    split: &Split,
+    k: usize,
+    mask: bool,
+) -> crate::Result<f64> {
     let prompts = PromptBatch::from_cases(&split.valid, mask);
     let mut total = 0.0;
     for start in (0..prompts.len()).step_by(512) {
@@ -288,28 +300,11 @@ pub fn valid_ndcg(model: &ItemLm, split: &Split, k: usize, mask: bool) -> crate:
     Ok(total / prompts.len().max(1) as f64)
 }
 
-fn load_reference(inputs: &AlignInputs, dropout_free: bool) -> crate::Result<(SftConfig, ItemLm)> {
-    let cfg_path = inputs.init.join("config.json");
-    let config = SftConfig::load(&cfg_path)
-        .map_err(|e| CoreError::file(&cfg_path, format!("not an SFT run folder ({e})")))?;
-    let mut model_cfg = config.model.clone();
-    if dropout_free {
-        // dropout would make the importance ratios noisy; the weights are unchanged
-        model_cfg.dropout = 0.0;
-    }
-    let path = inputs.init.join("model.bpk");
-    let model = model_cfg
-        .init(inputs.device)
-        .try_load_file(&path)
-        .map_err(|e| CoreError::file(&path, format!("{e:?}")))?;
-    Ok((config, model))
-}
-
 /// Samples (or reloads) the reference cache and installs it as every prompt's prior.
-fn reference_cache(
+fn reference_cache<P: Policy>(
     cfg: &AlignConfig,
     inputs: &AlignInputs,
-    reference: &ItemLm,
+    reference: &P,
     pool: &[PoolPrompt],
     dir: &Path,
 ) -> crate::Result<ReferenceCache> {
@@ -395,7 +390,7 @@ impl burn::module::ModuleMapper for Blend {
 
 /// `anchor <- rate * anchor + (1 - rate) * policy`, parameter by parameter (BOND's moving
 /// anchor). Both modules share one architecture, so their parameters visit in the same order.
-pub fn ema(anchor: ItemLm, policy: &ItemLm, rate: f64) -> ItemLm {
+pub fn ema<M: Module>(anchor: M, policy: &M, rate: f64) -> M {
     let mut collect = Collect(Vec::new());
     policy.valid().visit(&mut collect);
     anchor.map(&mut Blend {
@@ -439,30 +434,22 @@ pub fn read_curves(path: &Path) -> crate::Result<Vec<StepRecord>> {
 
 /// Runs alignment from the SFT run in `inputs.init`, writing the run into `dir`; with
 /// `resume`, continues from the run's last checkpoint (policy, optimiser, target, step).
-pub fn train_align(
+///
+/// The policy type is chosen by the caller, e.g. `train_align::<ItemLm>(..)`: the reference is
+/// `P::load_run(inputs.init, inputs.device)`, the trained copy the same on the autodiff device
+/// (from `dir` when resuming), and checkpoints go through [`AlignPolicy::save_run`].
+pub fn train_align<P: AlignPolicy>(
     cfg: &AlignConfig,
     inputs: &AlignInputs,
     dir: &Path,
     dashboard: Dashboard,
     resume: bool,
-) -> crate::Result<AlignOutcome> {
+) -> crate::Result<AlignOutcome<P>> {
     cfg.check()?;
     std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
-    let (sft_cfg, reference) = load_reference(inputs, true)?;
-    if sft_cfg.model.max_list < cfg.list_len {
-        return Err(CoreError::Config(format!(
-            "list length {} exceeds the SFT model's max_list {}",
-            cfg.list_len, sft_cfg.model.max_list
-        )));
-    }
-    if sft_cfg.model.max_history != inputs.split.max_history {
-        return Err(CoreError::Config(format!(
-            "the SFT model was trained with L = {} but the data uses L = {}",
-            sft_cfg.model.max_history, inputs.split.max_history
-        )));
-    }
+    let reference = P::load_run(inputs.init, inputs.device)?;
+    reference.check_fit(cfg.list_len, inputs.split.max_history)?;
     let ad = inputs.device.clone().autodiff();
-    let model_cfg = sft_cfg.model.clone().with_dropout(0.0);
     let state_path = dir.join("state.json");
     let resumed: Option<RunState> = if resume {
         std::fs::read_to_string(&state_path)
@@ -471,15 +458,8 @@ pub fn train_align(
     } else {
         None
     };
-    let policy_src = if resumed.is_some() {
-        dir.join("model.bpk")
-    } else {
-        inputs.init.join("model.bpk")
-    };
-    let mut policy = model_cfg
-        .init(&ad)
-        .try_load_file(&policy_src)
-        .map_err(|e| CoreError::file(&policy_src, format!("{e:?}")))?;
+    let policy_src = if resumed.is_some() { dir } else { inputs.init };
+    let mut policy = P::load_run(policy_src, &ad)?;
     let mut optim = AdamConfig::new().init();
     let mut anchor = reference.clone();
     if resumed.is_some() {
@@ -494,7 +474,6 @@ pub fn train_align(
                 .map_err(|e| CoreError::file(&a, format!("{e:?}")))?;
         }
     }
-    write_atomic(&dir.join("config.json"), sft_cfg.to_string().as_bytes())?;
     save_json(&dir.join("align.json"), cfg)?;
 
     let pool = prompt_pool(inputs.split, cfg.prompts_per_user);
@@ -650,11 +629,29 @@ pub fn train_align(
         state.curves.push(rec);
         state.step = step;
         if last || (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) {
-            checkpoint(dir, &policy, &optim, &target, &anchor, cfg.method, &state)?;
+            let bond_anchor = (cfg.method == Method::Bond).then_some(&anchor);
+            checkpoint(
+                dir,
+                inputs.init,
+                &policy,
+                &optim,
+                &target,
+                bond_anchor,
+                &state,
+            )?;
         }
     }
     dash.finish();
-    checkpoint(dir, &policy, &optim, &target, &anchor, cfg.method, &state)?;
+    let bond_anchor = (cfg.method == Method::Bond).then_some(&anchor);
+    checkpoint(
+        dir,
+        inputs.init,
+        &policy,
+        &optim,
+        &target,
+        bond_anchor,
+        &state,
+    )?;
     write_curves(&dir.join("curves.csv"), &state.curves)?;
     let summary = summarize(cfg, inputs, &policy.valid(), &pool, &cache, &state.curves)?;
     save_json(&dir.join("summary.json"), &summary)?;
@@ -687,10 +684,10 @@ pub struct AlignSummary {
     pub non_finite: bool,
 }
 
-fn summarize(
+fn summarize<P: Policy>(
     cfg: &AlignConfig,
     inputs: &AlignInputs,
-    policy: &ItemLm,
+    policy: &P,
     pool: &[PoolPrompt],
     cache: &ReferenceCache,
     curves: &[StepRecord],
@@ -745,16 +742,18 @@ fn summarize(
     })
 }
 
-fn checkpoint(
+/// Writes the policy (through [`AlignPolicy::save_run`]), the optimiser, the target, BOND's
+/// anchor (`bond_anchor`, BOND only) and, last, the step counter.
+fn checkpoint<P: AlignPolicy>(
     dir: &Path,
-    policy: &ItemLm,
+    init: &Path,
+    policy: &P,
     optim: &burn::optim::ModuleOptimizer,
     target: &BayesianTarget,
-    anchor: &ItemLm,
-    method: Method,
+    bond_anchor: Option<&P>,
     state: &RunState,
 ) -> crate::Result<()> {
-    save_model_atomic(&policy.valid(), &dir.join("model.bpk"))?;
+    policy.valid().save_run(dir, init)?;
     let p = dir.join("optim.bpk");
     let tmp = dir.join("optim.tmp.bpk");
     optim
@@ -762,7 +761,7 @@ fn checkpoint(
         .map_err(|e| CoreError::file(&tmp, format!("{e:?}")))?;
     std::fs::rename(&tmp, &p).map_err(|e| CoreError::file(&p, e))?;
     target.save(&dir.join("target.json"))?;
-    if method == Method::Bond {
+    if let Some(anchor) = bond_anchor {
         save_model_atomic(anchor, &dir.join("anchor.bpk"))?;
     }
     // the step counter goes last: a crash before it resumes from the previous checkpoint

@@ -1,0 +1,750 @@
+//! Recommendation with titles: an LLM [`Policy`] that reads a user's history as item titles and
+//! writes K catalogue titles, one per line, under a token trie so that every title it writes is a
+//! real catalogue item.
+//!
+//! - **Prompt**: a configurable template (the LLM4Rec style: the last L titles, oldest first, then
+//!   an instruction), wrapped in the model's chat template.
+//! - **Items as token sequences**: item `i` is `tokens(title_i) ++ [separator]` (the separator is
+//!   the newline token by default). Titles are tokenised on their own; the byte-level
+//!   pre-tokenizer splits at a newline, so a title's tokens do not depend on the line before it.
+//!   Duplicate titles get a ` #2`, ` #3`, ... suffix so that the map title -> item is one-to-one.
+//! - **Constrained decoding**: a trie over those sequences. At each step only tokens that continue
+//!   a path to an item still allowed (not excluded, not already in the list) can be chosen; the
+//!   distribution is the model's softmax renormalised over those tokens, and a list's
+//!   log-probability is the sum over its tokens of these renormalised log-probabilities (the same
+//!   quantity in sampling, greedy decoding and the differentiable [`Policy::log_prob`]).
+//! - **Full ranking**: an item's score is its title's log-probability as the *first* line of the
+//!   answer, under the same trie renormalisation, computed in batches over the catalogue with the
+//!   prompt's KV cache shared (prefilled once per user).
+
+use std::collections::HashSet;
+
+use blade_core::batch::PromptBatch;
+use blade_core::error::CoreError;
+use blade_core::policy::sampling::{greedy_pick, sample_pick};
+use blade_core::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec};
+use blade_data::ItemId;
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use std::sync::Arc;
+
+use crate::lm::{ids_tensor, to_vec, LanguageModel};
+use crate::model::{KvCache, Llama, LlamaConfig};
+use crate::tokenizer::{ChatTemplate, Tokenizer};
+
+type CoreResult<T> = blade_core::error::Result<T>;
+
+fn core_err(e: impl std::fmt::Display) -> CoreError {
+    CoreError::Config(e.to_string())
+}
+
+/// The prompt template. `{history}` becomes the history titles, one per line (oldest first);
+/// `{k}` the list length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PromptTemplate {
+    /// Optional system message.
+    pub system: Option<String>,
+    /// The user message.
+    pub user: String,
+    /// Wrap in the model's chat template (instruct models); otherwise the text is used as is.
+    pub chat: bool,
+}
+
+impl Default for PromptTemplate {
+    fn default() -> Self {
+        Self {
+            system: None,
+            user: "A user watched these movies, most recent last:\n{history}\n\nRecommend {k} \
+                   other movies this user will like. Answer with the titles only, one per line."
+                .into(),
+            chat: true,
+        }
+    }
+}
+
+/// A node of the title trie. Items are sorted by their token sequences, so the items below a
+/// node are the contiguous range `lo..hi` of that order.
+#[derive(Debug, Clone)]
+struct Node {
+    /// `(token, child node)`, sorted by token.
+    children: Vec<(u32, usize)>,
+    lo: usize,
+    hi: usize,
+    /// The item this node completes (its separator token was just consumed).
+    item: Option<ItemId>,
+}
+
+/// The catalogue as token sequences and their trie.
+#[derive(Debug, Clone)]
+pub struct TitleIndex {
+    /// Per item, the title text used (after de-duplication).
+    pub titles: Vec<String>,
+    /// Per item, `tokens(title) ++ [separator]`.
+    pub tokens: Vec<Vec<u32>>,
+    /// Position of each item in `order`.
+    rank: Vec<usize>,
+    nodes: Vec<Node>,
+}
+
+impl TitleIndex {
+    /// Tokenises every title with `lm`'s tokenizer and builds the trie. `sep` is the separator
+    /// token (e.g. the newline).
+    pub fn build(tokenizer: &Tokenizer, titles: &[String], sep: u32) -> Result<Self, String> {
+        if titles.is_empty() {
+            return Err("the catalogue has no titles".into());
+        }
+        let mut seen = std::collections::HashMap::<String, usize>::new();
+        let mut unique = Vec::with_capacity(titles.len());
+        for t in titles {
+            let t = t.trim().replace('\n', " ");
+            let n = seen.entry(t.clone()).or_insert(0);
+            *n += 1;
+            unique.push(if *n == 1 { t } else { format!("{t} #{n}") });
+        }
+        let mut tokens = Vec::with_capacity(unique.len());
+        for t in &unique {
+            let mut ids = tokenizer
+                .encode(t, false)
+                .map_err(|e| format!("title {t:?}: {e}"))?;
+            if ids.is_empty() {
+                return Err(format!("title {t:?} has no tokens"));
+            }
+            ids.push(sep);
+            tokens.push(ids);
+        }
+        let mut order: Vec<ItemId> = (0..tokens.len() as ItemId).collect();
+        order.sort_by(|&a, &b| tokens[a as usize].cmp(&tokens[b as usize]));
+        let mut rank = vec![0; tokens.len()];
+        for (pos, &it) in order.iter().enumerate() {
+            rank[it as usize] = pos;
+        }
+        let mut nodes = vec![Node {
+            children: Vec::new(),
+            lo: 0,
+            hi: order.len(),
+            item: None,
+        }];
+        for (pos, &it) in order.iter().enumerate() {
+            let mut cur = 0;
+            for &tok in &tokens[it as usize] {
+                let next = match nodes[cur].children.iter().find(|(t, _)| *t == tok) {
+                    Some(&(_, n)) => n,
+                    None => {
+                        nodes.push(Node {
+                            children: Vec::new(),
+                            lo: pos,
+                            hi: pos,
+                            item: None,
+                        });
+                        let n = nodes.len() - 1;
+                        nodes[cur].children.push((tok, n));
+                        n
+                    }
+                };
+                nodes[next].hi = pos + 1;
+                cur = next;
+            }
+            if nodes[cur].item.is_some() || !nodes[cur].children.is_empty() {
+                // a sequence that is a prefix of another cannot happen: every one ends with the
+                // separator, which never occurs inside a title's tokens
+                return Err(format!(
+                    "title {:?} is ambiguous in the trie",
+                    unique[it as usize]
+                ));
+            }
+            nodes[cur].item = Some(it);
+        }
+        Ok(Self {
+            titles: unique,
+            tokens,
+            rank,
+            nodes,
+        })
+    }
+
+    /// Number of items.
+    pub fn len(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// Whether the catalogue is empty.
+    pub fn is_empty(&self) -> bool {
+        self.tokens.is_empty()
+    }
+
+    /// Number of trie nodes.
+    pub fn num_nodes(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Tokens allowed after node `node` given the blocked items (by order position):
+    /// `(token, child)` pairs whose subtree holds an unblocked item.
+    fn allowed(&self, node: usize, blocked_pos: &[bool]) -> Vec<(u32, usize)> {
+        self.nodes[node]
+            .children
+            .iter()
+            .copied()
+            .filter(|&(_, c)| {
+                let n = &self.nodes[c];
+                blocked_pos[n.lo..n.hi].iter().any(|b| !b)
+            })
+            .collect()
+    }
+}
+
+/// Walks one list through the trie, token by token.
+#[derive(Debug, Clone)]
+struct Walker {
+    node: usize,
+    blocked: Vec<bool>,
+    items: Vec<ItemId>,
+    log_prob: f32,
+}
+
+impl Walker {
+    fn new(index: &TitleIndex, exclude: &[ItemId]) -> Self {
+        let mut blocked = vec![false; index.len()];
+        for &e in exclude {
+            if let Some(&p) = index.rank.get(e as usize) {
+                blocked[p] = true;
+            }
+        }
+        Self {
+            node: 0,
+            blocked,
+            items: Vec::new(),
+            log_prob: 0.0,
+        }
+    }
+
+    /// Moves along `child`; returns the item completed, if any.
+    fn step(&mut self, index: &TitleIndex, child: usize) -> Option<ItemId> {
+        self.node = child;
+        let item = index.nodes[child].item?;
+        self.items.push(item);
+        self.blocked[index.rank[item as usize]] = true;
+        self.node = 0;
+        Some(item)
+    }
+}
+
+/// Everything of an [`LlmPolicy`] that is not a trainable tensor.
+#[derive(Debug)]
+pub struct LlmContext {
+    /// Hyperparameters of the model.
+    pub config: LlamaConfig,
+    /// The tokenizer.
+    pub tokenizer: Tokenizer,
+    /// The model's chat template.
+    pub chat: ChatTemplate,
+    /// The catalogue's titles and trie.
+    pub index: TitleIndex,
+    /// The prompt template.
+    pub template: PromptTemplate,
+    /// The `{k}` the prompt asks for: fixed, so that sampling, `log_prob` and `score_all` all
+    /// condition on the same text whatever list length they handle.
+    pub prompt_k: usize,
+    /// Items per batch row group when scoring the whole catalogue.
+    pub score_chunk: usize,
+}
+
+/// An LLM that recommends catalogue items by writing their titles. A burn module: the decoder's
+/// weights (and LoRA adapters) are its parameters; the tokenizer, catalogue and prompt are
+/// shared, immutable context.
+#[derive(Module, Debug)]
+pub struct LlmPolicy {
+    /// The decoder.
+    pub model: Llama,
+    /// Tokenizer, catalogue trie and prompt.
+    #[module(skip)]
+    pub ctx: Arc<LlmContext>,
+}
+
+impl LlmPolicy {
+    /// A policy over `titles` (indexed by item id) with the newline as separator.
+    pub fn new(
+        lm: LanguageModel,
+        titles: &[String],
+        template: PromptTemplate,
+    ) -> Result<Self, String> {
+        let sep = lm
+            .tokenizer
+            .encode("\n", false)
+            .map_err(|e| e.to_string())?;
+        let [sep] = sep[..] else {
+            return Err("the newline is not a single token in this vocabulary".into());
+        };
+        let index = TitleIndex::build(&lm.tokenizer, titles, sep)?;
+        Ok(Self {
+            model: lm.model,
+            ctx: Arc::new(LlmContext {
+                config: lm.config,
+                tokenizer: lm.tokenizer,
+                chat: lm.template,
+                index,
+                template,
+                prompt_k: 10,
+                score_chunk: 128,
+            }),
+        })
+    }
+
+    /// The catalogue index.
+    pub fn index(&self) -> &TitleIndex {
+        &self.ctx.index
+    }
+
+    /// A copy without autodiff (shares the context).
+    pub fn inference(&self) -> Self {
+        Self {
+            model: self.model.valid(),
+            ctx: self.ctx.clone(),
+        }
+    }
+
+    /// Whether any parameter tracks gradients (the model lives on an autodiff device).
+    fn has_trainable(&self) -> bool {
+        struct Any(bool);
+        impl burn::module::ModuleVisitor for Any {
+            fn visit_float<const D: usize>(&mut self, p: &burn::module::Param<Tensor<D>>) {
+                self.0 |= p.val().is_require_grad();
+            }
+        }
+        let mut v = Any(false);
+        self.model.visit(&mut v);
+        v.0
+    }
+
+    /// The prompt text of one history.
+    pub fn prompt_text(&self, history: &[ItemId], k: usize) -> String {
+        let lines: Vec<&str> = history
+            .iter()
+            .filter_map(|&i| self.ctx.index.titles.get(i as usize).map(String::as_str))
+            .collect();
+        let user = self
+            .ctx
+            .template
+            .user
+            .replace("{history}", &lines.join("\n"))
+            .replace("{k}", &k.to_string());
+        if self.ctx.template.chat {
+            self.ctx
+                .chat
+                .render(self.ctx.template.system.as_deref(), &user)
+        } else {
+            match &self.ctx.template.system {
+                Some(s) => format!("{s}\n\n{user}\n"),
+                None => format!("{user}\n"),
+            }
+        }
+    }
+
+    fn prompt_tokens(&self, prompts: &PromptBatch) -> CoreResult<Vec<Vec<u32>>> {
+        let toks = prompts
+            .histories
+            .iter()
+            .map(|h| {
+                self.ctx
+                    .tokenizer
+                    .encode(&self.prompt_text(h, self.ctx.prompt_k), true)
+                    .map_err(core_err)
+            })
+            .collect::<CoreResult<Vec<_>>>()?;
+        // room for a list of prompt_k of the longest titles
+        let longest = self
+            .ctx
+            .index
+            .tokens
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0);
+        let need = toks.iter().map(Vec::len).max().unwrap_or(0) + self.ctx.prompt_k * longest;
+        if need > self.ctx.config.max_seq_len {
+            return Err(CoreError::Config(format!(
+                "a prompt plus a list of {} titles needs up to {need} tokens, more than the model's \
+                 rotary table ({} positions); shorten the history (--history-len) or raise the cap",
+                self.ctx.prompt_k, self.ctx.config.max_seq_len
+            )));
+        }
+        Ok(toks)
+    }
+
+    fn device(&self) -> Device {
+        self.model.embed.val().device()
+    }
+
+    /// Left-pads token rows; returns `(tokens, pad mask)`.
+    fn left_pad(&self, rows: &[Vec<u32>]) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        let len = rows.iter().map(Vec::len).max().unwrap_or(0);
+        let pad_id = self.ctx.tokenizer.eos().unwrap_or(0);
+        let mut toks = Vec::with_capacity(rows.len());
+        let mut mask = Vec::with_capacity(rows.len() * len);
+        for r in rows {
+            let n = len - r.len();
+            let mut t = vec![pad_id; n];
+            t.extend_from_slice(r);
+            toks.push(t);
+            mask.extend((0..len).map(|i| i < n));
+        }
+        let device = self.device();
+        (
+            ids_tensor(&toks, &device),
+            Tensor::from_data(TensorData::new(mask, [rows.len(), len]), &device),
+        )
+    }
+
+    /// Prefills the prompts; returns the cache and the next-token logits of each prompt.
+    fn prefill(&self, prompts: &[Vec<u32>]) -> CoreResult<(KvCache, Vec<Vec<f32>>)> {
+        let (tokens, pad) = self.left_pad(prompts);
+        let mut cache = KvCache::new(self.ctx.config.n_layers);
+        let [b, s] = tokens.dims();
+        let hidden = self.model.forward_hidden(tokens, Some(pad), &mut cache);
+        let d = hidden.dims()[2];
+        let last = self
+            .model
+            .logits(hidden.slice([0..b, s - 1..s, 0..d]).reshape([b, d]));
+        let v = last.dims()[1];
+        let flat = to_vec(last).map_err(core_err)?;
+        Ok((cache, flat.chunks(v).map(<[f32]>::to_vec).collect()))
+    }
+
+    /// Lockstep constrained decoding of `per_prompt` lists of `k` items per prompt.
+    fn generate(
+        &self,
+        prompts: &PromptBatch,
+        per_prompt: usize,
+        k: usize,
+        mut pick: impl FnMut(&[f32]) -> CoreResult<(usize, f32)>,
+    ) -> CoreResult<(Vec<Vec<ItemId>>, Vec<f32>)> {
+        let toks = self.prompt_tokens(prompts)?;
+        let (cache, first) = self.prefill(&toks)?;
+        let mut cache = cache.repeat_rows(per_prompt);
+        let rows = prompts.len() * per_prompt;
+        let mut walkers: Vec<Walker> = (0..rows)
+            .map(|r| Walker::new(&self.ctx.index, &prompts.exclude[r / per_prompt]))
+            .collect();
+        let mut logits: Vec<Vec<f32>> = (0..rows).map(|r| first[r / per_prompt].clone()).collect();
+        let filler = self.ctx.tokenizer.eos().unwrap_or(0);
+        let device = self.device();
+        loop {
+            let mut next = vec![filler; rows];
+            let mut active = false;
+            for (r, w) in walkers.iter_mut().enumerate() {
+                if w.items.len() >= k {
+                    continue;
+                }
+                let allowed = self.ctx.index.allowed(w.node, &w.blocked);
+                if allowed.is_empty() {
+                    return Err(CoreError::Config(
+                        "no catalogue title left to write: the list length exceeds the catalogue minus the excluded items".into(),
+                    ));
+                }
+                let sub: Vec<f32> = allowed
+                    .iter()
+                    .map(|&(t, _)| logits[r][t as usize])
+                    .collect();
+                let (j, lp) = pick(&sub)?;
+                w.log_prob += lp;
+                let (tok, child) = allowed[j];
+                w.step(&self.ctx.index, child);
+                next[r] = tok;
+                active |= w.items.len() < k;
+            }
+            if !active {
+                break;
+            }
+            let input = ids_tensor(&next.iter().map(|&t| vec![t]).collect::<Vec<_>>(), &device);
+            let out = self.model.forward(input, None, &mut cache);
+            let v = out.dims()[2];
+            let flat = to_vec(out.reshape([rows, v])).map_err(core_err)?;
+            logits = flat.chunks(v).map(<[f32]>::to_vec).collect();
+        }
+        Ok((
+            walkers.iter().map(|w| w.items.clone()).collect(),
+            walkers.iter().map(|w| w.log_prob).collect(),
+        ))
+    }
+
+    /// Per list, the token sequence and at every token the allowed tokens with the chosen one
+    /// first (what [`Policy::log_prob`] renormalises over).
+    fn list_steps(
+        &self,
+        exclude: &[ItemId],
+        list: &[ItemId],
+    ) -> CoreResult<(Vec<u32>, Vec<Vec<u32>>)> {
+        let mut w = Walker::new(&self.ctx.index, exclude);
+        let mut seq = Vec::new();
+        let mut allowed_sets = Vec::new();
+        for &item in list {
+            let toks = self.ctx.index.tokens.get(item as usize).ok_or_else(|| {
+                CoreError::Config(format!(
+                    "item {item} is outside the catalogue ({} titles)",
+                    self.ctx.index.len()
+                ))
+            })?;
+            for &tok in toks {
+                let allowed = self.ctx.index.allowed(w.node, &w.blocked);
+                let Some(&(_, child)) = allowed.iter().find(|(t, _)| *t == tok) else {
+                    return Err(CoreError::Config(format!(
+                        "item {item} cannot be written here (excluded or repeated in the list)"
+                    )));
+                };
+                let mut set = vec![tok];
+                set.extend(allowed.iter().map(|&(t, _)| t).filter(|&t| t != tok));
+                allowed_sets.push(set);
+                seq.push(tok);
+                w.step(&self.ctx.index, child);
+            }
+        }
+        Ok((seq, allowed_sets))
+    }
+}
+
+impl Recommender for LlmPolicy {
+    fn name(&self) -> String {
+        "llm".into()
+    }
+
+    fn num_items(&self) -> usize {
+        self.ctx.index.len()
+    }
+
+    /// Each item's title log-probability as the first line of the answer (trie-renormalised),
+    /// one prompt prefill per user and the catalogue in chunks over the shared cache.
+    fn score_all(&self, prompts: &PromptBatch) -> CoreResult<Vec<Vec<f32>>> {
+        if self.has_trainable() {
+            return self.inference().score_all(prompts);
+        }
+        let device = self.device();
+        let mut out = Vec::with_capacity(prompts.len());
+        for p in 0..prompts.len() {
+            let one = prompts.slice(p..p + 1);
+            let toks = self.prompt_tokens(&one)?;
+            let (cache, first) = self.prefill(&toks)?;
+            let first = &first[0];
+            let mut scores = vec![f32::NEG_INFINITY; self.ctx.index.len()];
+            let empty = vec![false; self.ctx.index.len()];
+            let items: Vec<ItemId> = (0..self.ctx.index.len() as ItemId).collect();
+            for chunk in items.chunks(self.ctx.score_chunk.max(1)) {
+                let len = chunk
+                    .iter()
+                    .map(|&i| self.ctx.index.tokens[i as usize].len())
+                    .max()
+                    .unwrap_or(0);
+                // inputs: all but the last token of each title, right-padded with the separator
+                let sep = *self.ctx.index.tokens[chunk[0] as usize]
+                    .last()
+                    .unwrap_or(&0);
+                let rows: Vec<Vec<u32>> = chunk
+                    .iter()
+                    .map(|&i| {
+                        let t = &self.ctx.index.tokens[i as usize];
+                        let mut r = t[..t.len() - 1].to_vec();
+                        r.resize(len.saturating_sub(1).max(1), sep);
+                        r
+                    })
+                    .collect();
+                let mut c = cache.repeat_rows(chunk.len());
+                let (n, s) = (rows.len(), rows[0].len());
+                let pad_mask = Tensor::<2, Bool>::from_data(
+                    TensorData::new(vec![false; n * s], [n, s]),
+                    &device,
+                );
+                let hidden =
+                    self.model
+                        .forward_hidden(ids_tensor(&rows, &device), Some(pad_mask), &mut c);
+                // position j - 1 predicts token j (j >= 1) over the trie children of its node
+                let mut sets: Vec<Vec<Vec<u32>>> = Vec::with_capacity(n);
+                let mut first_lp = Vec::with_capacity(n);
+                for &item in chunk {
+                    let t = &self.ctx.index.tokens[item as usize];
+                    let mut node = 0usize;
+                    let mut per = Vec::new();
+                    for (j, &tok) in t.iter().enumerate() {
+                        let allowed = self.ctx.index.allowed(node, &empty);
+                        let pos = allowed.iter().position(|&(a, _)| a == tok).unwrap_or(0);
+                        if j == 0 {
+                            let sub: Vec<f32> =
+                                allowed.iter().map(|&(a, _)| first[a as usize]).collect();
+                            let lse =
+                                blade_core::policy::sampling::masked_logsumexp(&sub, |_| true);
+                            first_lp.push(sub[pos] - lse);
+                        } else {
+                            let mut set = vec![tok];
+                            set.extend(allowed.iter().map(|&(a, _)| a).filter(|&a| a != tok));
+                            per.push(set);
+                        }
+                        node = allowed[pos].1;
+                    }
+                    sets.push(per);
+                }
+                let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
+                let mut idx = Vec::with_capacity(n * s * a_len);
+                let mut mask = Vec::with_capacity(n * s * a_len);
+                let mut valid = Vec::with_capacity(n * s);
+                for per in &sets {
+                    for j in 0..s {
+                        match per.get(j) {
+                            Some(set) => {
+                                for a in 0..a_len {
+                                    idx.push(i64::from(*set.get(a).unwrap_or(&set[0])));
+                                    mask.push(if a < set.len() { 0.0f32 } else { -1.0e9 });
+                                }
+                                valid.push(1.0f32);
+                            }
+                            None => {
+                                idx.extend(std::iter::repeat_n(0i64, a_len));
+                                mask.extend(std::iter::repeat_n(0.0f32, a_len));
+                                valid.push(0.0);
+                            }
+                        }
+                    }
+                }
+                let idx = Tensor::<3, Int>::from_data(TensorData::new(idx, [n, s, a_len]), &device);
+                let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, s, a_len]), &device);
+                let valid = Tensor::<2>::from_data(TensorData::new(valid, [n, s]), &device);
+                let sub = self.model.logits_at(hidden, idx) + mask;
+                let lp = log_softmax(sub, 2)
+                    .slice([0..n, 0..s, 0..1])
+                    .reshape([n, s]);
+                let rest = to_vec((lp * valid).sum_dim(1).reshape([n])).map_err(core_err)?;
+                for (ci, &item) in chunk.iter().enumerate() {
+                    scores[item as usize] = first_lp[ci] + rest[ci];
+                }
+            }
+            out.push(scores);
+        }
+        Ok(out)
+    }
+
+    fn decode(
+        &self,
+        prompts: &PromptBatch,
+        k: usize,
+        strategy: DecodeStrategy,
+    ) -> CoreResult<Vec<Vec<ItemId>>> {
+        if let DecodeStrategy::Beam(w) = strategy {
+            if w > 1 {
+                return Err(CoreError::Config(
+                    "beam search is not implemented for the LLM policy; use greedy decoding".into(),
+                ));
+            }
+        }
+        if self.has_trainable() {
+            return self.inference().decode(prompts, k, strategy);
+        }
+        let none = HashSet::new();
+        let (lists, _) = self.generate(prompts, 1, k, |sub| {
+            greedy_pick(sub, &none).map(|(i, lp)| (i as usize, lp))
+        })?;
+        Ok(lists)
+    }
+}
+
+impl Policy for LlmPolicy {
+    fn sample(
+        &self,
+        prompts: &PromptBatch,
+        spec: &SampleSpec,
+        rng: &mut StdRng,
+    ) -> CoreResult<Rollouts> {
+        if self.has_trainable() {
+            // sampling needs no graph
+            return self.inference().sample(prompts, spec, rng);
+        }
+        let none = HashSet::new();
+        let (lists, log_probs) =
+            self.generate(prompts, spec.lists_per_prompt, spec.list_len, |sub| {
+                sample_pick(sub, &none, spec, rng).map(|(i, lp)| (i as usize, lp))
+            })?;
+        Ok(Rollouts {
+            group_size: spec.lists_per_prompt,
+            lists,
+            log_probs,
+        })
+    }
+
+    /// Differentiable trie-renormalised log-probabilities of `lists[i]` given prompt `i`.
+    fn log_prob(&self, prompts: &PromptBatch, lists: &[Vec<ItemId>]) -> CoreResult<Tensor<1>> {
+        if lists.len() != prompts.len() {
+            return Err(CoreError::Config(format!(
+                "{} lists for {} prompts",
+                lists.len(),
+                prompts.len()
+            )));
+        }
+        let n = lists.len();
+        let device = self.device();
+        let ptoks = self.prompt_tokens(prompts)?;
+        let mut seqs = Vec::with_capacity(n);
+        let mut sets = Vec::with_capacity(n);
+        for (excl, list) in prompts.exclude.iter().zip(lists) {
+            let (s, a) = self.list_steps(excl, list)?;
+            seqs.push(s);
+            sets.push(a);
+        }
+        let p_len = ptoks.iter().map(Vec::len).max().unwrap_or(0);
+        let t_len = seqs.iter().map(Vec::len).max().unwrap_or(0);
+        if t_len == 0 {
+            return Ok(Tensor::zeros([n], &device));
+        }
+        let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
+        let filler = self.ctx.tokenizer.eos().unwrap_or(0);
+        // input: left-padded prompt ++ list tokens but the last, right-padded
+        let mut rows = Vec::with_capacity(n);
+        let mut pad = Vec::with_capacity(n * (p_len + t_len - 1));
+        for i in 0..n {
+            let lead = p_len - ptoks[i].len();
+            let mut r = vec![filler; lead];
+            r.extend_from_slice(&ptoks[i]);
+            r.extend_from_slice(&seqs[i][..seqs[i].len().saturating_sub(1)]);
+            let real = r.len();
+            r.resize(p_len + t_len - 1, filler);
+            pad.extend((0..p_len + t_len - 1).map(|j| j < lead || j >= real));
+            rows.push(r);
+        }
+        let total = p_len + t_len - 1;
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [n, total]), &device);
+        let mut cache = KvCache::new(self.ctx.config.n_layers);
+        let hidden = self
+            .model
+            .forward_hidden(ids_tensor(&rows, &device), Some(pad), &mut cache);
+        let d = hidden.dims()[2];
+        // positions p_len-1 .. p_len+t_len-2 predict list tokens 0 .. t_len-1
+        let h = hidden.slice([0..n, p_len - 1..p_len - 1 + t_len, 0..d]);
+        let logits = self.model.logits(h); // [n, t, vocab]
+        let mut idx = Vec::with_capacity(n * t_len * a_len);
+        let mut mask = Vec::with_capacity(n * t_len * a_len);
+        let mut valid = Vec::with_capacity(n * t_len);
+        for per in &sets {
+            for t in 0..t_len {
+                match per.get(t) {
+                    Some(set) => {
+                        for a in 0..a_len {
+                            idx.push(i64::from(*set.get(a).unwrap_or(&set[0])));
+                            mask.push(if a < set.len() { 0.0f32 } else { -1.0e9 });
+                        }
+                        valid.push(1.0f32);
+                    }
+                    None => {
+                        idx.extend(std::iter::repeat_n(i64::from(filler), a_len));
+                        mask.extend(std::iter::repeat_n(0.0f32, a_len));
+                        valid.push(0.0);
+                    }
+                }
+            }
+        }
+        let idx = Tensor::<3, Int>::from_data(TensorData::new(idx, [n, t_len, a_len]), &device);
+        let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, t_len, a_len]), &device);
+        let valid = Tensor::<2>::from_data(TensorData::new(valid, [n, t_len]), &device);
+        let sub = logits.gather(2, idx) + mask;
+        let lp = log_softmax(sub, 2)
+            .slice([0..n, 0..t_len, 0..1])
+            .reshape([n, t_len]);
+        Ok((lp * valid).sum_dim(1).reshape([n]))
+    }
+}

@@ -1,0 +1,409 @@
+//! LLM run folders and supervised fine-tuning of the title policy.
+//!
+//! A run folder holds `llm.json` ([`LlmRunConfig`]: the base weights' path, LoRA settings, the
+//! prompt template and the catalogue titles) and the trained delta: `adapter.safetensors` (LoRA
+//! `A`/`B` of every adapted projection, F32, names `blk.N.<proj>.lora_a|lora_b`) or, for full
+//! fine-tuning, `model.bpk`. Base weights are never copied.
+//!
+//! SFT maximises the trie-renormalised log-likelihood ([`Policy::log_prob`]) of the items that
+//! actually followed each training window, written as a list of titles (the same objective the
+//! item-level model is taught), with Adam, and keeps the epoch with the best validation NDCG@10
+//! of greedy lists.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use blade_core::batch::PromptBatch;
+use blade_core::error::CoreError;
+use blade_core::policy::{DecodeStrategy, Policy, Recommender};
+use blade_core::sft::{save_model_atomic, train_items};
+use blade_data::{ItemId, Split};
+use burn::module::{Module, Param};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use rand::seq::SliceRandom;
+use rand::{rngs::StdRng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+use crate::lm::{to_vec, LanguageModel};
+use crate::model::{LoraConfig, Proj};
+use crate::rec::{LlmPolicy, PromptTemplate};
+
+type CoreResult<T> = blade_core::error::Result<T>;
+
+/// File of the run settings.
+pub const LLM_RUN_FILE: &str = "llm.json";
+/// File of the LoRA adapters.
+pub const ADAPTER_FILE: &str = "adapter.safetensors";
+/// File of fully fine-tuned weights.
+pub const FULL_FILE: &str = "model.bpk";
+
+/// What an LLM run folder records.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmRunConfig {
+    /// The base weights (`.gguf` or a Hugging Face folder), absolute.
+    pub weights: PathBuf,
+    /// LoRA settings; `None` = full fine-tuning.
+    pub lora: Option<LoraConfig>,
+    /// The prompt.
+    pub template: PromptTemplate,
+    /// The list length the prompt asks for.
+    pub prompt_k: usize,
+    /// Cap of the rotary table.
+    pub max_seq_len: usize,
+    /// Catalogue titles, indexed by item id.
+    pub titles: Vec<String>,
+}
+
+fn cerr(path: &Path, e: impl std::fmt::Display) -> CoreError {
+    CoreError::file(path, e.to_string())
+}
+
+/// The base model with fresh adapters (or all weights trainable), as the run config says.
+pub fn build_policy(cfg: &LlmRunConfig, device: &Device) -> CoreResult<LlmPolicy> {
+    let lm = LanguageModel::load(&cfg.weights, Some(cfg.max_seq_len), device)
+        .map_err(|e| cerr(&cfg.weights, e))?;
+    let mut p =
+        LlmPolicy::new(lm, &cfg.titles, cfg.template.clone()).map_err(|e| cerr(&cfg.weights, e))?;
+    if let Some(l) = &cfg.lora {
+        p.model = p.model.with_lora(l, device);
+    }
+    if let Some(ctx) = std::sync::Arc::get_mut(&mut p.ctx) {
+        ctx.prompt_k = cfg.prompt_k;
+    }
+    Ok(p)
+}
+
+fn adapted(policy: &LlmPolicy) -> Vec<(String, &Proj)> {
+    let mut out = Vec::new();
+    for (i, b) in policy.model.blocks.iter().enumerate() {
+        for (name, p) in [
+            ("q", &b.attn.q),
+            ("k", &b.attn.k),
+            ("v", &b.attn.v),
+            ("o", &b.attn.o),
+            ("gate", &b.mlp.gate),
+            ("up", &b.mlp.up),
+            ("down", &b.mlp.down),
+        ] {
+            if p.lora.is_some() {
+                out.push((format!("blk.{i}.{name}"), p));
+            }
+        }
+    }
+    out
+}
+
+/// Writes `llm.json` and the trained delta into `dir` (atomically, file by file).
+pub fn save_llm_run(policy: &LlmPolicy, cfg: &LlmRunConfig, dir: &Path) -> CoreResult<()> {
+    std::fs::create_dir_all(dir).map_err(|e| cerr(dir, e))?;
+    if cfg.lora.is_some() {
+        let mut tensors = Vec::new();
+        for (name, p) in adapted(policy) {
+            let l = p.lora.as_ref().expect("adapted projections have adapters");
+            for (suffix, t) in [("lora_a", l.a.val()), ("lora_b", l.b.val())] {
+                let shape = t.dims().to_vec();
+                let v = to_vec(t).map_err(|e| cerr(dir, e))?;
+                tensors.push((format!("{name}.{suffix}"), shape, v));
+            }
+        }
+        let path = dir.join(ADAPTER_FILE);
+        crate::testing::write_safetensors(&path, &tensors).map_err(|e| cerr(&path, e))?;
+    } else {
+        save_model_atomic(&policy.model, &dir.join(FULL_FILE))?;
+    }
+    let text = serde_json::to_string_pretty(cfg).map_err(|e| cerr(dir, e))?;
+    blade_data::write_atomic(&dir.join(LLM_RUN_FILE), text.as_bytes()).map_err(|e| cerr(dir, e))?;
+    Ok(())
+}
+
+/// Reads a run folder's `llm.json`.
+pub fn read_llm_run_config(dir: &Path) -> CoreResult<LlmRunConfig> {
+    let path = dir.join(LLM_RUN_FILE);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        cerr(
+            &path,
+            format!("{e}; is this an LLM run folder (made by `blade train --policy llm`)?"),
+        )
+    })?;
+    serde_json::from_str(&text).map_err(|e| cerr(&path, e))
+}
+
+/// Loads the policy of an LLM run folder: base weights + the saved delta.
+pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
+    let cfg = read_llm_run_config(dir)?;
+    let mut policy = build_policy(&cfg, device)?;
+    if cfg.lora.is_some() {
+        let path = dir.join(ADAPTER_FILE);
+        if path.exists() {
+            let st = crate::load::read_safetensors_f32(&path).map_err(|e| cerr(&path, e))?;
+            let mut missing = Vec::new();
+            let take = |name: &str, want: [usize; 2], missing: &mut Vec<String>| match st.get(name)
+            {
+                Some((shape, v)) if shape[..] == want[..] => Some(Tensor::<2>::from_data(
+                    TensorData::new(v.clone(), want),
+                    device,
+                )),
+                _ => {
+                    missing.push(name.to_string());
+                    None
+                }
+            };
+            for (i, b) in policy.model.blocks.iter_mut().enumerate() {
+                for (name, p) in [
+                    ("q", &mut b.attn.q),
+                    ("k", &mut b.attn.k),
+                    ("v", &mut b.attn.v),
+                    ("o", &mut b.attn.o),
+                    ("gate", &mut b.mlp.gate),
+                    ("up", &mut b.mlp.up),
+                    ("down", &mut b.mlp.down),
+                ] {
+                    if let Some(l) = p.lora.as_mut() {
+                        let key = format!("blk.{i}.{name}");
+                        let (a, bb) = (l.a.dims(), l.b.dims());
+                        // keep the parameter ids (optimiser state is keyed by them)
+                        if let Some(t) = take(&format!("{key}.lora_a"), a, &mut missing) {
+                            l.a = Param::initialized(l.a.id, t).set_require_grad(true);
+                        }
+                        if let Some(t) = take(&format!("{key}.lora_b"), bb, &mut missing) {
+                            l.b = Param::initialized(l.b.id, t).set_require_grad(true);
+                        }
+                    }
+                }
+            }
+            if !missing.is_empty() {
+                return Err(cerr(
+                    &path,
+                    format!(
+                        "adapters missing or of the wrong shape for this base model: {}",
+                        missing.join(", ")
+                    ),
+                ));
+            }
+        }
+    } else {
+        let path = dir.join(FULL_FILE);
+        if path.exists() {
+            policy.model = policy
+                .model
+                .try_load_file(&path)
+                .map_err(|e| cerr(&path, format!("{e:?}")))?;
+        }
+    }
+    Ok((cfg, policy))
+}
+
+/// Settings of LLM supervised fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmSftConfig {
+    /// Passes over the training windows.
+    pub epochs: usize,
+    /// Adam learning rate.
+    pub lr: f64,
+    /// Windows per gradient step.
+    pub batch_size: usize,
+    /// Items that followed each window taught as the target list (at least 1).
+    pub target_len: usize,
+    /// Use at most this many training windows (the most recent per user first); `None` = all.
+    pub max_train_prompts: Option<usize>,
+    /// Validation users whose greedy lists measure NDCG@10 after each epoch.
+    pub valid_users: usize,
+    /// Mask history items in lists and targets.
+    pub mask_history: bool,
+    /// Shuffling seed.
+    pub seed: u64,
+}
+
+impl Default for LlmSftConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 1,
+            lr: 1e-4,
+            batch_size: 4,
+            target_len: 1,
+            max_train_prompts: Some(512),
+            valid_users: 64,
+            mask_history: true,
+            seed: 1,
+        }
+    }
+}
+
+/// One logged point of LLM SFT.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlmSftRecord {
+    /// Epoch (1-based).
+    pub epoch: usize,
+    /// Gradient steps so far.
+    pub step: usize,
+    /// Mean negative log-likelihood per target list over the epoch.
+    pub loss: f64,
+    /// Validation NDCG@10 of greedy lists after the epoch.
+    pub valid_ndcg: f64,
+    /// Seconds of the epoch.
+    pub seconds: f64,
+}
+
+/// Greedy-list NDCG@10 on the first `n` validation cases.
+pub fn valid_ndcg_llm(policy: &LlmPolicy, split: &Split, n: usize, mask: bool) -> CoreResult<f64> {
+    let cases = &split.valid[..n.min(split.valid.len())];
+    if cases.is_empty() {
+        return Ok(0.0);
+    }
+    let prompts = PromptBatch::from_cases(cases, mask);
+    let mut total = 0.0;
+    for start in (0..cases.len()).step_by(16) {
+        let end = (start + 16).min(cases.len());
+        let lists = policy.decode(&prompts.slice(start..end), 10, DecodeStrategy::Greedy)?;
+        for (l, c) in lists.iter().zip(&cases[start..end]) {
+            total += blade_metrics::ndcg_at_k(l, &[c.target], 10);
+        }
+    }
+    Ok(total / cases.len() as f64)
+}
+
+/// Supervised fine-tuning of an LLM title policy; writes the run folder `dir` (best epoch) and
+/// returns the trained policy (inference mode) with its log.
+pub fn train_llm_sft(
+    run: &LlmRunConfig,
+    cfg: &LlmSftConfig,
+    split: &Split,
+    device: &Device,
+    dir: &Path,
+    mut log: impl FnMut(&str),
+) -> CoreResult<(LlmPolicy, Vec<LlmSftRecord>)> {
+    let ad = device.clone().autodiff();
+    let mut policy = build_policy(run, &ad)?;
+    let n_items = policy.num_items();
+    let mut items = train_items(split, cfg.target_len.max(1), cfg.max_train_prompts);
+    // targets: distinct catalogue items, not in the (masked) history
+    let examples: Vec<(Vec<ItemId>, Vec<ItemId>, Vec<ItemId>)> = items
+        .drain(..)
+        .filter_map(|it| {
+            let exclude = if cfg.mask_history {
+                it.history.clone()
+            } else {
+                Vec::new()
+            };
+            let mut targets = Vec::new();
+            for t in it.targets {
+                if (t as usize) < n_items && !exclude.contains(&t) && !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+            (!targets.is_empty()).then_some((it.history, exclude, targets))
+        })
+        .collect();
+    if examples.is_empty() {
+        return Err(CoreError::Config("no training windows for LLM SFT".into()));
+    }
+    let mut optim = AdamConfig::new().init();
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut records = Vec::new();
+    let v0 = valid_ndcg_llm(&policy.valid(), split, cfg.valid_users, cfg.mask_history)?;
+    log(&format!(
+        "epoch 0: valid NDCG@10 {v0:.4} ({} validation users)",
+        cfg.valid_users.min(split.valid.len())
+    ));
+    let mut best = v0;
+    save_llm_run(&policy.valid(), run, dir)?;
+    let mut step = 0usize;
+    for epoch in 1..=cfg.epochs {
+        let t0 = Instant::now();
+        let mut order: Vec<usize> = (0..examples.len()).collect();
+        order.shuffle(&mut rng);
+        let (mut loss_sum, mut n) = (0.0, 0usize);
+        let batches = order.len().div_ceil(cfg.batch_size.max(1));
+        for (bi, chunk) in order.chunks(cfg.batch_size.max(1)).enumerate() {
+            let prompts = PromptBatch {
+                histories: chunk.iter().map(|&i| examples[i].0.clone()).collect(),
+                exclude: chunk.iter().map(|&i| examples[i].1.clone()).collect(),
+            };
+            let lists: Vec<Vec<ItemId>> = chunk.iter().map(|&i| examples[i].2.clone()).collect();
+            let lp = policy.log_prob(&prompts, &lists)?;
+            let loss = lp.neg().mean();
+            let value =
+                to_vec(loss.clone().detach()).map_err(|e| CoreError::Tensor(e.to_string()))?[0];
+            if !value.is_finite() {
+                return Err(CoreError::Config(format!(
+                    "LLM SFT loss is {value} at step {step}"
+                )));
+            }
+            let grads = GradientsParams::from_grads(loss.backward(), &policy);
+            policy = optim.step(cfg.lr, policy, grads);
+            loss_sum += f64::from(value) * chunk.len() as f64;
+            n += chunk.len();
+            step += 1;
+            if bi % 10 == 0 || bi + 1 == batches {
+                log(&format!(
+                    "epoch {epoch} batch {}/{batches}: loss {:.4} ({:.1} s)",
+                    bi + 1,
+                    loss_sum / n as f64,
+                    t0.elapsed().as_secs_f64()
+                ));
+            }
+        }
+        let v = valid_ndcg_llm(&policy.valid(), split, cfg.valid_users, cfg.mask_history)?;
+        let rec = LlmSftRecord {
+            epoch,
+            step,
+            loss: loss_sum / n.max(1) as f64,
+            valid_ndcg: v,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        log(&format!(
+            "epoch {epoch}: loss {:.4} | valid NDCG@10 {v:.4} | {:.0} s",
+            rec.loss, rec.seconds
+        ));
+        records.push(rec);
+        if v >= best {
+            best = v;
+            save_llm_run(&policy.valid(), run, dir)?;
+        }
+    }
+    let text = serde_json::to_string_pretty(&records).map_err(|e| cerr(dir, e))?;
+    blade_data::write_atomic(&dir.join("sft_log.json"), text.as_bytes())
+        .map_err(|e| cerr(dir, e))?;
+    let (_, best_policy) = load_llm_run(dir, device)?;
+    Ok((best_policy, records))
+}
+
+impl blade_core::align::AlignPolicy for LlmPolicy {
+    fn load_run(dir: &Path, device: &Device) -> CoreResult<Self> {
+        Ok(load_llm_run(dir, device)?.1)
+    }
+
+    /// Writes `llm.json` (copied from the SFT run `init`) and the adapters (or full weights).
+    fn save_run(&self, dir: &Path, init: &Path) -> CoreResult<()> {
+        let cfg = read_llm_run_config(init)?;
+        save_llm_run(self, &cfg, dir)
+    }
+
+    fn check_fit(&self, list_len: usize, max_history: usize) -> CoreResult<()> {
+        let idx = self.index();
+        if list_len > idx.len() {
+            return Err(CoreError::Config(format!(
+                "lists of {list_len} items from a catalogue of {} titles",
+                idx.len()
+            )));
+        }
+        let longest = idx.tokens.iter().map(Vec::len).max().unwrap_or(0);
+        let history: Vec<ItemId> = (0..max_history.min(idx.len()) as ItemId).collect();
+        let base = self
+            .ctx
+            .tokenizer
+            .encode(&self.prompt_text(&history, self.ctx.prompt_k), true)
+            .map(|t| t.len())
+            .unwrap_or(0);
+        let need = base + max_history * longest + list_len.max(self.ctx.prompt_k) * longest;
+        if need > self.ctx.config.max_seq_len {
+            return Err(CoreError::Config(format!(
+                "prompts of {max_history} titles plus lists of {list_len} may need {need} tokens, \
+                 more than the model's {} positions",
+                self.ctx.config.max_seq_len
+            )));
+        }
+        Ok(())
+    }
+}
