@@ -162,3 +162,63 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
         train_align::<LlmPolicy>(&align(3), &inputs, &out_dir, Dashboard::Plain, true).unwrap();
     assert_eq!(more.curves.len(), 4);
 }
+
+#[test]
+fn full_fine_tuning_saves_and_restores_every_weight() {
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
+    let raw = generate(&SyntheticConfig::tiny());
+    let ds = Dataset::from_raw(
+        &raw,
+        &PreprocessConfig {
+            min_rating: None,
+            k_core: 0,
+        },
+    )
+    .unwrap();
+    let split = ds.leave_one_out(3);
+    let run = LlmRunConfig {
+        weights: g,
+        lora: None,
+        template: PromptTemplate::default(),
+        prompt_k: 4,
+        max_seq_len: 1024,
+        titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
+    };
+    let cfg = LlmSftConfig {
+        epochs: 1,
+        lr: 1e-3,
+        batch_size: 8,
+        max_train_prompts: Some(16),
+        // no validation users: every epoch ties the best and is kept
+        valid_users: 0,
+        ..LlmSftConfig::default()
+    };
+    let device = Device::default();
+    let out = dir.path().join("full");
+    let (trained, _) = train_llm_sft(&run, &cfg, &split, &device, &out, |_| {}).unwrap();
+    assert!(out.join("model.bpk").exists() && !out.join("adapter.safetensors").exists());
+    let (_, again) = load_llm_run(&out, &device).unwrap();
+    let base = blade_llm::run::build_policy(&run, &device).unwrap();
+    let prompts = PromptBatch {
+        histories: vec![split.test[0].history.clone()],
+        exclude: vec![vec![]],
+    };
+    let (a, b, c) = (
+        trained.score_all(&prompts).unwrap(),
+        again.score_all(&prompts).unwrap(),
+        base.score_all(&prompts).unwrap(),
+    );
+    let diff = |x: &[f32], y: &[f32]| {
+        x.iter()
+            .zip(y)
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    assert!(diff(&a[0], &b[0]) < 1e-5, "reload differs");
+    assert!(
+        diff(&a[0], &c[0]) > 1e-4,
+        "full fine-tuning changed nothing"
+    );
+}
