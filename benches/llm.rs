@@ -1,3 +1,4 @@
+#![allow(missing_docs)] // criterion_group! generates undocumented items
 //! LLM title policy throughput on a small random Llama (d = 128, 4 layers, byte-level vocabulary)
 //! and 200 synthetic titles: constrained list sampling, whole-catalogue prompt scoring and the
 //! differentiable list log-probability. Criterion reports time per call; divide the token counts
