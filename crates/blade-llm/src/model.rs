@@ -203,8 +203,9 @@ impl Proj {
 pub struct KvCache {
     /// Per layer `(keys, values)`.
     pub layers: Vec<Option<(Tensor<4>, Tensor<4>)>>,
-    /// Which cached positions are padding.
-    pub pad: Option<Tensor<2, Bool>>,
+    /// Which cached positions are padding (1) or real (0). Kept as integers: boolean tensors
+    /// that went through `select` / `cat` can change storage type on some backends.
+    pub pad: Option<Tensor<2, Int>>,
     /// Positions cached so far.
     pub len: usize,
 }
@@ -433,9 +434,10 @@ impl Llama {
             .select(0, tokens.reshape([b * s]))
             .reshape([b, s, d]);
         // key padding over all positions
-        let new_pad = pad.unwrap_or_else(|| {
-            Tensor::<2, Bool>::from_data(TensorData::new(vec![false; b * s], [b, s]), &device)
-        });
+        let new_pad = match pad {
+            Some(p) => p.int(),
+            None => Tensor::<2, Int>::zeros([b, s], &device),
+        };
         let key_pad = match cache.pad.take() {
             Some(p) => Tensor::cat(vec![p, new_pad], 1),
             None => new_pad,
@@ -445,10 +447,13 @@ impl Llama {
         let qi = Tensor::<1, Int>::arange(start as i64..t as i64, &device).reshape([s, 1]);
         let kj = Tensor::<1, Int>::arange(0..t as i64, &device).reshape([1, t]);
         let future = kj.greater(qi); // [s, t]
-        let blocked = future
-            .unsqueeze_dim::<3>(0)
-            .expand([b, s, t])
-            .bool_or(key_pad.clone().unsqueeze_dim::<3>(1).expand([b, s, t]));
+        let blocked = future.unsqueeze_dim::<3>(0).expand([b, s, t]).bool_or(
+            key_pad
+                .clone()
+                .equal_elem(1)
+                .unsqueeze_dim::<3>(1)
+                .expand([b, s, t]),
+        );
         let mask = Tensor::<3>::zeros([b, s, t], &device)
             .mask_fill(blocked, BLOCKED)
             .unsqueeze_dim::<4>(1);

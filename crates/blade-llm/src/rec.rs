@@ -679,7 +679,28 @@ impl Policy for LlmPolicy {
         }
         let n = lists.len();
         let device = self.device();
-        let ptoks = self.prompt_tokens(prompts)?;
+        // rows of the same prompt (a group of G rollouts) share one prompt prefill
+        let mut unique: Vec<usize> = Vec::new();
+        let mut row_of: Vec<usize> = Vec::with_capacity(n);
+        {
+            let mut seen = std::collections::HashMap::<(&[ItemId], &[ItemId]), usize>::new();
+            for i in 0..n {
+                let key = (&prompts.histories[i][..], &prompts.exclude[i][..]);
+                let u = *seen.entry(key).or_insert_with(|| {
+                    unique.push(i);
+                    unique.len() - 1
+                });
+                row_of.push(u);
+            }
+        }
+        let uniq_prompts = PromptBatch {
+            histories: unique
+                .iter()
+                .map(|&i| prompts.histories[i].clone())
+                .collect(),
+            exclude: unique.iter().map(|&i| prompts.exclude[i].clone()).collect(),
+        };
+        let ptoks = self.prompt_tokens(&uniq_prompts)?;
         let mut seqs = Vec::with_capacity(n);
         let mut sets = Vec::with_capacity(n);
         for (excl, list) in prompts.exclude.iter().zip(lists) {
@@ -687,35 +708,43 @@ impl Policy for LlmPolicy {
             seqs.push(s);
             sets.push(a);
         }
-        let p_len = ptoks.iter().map(Vec::len).max().unwrap_or(0);
         let t_len = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if t_len == 0 {
             return Ok(Tensor::zeros([n], &device));
         }
         let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
         let filler = self.ctx.tokenizer.eos().unwrap_or(0);
-        // input: left-padded prompt ++ list tokens but the last, right-padded
-        let mut rows = Vec::with_capacity(n);
-        let mut pad = Vec::with_capacity(n * (p_len + t_len - 1));
-        for i in 0..n {
-            let lead = p_len - ptoks[i].len();
-            let mut r = vec![filler; lead];
-            r.extend_from_slice(&ptoks[i]);
-            r.extend_from_slice(&seqs[i][..seqs[i].len().saturating_sub(1)]);
-            let real = r.len();
-            r.resize(p_len + t_len - 1, filler);
-            pad.extend((0..p_len + t_len - 1).map(|j| j < lead || j >= real));
-            rows.push(r);
-        }
-        let total = p_len + t_len - 1;
-        let pad = Tensor::<2, Bool>::from_data(TensorData::new(pad, [n, total]), &device);
+        // prefill the distinct prompts; the last position predicts each list's first token
+        let (ptok, ppad) = self.left_pad(&ptoks);
+        let [u, p_len] = ptok.dims();
         let mut cache = KvCache::new(self.ctx.config.n_layers);
-        let hidden = self
-            .model
-            .forward_hidden(ids_tensor(&rows, &device), Some(pad), &mut cache);
-        let d = hidden.dims()[2];
-        // positions p_len-1 .. p_len+t_len-2 predict list tokens 0 .. t_len-1
-        let h = hidden.slice([0..n, p_len - 1..p_len - 1 + t_len, 0..d]);
+        let prompt_hidden = self.model.forward_hidden(ptok, Some(ppad), &mut cache);
+        let d = prompt_hidden.dims()[2];
+        let sel = Tensor::<1, Int>::from_data(
+            TensorData::new(row_of.iter().map(|&r| r as i64).collect::<Vec<_>>(), [n]),
+            &device,
+        );
+        let first = prompt_hidden
+            .slice([0..u, p_len - 1..p_len, 0..d])
+            .select(0, sel);
+        // then every row's list tokens but the last (right-padded) over its prompt's cache
+        let h = if t_len > 1 {
+            let mut cache = cache.select_rows(&row_of);
+            let rows: Vec<Vec<u32>> = seqs
+                .iter()
+                .map(|s| {
+                    let mut r = s[..s.len().saturating_sub(1)].to_vec();
+                    r.resize(t_len - 1, filler);
+                    r
+                })
+                .collect();
+            let rest = self
+                .model
+                .forward_hidden(ids_tensor(&rows, &device), None, &mut cache);
+            Tensor::cat(vec![first, rest], 1)
+        } else {
+            first
+        };
         let logits = self.model.logits(h); // [n, t, vocab]
         let mut idx = Vec::with_capacity(n * t_len * a_len);
         let mut mask = Vec::with_capacity(n * t_len * a_len);
