@@ -168,8 +168,12 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
         let (r, l) = if run.join(blade_llm::run::LLM_RUN_FILE).exists() {
             let (_, policy) = blade_llm::run::load_llm_run(run, &device)?;
+            // LLM runs are named by their folder (a zero-shot and a trained SFT run are both `sft`)
+            let folder = run
+                .file_name()
+                .map_or_else(|| info.method.clone(), |f| f.to_string_lossy().into_owned());
             let named = Named {
-                name: format!("llm-{}", info.method),
+                name: format!("llm:{folder}"),
                 inner: &policy,
             };
             evaluate_one(&ev, &named, cases)?
