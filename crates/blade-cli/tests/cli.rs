@@ -289,3 +289,69 @@ fn compare_writes_tables_curves_and_pictures() {
         "{err}"
     );
 }
+
+#[test]
+fn llm_commands_run_on_a_tiny_model_and_name_bad_input() {
+    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
+    let g = g.to_str().unwrap();
+    let o = blade(
+        &[
+            "llm",
+            "generate",
+            "--weights",
+            g,
+            "--prompt",
+            "the",
+            "--max-tokens",
+            "4",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("tokens/s"), "{}", stderr(&o));
+    let out = dir.path().join("logits.json");
+    let o = blade(
+        &[
+            "llm",
+            "logits",
+            "--weights",
+            g,
+            "--tokens",
+            "1,2,3",
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["logits_last"].as_array().unwrap().len(), 267);
+    // bad input names the flag and writes nothing
+    let bad = dir.path().join("bad.json");
+    let o = blade(
+        &[
+            "llm",
+            "logits",
+            "--weights",
+            g,
+            "--tokens",
+            "1,99999",
+            "--out",
+            bad.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--tokens: id 99999"), "{}", stderr(&o));
+    assert!(!bad.exists());
+    let o = blade(&["train", "--policy", "llm", "--out", "r"], dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--weights"), "{}", stderr(&o));
+    let o = blade(&["llm", "info", "--weights", "nope.gguf"], dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("nope.gguf"), "{}", stderr(&o));
+}
