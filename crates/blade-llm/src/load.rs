@@ -373,14 +373,24 @@ impl WeightSource for SafetensorsModel {
 /// Reorders the rows of a `[n_heads * d_head, ...]` Q or K weight (or bias, `cols = 1`) from
 /// "rotate halves" to adjacent-pair order: new row `2i + j` of a head = old row `j * d_head/2 + i`.
 pub fn permute_halves_to_pairs(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
+    permute_rope_rows(values, n_heads, cols, true)
+}
+
+/// Row permutation between the two rotary layouts (`to_pairs`: halves -> pairs, else back).
+pub fn permute_rope_rows(values: &[f32], n_heads: usize, cols: usize, to_pairs: bool) -> Vec<f32> {
     let rows = values.len() / cols;
     let dh = rows / n_heads;
     let mut out = vec![0f32; values.len()];
     for h in 0..n_heads {
         for i in 0..dh / 2 {
             for j in 0..2 {
-                let new = h * dh + 2 * i + j;
-                let old = h * dh + j * (dh / 2) + i;
+                let pairs = h * dh + 2 * i + j;
+                let halves = h * dh + j * (dh / 2) + i;
+                let (new, old) = if to_pairs {
+                    (pairs, halves)
+                } else {
+                    (halves, pairs)
+                };
                 out[new * cols..(new + 1) * cols]
                     .copy_from_slice(&values[old * cols..(old + 1) * cols]);
             }

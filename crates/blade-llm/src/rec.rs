@@ -195,6 +195,44 @@ impl TitleIndex {
     }
 }
 
+/// Per row and step, the allowed tokens with the chosen one first, as tensors: indices
+/// `[n, s, a]` (padded with the row's first token), an additive mask `[n, s, a]` (0 or -1e9 on
+/// padding) and a validity mask `[n, s]` (0 past a row's end).
+fn allowed_tensors(
+    sets: &[Vec<Vec<u32>>],
+    s: usize,
+    device: &Device,
+) -> (Tensor<3, Int>, Tensor<3>, Tensor<2>) {
+    let n = sets.len();
+    let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
+    let mut idx = Vec::with_capacity(n * s * a_len);
+    let mut mask = Vec::with_capacity(n * s * a_len);
+    let mut valid = Vec::with_capacity(n * s);
+    for per in sets {
+        for j in 0..s {
+            match per.get(j) {
+                Some(set) => {
+                    for a in 0..a_len {
+                        idx.push(i64::from(*set.get(a).unwrap_or(&set[0])));
+                        mask.push(if a < set.len() { 0.0f32 } else { -1.0e9 });
+                    }
+                    valid.push(1.0f32);
+                }
+                None => {
+                    idx.extend(std::iter::repeat_n(0i64, a_len));
+                    mask.extend(std::iter::repeat_n(0.0f32, a_len));
+                    valid.push(0.0);
+                }
+            }
+        }
+    }
+    (
+        Tensor::from_data(TensorData::new(idx, [n, s, a_len]), device),
+        Tensor::from_data(TensorData::new(mask, [n, s, a_len]), device),
+        Tensor::from_data(TensorData::new(valid, [n, s]), device),
+    )
+}
+
 /// Walks one list through the trie, token by token.
 #[derive(Debug, Clone)]
 struct Walker {
@@ -582,31 +620,7 @@ impl Recommender for LlmPolicy {
                     }
                     sets.push(per);
                 }
-                let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
-                let mut idx = Vec::with_capacity(n * s * a_len);
-                let mut mask = Vec::with_capacity(n * s * a_len);
-                let mut valid = Vec::with_capacity(n * s);
-                for per in &sets {
-                    for j in 0..s {
-                        match per.get(j) {
-                            Some(set) => {
-                                for a in 0..a_len {
-                                    idx.push(i64::from(*set.get(a).unwrap_or(&set[0])));
-                                    mask.push(if a < set.len() { 0.0f32 } else { -1.0e9 });
-                                }
-                                valid.push(1.0f32);
-                            }
-                            None => {
-                                idx.extend(std::iter::repeat_n(0i64, a_len));
-                                mask.extend(std::iter::repeat_n(0.0f32, a_len));
-                                valid.push(0.0);
-                            }
-                        }
-                    }
-                }
-                let idx = Tensor::<3, Int>::from_data(TensorData::new(idx, [n, s, a_len]), &device);
-                let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, s, a_len]), &device);
-                let valid = Tensor::<2>::from_data(TensorData::new(valid, [n, s]), &device);
+                let (idx, mask, valid) = allowed_tensors(&sets, s, &device);
                 let sub = self.model.logits_at(hidden, idx) + mask;
                 let lp = log_softmax(sub, 2)
                     .slice([0..n, 0..s, 0..1])
@@ -712,7 +726,6 @@ impl Policy for LlmPolicy {
         if t_len == 0 {
             return Ok(Tensor::zeros([n], &device));
         }
-        let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
         let filler = self.ctx.tokenizer.eos().unwrap_or(0);
         // prefill the distinct prompts; the last position predicts each list's first token
         let (ptok, ppad) = self.left_pad(&ptoks);
@@ -746,30 +759,7 @@ impl Policy for LlmPolicy {
             first
         };
         let logits = self.model.logits(h); // [n, t, vocab]
-        let mut idx = Vec::with_capacity(n * t_len * a_len);
-        let mut mask = Vec::with_capacity(n * t_len * a_len);
-        let mut valid = Vec::with_capacity(n * t_len);
-        for per in &sets {
-            for t in 0..t_len {
-                match per.get(t) {
-                    Some(set) => {
-                        for a in 0..a_len {
-                            idx.push(i64::from(*set.get(a).unwrap_or(&set[0])));
-                            mask.push(if a < set.len() { 0.0f32 } else { -1.0e9 });
-                        }
-                        valid.push(1.0f32);
-                    }
-                    None => {
-                        idx.extend(std::iter::repeat_n(i64::from(filler), a_len));
-                        mask.extend(std::iter::repeat_n(0.0f32, a_len));
-                        valid.push(0.0);
-                    }
-                }
-            }
-        }
-        let idx = Tensor::<3, Int>::from_data(TensorData::new(idx, [n, t_len, a_len]), &device);
-        let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, t_len, a_len]), &device);
-        let valid = Tensor::<2>::from_data(TensorData::new(valid, [n, t_len]), &device);
+        let (idx, mask, valid) = allowed_tensors(&sets, t_len, &device);
         let sub = logits.gather(2, idx) + mask;
         let lp = log_softmax(sub, 2)
             .slice([0..n, 0..t_len, 0..1])

@@ -216,20 +216,7 @@ pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> std::io::Result<()> {
 
 /// Inverse of [`crate::load::permute_halves_to_pairs`].
 pub fn pairs_to_halves(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
-    let rows = values.len() / cols;
-    let dh = rows / n_heads;
-    let mut out = vec![0f32; values.len()];
-    for h in 0..n_heads {
-        for i in 0..dh / 2 {
-            for j in 0..2 {
-                let pair_row = h * dh + 2 * i + j;
-                let half_row = h * dh + j * (dh / 2) + i;
-                out[half_row * cols..(half_row + 1) * cols]
-                    .copy_from_slice(&values[pair_row * cols..(pair_row + 1) * cols]);
-            }
-        }
-    }
-    out
+    crate::load::permute_rope_rows(values, n_heads, cols, false)
 }
 
 /// Writes the tiny model as a Hugging Face folder: `config.json`, `model.safetensors` (Q/K in

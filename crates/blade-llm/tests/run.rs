@@ -10,8 +10,13 @@ use blade_llm::testing::{write_tiny_gguf, TinySpec};
 use blade_llm::PromptTemplate;
 use burn::prelude::*;
 
-#[test]
-fn sft_lowers_the_loss_and_the_run_folder_round_trips() {
+/// A tiny GGUF model in a temporary folder, tiny synthetic data split with history length `l`,
+/// and a run config over its titles.
+fn fixture(
+    lora: Option<LoraConfig>,
+    l: usize,
+    prompt_k: usize,
+) -> (tempfile::TempDir, blade_data::Split, LlmRunConfig) {
     let dir = tempfile::tempdir().unwrap();
     let g = dir.path().join("tiny.gguf");
     write_tiny_gguf(&g, &TinySpec::default()).unwrap();
@@ -24,19 +29,26 @@ fn sft_lowers_the_loss_and_the_run_folder_round_trips() {
         },
     )
     .unwrap();
-    let split = ds.leave_one_out(5);
+    let split = ds.leave_one_out(l);
     let run = LlmRunConfig {
         weights: g,
-        lora: Some(LoraConfig {
-            rank: 4,
-            alpha: 8.0,
-            ..LoraConfig::default()
-        }),
+        lora,
         template: PromptTemplate::default(),
-        prompt_k: 10,
+        prompt_k,
         max_seq_len: 1024,
         titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
     };
+    (dir, split, run)
+}
+
+#[test]
+fn sft_lowers_the_loss_and_the_run_folder_round_trips() {
+    let lora = LoraConfig {
+        rank: 4,
+        alpha: 8.0,
+        ..LoraConfig::default()
+    };
+    let (dir, split, run) = fixture(Some(lora), 5, 10);
     let cfg = LlmSftConfig {
         epochs: 3,
         lr: 5e-3,
@@ -82,9 +94,12 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
     use blade_core::sft::Dashboard;
     use blade_llm::LlmPolicy;
 
-    let dir = tempfile::tempdir().unwrap();
-    let g = dir.path().join("tiny.gguf");
-    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
+    let lora = LoraConfig {
+        rank: 2,
+        alpha: 4.0,
+        ..LoraConfig::default()
+    };
+    let (dir, split, run) = fixture(Some(lora), 3, 4);
     let raw = generate(&SyntheticConfig::tiny());
     let ds = Dataset::from_raw(
         &raw,
@@ -94,19 +109,6 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
         },
     )
     .unwrap();
-    let split = ds.leave_one_out(3);
-    let run = LlmRunConfig {
-        weights: g,
-        lora: Some(LoraConfig {
-            rank: 2,
-            alpha: 4.0,
-            ..LoraConfig::default()
-        }),
-        template: PromptTemplate::default(),
-        prompt_k: 4,
-        max_seq_len: 1024,
-        titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
-    };
     let device = Device::default();
     let sft = dir.path().join("sft");
     let cfg = LlmSftConfig {
@@ -165,27 +167,7 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
 
 #[test]
 fn full_fine_tuning_saves_and_restores_every_weight() {
-    let dir = tempfile::tempdir().unwrap();
-    let g = dir.path().join("tiny.gguf");
-    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
-    let raw = generate(&SyntheticConfig::tiny());
-    let ds = Dataset::from_raw(
-        &raw,
-        &PreprocessConfig {
-            min_rating: None,
-            k_core: 0,
-        },
-    )
-    .unwrap();
-    let split = ds.leave_one_out(3);
-    let run = LlmRunConfig {
-        weights: g,
-        lora: None,
-        template: PromptTemplate::default(),
-        prompt_k: 4,
-        max_seq_len: 1024,
-        titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
-    };
+    let (dir, split, run) = fixture(None, 3, 4);
     let cfg = LlmSftConfig {
         epochs: 1,
         lr: 1e-3,

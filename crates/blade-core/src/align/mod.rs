@@ -628,7 +628,8 @@ pub fn train_align<P: AlignPolicy>(
         }
         state.curves.push(rec);
         state.step = step;
-        if last || (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every)) {
+        // the final state is checkpointed once, after the loop
+        if !last && cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every) {
             let bond_anchor = (cfg.method == Method::Bond).then_some(&anchor);
             checkpoint(
                 dir,
