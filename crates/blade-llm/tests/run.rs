@@ -16,7 +16,7 @@ fn fixture(
     lora: Option<LoraConfig>,
     l: usize,
     prompt_k: usize,
-) -> (tempfile::TempDir, blade_data::Split, LlmRunConfig) {
+) -> (tempfile::TempDir, Dataset, blade_data::Split, LlmRunConfig) {
     let dir = tempfile::tempdir().unwrap();
     let g = dir.path().join("tiny.gguf");
     write_tiny_gguf(&g, &TinySpec::default()).unwrap();
@@ -38,7 +38,7 @@ fn fixture(
         max_seq_len: 1024,
         titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
     };
-    (dir, split, run)
+    (dir, ds, split, run)
 }
 
 #[test]
@@ -48,7 +48,7 @@ fn sft_lowers_the_loss_and_the_run_folder_round_trips() {
         alpha: 8.0,
         ..LoraConfig::default()
     };
-    let (dir, split, run) = fixture(Some(lora), 5, 10);
+    let (dir, _, split, run) = fixture(Some(lora), 5, 10);
     let cfg = LlmSftConfig {
         epochs: 3,
         lr: 5e-3,
@@ -99,16 +99,7 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
         alpha: 4.0,
         ..LoraConfig::default()
     };
-    let (dir, split, run) = fixture(Some(lora), 3, 4);
-    let raw = generate(&SyntheticConfig::tiny());
-    let ds = Dataset::from_raw(
-        &raw,
-        &PreprocessConfig {
-            min_rating: None,
-            k_core: 0,
-        },
-    )
-    .unwrap();
+    let (dir, ds, split, run) = fixture(Some(lora), 3, 4);
     let device = Device::default();
     let sft = dir.path().join("sft");
     let cfg = LlmSftConfig {
@@ -167,7 +158,7 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
 
 #[test]
 fn full_fine_tuning_saves_and_restores_every_weight() {
-    let (dir, split, run) = fixture(None, 3, 4);
+    let (dir, _, split, run) = fixture(None, 3, 4);
     let cfg = LlmSftConfig {
         epochs: 1,
         lr: 1e-3,
