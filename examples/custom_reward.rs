@@ -57,12 +57,9 @@ fn main() -> anyhow::Result<()> {
         init: &sft_dir,
         device: &device,
     };
-    let cfg = AlignConfig {
-        method: Method::Blade,
-        steps: 20,
-        eval_every: 10,
-        ..AlignConfig::default()
-    };
+    let cfg = AlignConfig::new(Method::Blade.default_config())
+        .with_steps(20)
+        .with_eval_every(10);
     let out = train_align::<ItemLm>(&cfg, &inputs, &root.join("blade"), Dashboard::Plain, false)?;
     println!(
         "`{}`: SFT reference {:.4} -> BLADE {:.4}",

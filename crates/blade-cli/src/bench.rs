@@ -101,12 +101,9 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let reward = parse_reward("ndcg@10", &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut step_times = Vec::new();
     for method in [Method::BonStatic, Method::Blade] {
-        let cfg = AlignConfig {
-            method,
-            steps: a.steps.max(2),
-            eval_every: 0,
-            ..AlignConfig::default()
-        };
+        let cfg = AlignConfig::new(method.default_config())
+            .with_steps(a.steps.max(2))
+            .with_eval_every(0);
         let inputs = AlignInputs {
             split: &split,
             catalog: &catalog,

@@ -128,6 +128,17 @@ impl RunInfo {
     }
 }
 
+/// The folder whose model a command evaluates: an alignment run's best checkpoint (`best/`,
+/// chosen on validation) unless `last`, otherwise the run folder itself.
+pub fn model_dir(run: &Path, last: bool) -> PathBuf {
+    let best = run.join(blade_core::align::BEST_DIR);
+    if !last && best.is_dir() {
+        best
+    } else {
+        run.to_path_buf()
+    }
+}
+
 /// Loads the dataset and split of `args`.
 pub fn dataset_and_split(args: &DataArgs) -> Result<(Dataset, Split)> {
     let ds = args.load()?;

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use blade_core::align::{read_curves, train_align, AlignInputs, AlignSummary, Method, StepRecord};
+use blade_core::align::{
+    read_curves, train_align, AlignInputs, AlignSummary, Ceilings, Method, StepRecord,
+};
 use blade_core::policy::bon::best_of_n_lists;
 use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
 use blade_core::sft::load_item_lm;
@@ -14,7 +16,7 @@ use blade_data::{Dataset, Split};
 use clap::Args;
 use serde::Serialize;
 
-use crate::common::{dataset_and_split, BackendArgs, RunInfo};
+use crate::common::{dataset_and_split, model_dir, BackendArgs, RunInfo};
 use crate::eval_cmd::{evaluate_one, Named};
 use crate::plot::{line_chart, Series};
 use crate::train_cmd::{AlignArgs, DashboardArg};
@@ -22,11 +24,11 @@ use crate::train_cmd::{AlignArgs, DashboardArg};
 /// Arguments of `blade compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Methods to compare: sft, grpo, bon-static, bond, bonbon, sdpo, blade.
+    /// Methods to compare: sft, grpo, rloo, bon-static, bond, bonbon, sdpo, dpo, blade.
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "sft,grpo,bon-static,bond,bonbon,sdpo,blade"
+        default_value = "sft,grpo,rloo,bon-static,bond,bonbon,sdpo,dpo,blade"
     )]
     pub methods: Vec<String>,
     /// Seeds; each alignment method runs once per seed.
@@ -86,7 +88,7 @@ fn run_one(
     seed: u64,
     dir: &Path,
 ) -> Result<(EvalReport, Vec<StepRecord>)> {
-    let cfg = c.a.align.config(method, seed);
+    let cfg = c.a.align.config(method, seed, false)?;
     // reuse a finished run only if it was trained with these settings *and* this reward
     let same_reward = std::fs::read_to_string(dir.join("summary.json"))
         .ok()
@@ -112,7 +114,8 @@ fn run_one(
         .save(dir)?;
     }
     let curves = read_curves(&dir.join("curves.csv"))?;
-    let (_, model) = load_item_lm(dir, c.device)?;
+    // the best checkpoint on validation, as `blade eval` does by default
+    let (_, model) = load_item_lm(&model_dir(dir, false), c.device)?;
     let named = Named {
         name: method.name().into(),
         inner: &model,
@@ -348,7 +351,14 @@ pub fn run(a: CompareArgs) -> Result<()> {
         }
     }
     blade_core::sft::write_atomic(&a.out.join("curves.csv"), all.as_bytes())?;
-    pictures(&a.out, &curves)?;
+    // the static ceilings of the training pool (same SFT run, reward and M for every method)
+    let ceilings = curves.iter().next().and_then(|(m, runs)| {
+        let dir = a.out.join("runs").join(format!("{m}-s{}", runs.first()?.0));
+        blade_core::align::reference::read_json::<AlignSummary>(&dir.join("summary.json"))
+            .ok()
+            .map(|s| s.ceilings_pool)
+    });
+    pictures(&a.out, &curves, ceilings)?;
     if !a.lambdas.is_empty() {
         fronts(&c, &a.out)?;
     }
@@ -356,7 +366,31 @@ pub fn run(a: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn pictures(out: &Path, curves: &BTreeMap<String, Vec<(u64, Vec<StepRecord>)>>) -> Result<()> {
+/// Horizontal lines at the static ceilings, spanning the steps of `series`.
+fn ceiling_lines(series: &[Series], c: &Ceilings) -> Vec<Series> {
+    let last = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let flat = |label: &str, y: f64| Series {
+        label: label.into(),
+        points: vec![(1.0, y), (last, y)],
+    };
+    let mut lines = vec![
+        flat("SFT reference (mean)", c.reference_mean),
+        flat("ceiling: max of M cached", c.max_of_m),
+    ];
+    if let Some(b) = c.expected_bon {
+        lines.push(flat("ceiling: E[best of N] of SFT", b));
+    }
+    lines
+}
+
+fn pictures(
+    out: &Path,
+    curves: &BTreeMap<String, Vec<(u64, Vec<StepRecord>)>>,
+    ceilings: Option<Ceilings>,
+) -> Result<()> {
     let series = |f: &dyn Fn(&StepRecord) -> f64, only: &[&str]| -> Vec<Series> {
         curves
             .iter()
@@ -370,12 +404,33 @@ fn pictures(out: &Path, curves: &BTreeMap<String, Vec<(u64, Vec<StepRecord>)>>) 
             })
             .collect()
     };
+    let mut reward = series(&|r| r.reward, &[]);
+    if let Some(c) = &ceilings {
+        let lines = ceiling_lines(&reward, c);
+        reward.extend(lines);
+    }
     line_chart(
         &out.join("reward.svg"),
-        "Mean list reward of the rollouts",
+        "Mean list reward of the rollouts, with the static ceilings of the pool",
         "step",
         "reward",
-        &series(&|r| r.reward, &[]),
+        &reward,
+        false,
+    )?;
+    line_chart(
+        &out.join("zero_spread.svg"),
+        "Share of groups whose raw reward has zero spread",
+        "step",
+        "share of groups",
+        &series(&|r| r.zero_spread_raw, &[]),
+        false,
+    )?;
+    line_chart(
+        &out.join("distinct_lists.svg"),
+        "Distinct lists per group (entropy collapse shows here)",
+        "step",
+        "distinct lists",
+        &series(&|r| r.distinct_lists, &[]),
         false,
     )?;
     let pair = ["bon-static", "blade"];
@@ -394,6 +449,29 @@ fn pictures(out: &Path, curves: &BTreeMap<String, Vec<(u64, Vec<StepRecord>)>>) 
             "step",
             "reward",
             &series(&|r| r.reward, &pair),
+            false,
+        )?;
+        let mut split: Vec<Series> = series(&|r| r.saturated_tied, &pair)
+            .into_iter()
+            .map(|s| Series {
+                label: format!("{} tied", s.label),
+                ..s
+            })
+            .collect();
+        split.extend(
+            series(&|r| r.saturated_beyond, &pair)
+                .into_iter()
+                .map(|s| Series {
+                    label: format!("{} beyond", s.label),
+                    ..s
+                }),
+        );
+        line_chart(
+            &out.join("saturation_split.svg"),
+            "Rollouts tied with the reference maximum vs strictly beyond it",
+            "step",
+            "share",
+            &split,
             false,
         )?;
         line_chart(

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
+use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConfig};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{EvalConfig, Evaluator, ItemLm, PopRecommender, RandomRecommender};
@@ -109,13 +109,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let reward =
             parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
         for method in Method::ALL {
-            let cfg = AlignConfig {
-                method,
-                steps: a.align_steps,
-                lr: 1e-3,
-                eval_every: a.align_steps,
-                ..AlignConfig::default()
-            };
+            let cfg = AlignConfig::new(method.default_config())
+                .with_steps(a.align_steps)
+                .with_optim(OptimConfig::new().with_lr(1e-3))
+                .with_eval_every(a.align_steps);
             let inputs = AlignInputs {
                 split: &split,
                 catalog: &catalog,

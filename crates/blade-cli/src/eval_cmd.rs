@@ -12,7 +12,7 @@ use blade_data::{Dataset, EvalCase, Split};
 use clap::Args;
 
 use crate::common::{
-    dataset_and_split, progress_bar, report_table, BackendArgs, DataArgs, RunInfo,
+    dataset_and_split, model_dir, progress_bar, report_table, BackendArgs, DataArgs, RunInfo,
 };
 
 /// Arguments of `blade eval`.
@@ -45,6 +45,9 @@ pub struct EvalArgs {
     /// Evaluate only the first N users of the split (e.g. for a slow LLM policy on a CPU).
     #[arg(long)]
     pub max_eval_users: Option<usize>,
+    /// Evaluate an alignment run's last model instead of its best checkpoint (`best/`).
+    #[arg(long)]
+    pub last: bool,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -167,7 +170,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             );
         }
         let (r, l) = if run.join(blade_llm::run::LLM_RUN_FILE).exists() {
-            let (_, policy) = blade_llm::run::load_llm_run(run, &device)?;
+            let (_, policy) = blade_llm::run::load_llm_run(&model_dir(run, a.last), &device)?;
             // LLM runs are named by their folder (a zero-shot and a trained SFT run are both `sft`)
             let folder = run
                 .file_name()
@@ -178,7 +181,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             };
             evaluate_one(&ev, &named, cases)?
         } else {
-            let (_, model) = load_item_lm(run, &device)?;
+            let (_, model) = load_item_lm(&model_dir(run, a.last), &device)?;
             let named = Named {
                 name: info.method.clone(),
                 inner: &model,

@@ -34,7 +34,7 @@ enum Command {
     /// Evaluate a trained run or a baseline (`random`, `pop`) and print every metric.
     Eval(eval_cmd::EvalArgs),
     /// Align several methods from one SFT run over several seeds; tables, curves and pictures.
-    Compare(compare::CompareArgs),
+    Compare(Box<compare::CompareArgs>),
     /// Print the top-K recommendations of a trained run for one user, with titles.
     Recommend(recommend::RecommendArgs),
     /// Measure rollout and ranking throughput and the alignment step time (blade vs bon-static).
@@ -54,7 +54,7 @@ fn main() {
         Command::Train(a) => train_cmd::run(*a),
         Command::Eval(a) => eval_cmd::run(a),
         Command::Recommend(a) => recommend::run(a),
-        Command::Compare(a) => compare::run(a),
+        Command::Compare(a) => compare::run(*a),
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Llm(c) => llm_cmd::run(c),

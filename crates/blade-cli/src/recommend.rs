@@ -48,7 +48,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         );
     };
     let device = a.backend.device()?;
-    let (_, model) = load_item_lm(&a.run, &device)?;
+    let (_, model) = load_item_lm(&crate::common::model_dir(&a.run, false), &device)?;
     let mut history = case.history.clone();
     history.push(case.target);
     let l = info.data.history_len;

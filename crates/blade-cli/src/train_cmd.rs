@@ -4,7 +4,10 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use blade_core::align::{train_align, AlignConfig, AlignInputs, LossConfig, Method};
+use blade_core::align::{
+    train_align, AdvantageScaling, AlignConfig, AlignInputs, DynamicSampling, KlEstimator,
+    LrSchedule, Method, OptimConfig, PromptPool,
+};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{ItemLm, ItemLmConfig, SftConfig};
@@ -92,7 +95,8 @@ impl SftArgs {
     }
 }
 
-/// Settings of the alignment methods (all but `sft`).
+/// Settings of the alignment methods (all but `sft`). Defaults come from
+/// [`AlignConfig`] / [`OptimConfig`] and each method's config, never from literals here.
 #[derive(Args, Debug, Clone)]
 pub struct AlignArgs {
     /// The SFT run to start from; it is also the frozen reference policy.
@@ -102,82 +106,271 @@ pub struct AlignArgs {
     #[arg(long, default_value = "ndcg@10")]
     pub reward: String,
     /// Rollout batches.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = defaults().steps)]
     pub steps: usize,
     /// Prompts per rollout batch (B).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = defaults().prompts_per_step)]
     pub prompts_per_step: usize,
     /// Lists sampled per prompt (G).
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = defaults().group_size)]
     pub group_size: usize,
+    /// Items per aligned list (K); at most the SFT model's --list-len.
+    #[arg(long, default_value_t = defaults().list_len)]
+    pub align_k: usize,
     /// Gradient steps per rollout batch.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = defaults().inner_epochs)]
     pub inner_epochs: usize,
     /// Learning rate of alignment (Adam).
-    #[arg(long, default_value_t = 5e-4)]
+    #[arg(long, default_value_t = OptimConfig::new().lr)]
     pub align_lr: f64,
-    /// Weight of the KL penalty to the reference.
-    #[arg(long, default_value_t = 0.05)]
+    /// Learning-rate schedule: constant, linear (decay to 0) or cosine.
+    #[arg(long, default_value = "constant")]
+    pub lr_schedule: LrSchedule,
+    /// Linear warm-up of the learning rate, in optimiser steps.
+    #[arg(long, default_value_t = OptimConfig::new().warmup)]
+    pub warmup: usize,
+    /// Weight of the KL penalty to the reference (0 allowed).
+    #[arg(long, default_value_t = OptimConfig::new().beta_kl)]
     pub beta_kl: f32,
-    /// Clip range of the importance ratio.
-    #[arg(long, default_value_t = 0.2)]
-    pub clip_eps: f32,
+    /// KL estimator: k1 (log-ratio) or k3.
+    #[arg(long, default_value = "k3")]
+    pub kl: KlEstimator,
+    /// Symmetric clip range of the importance ratio (sets --clip-low and --clip-high).
+    #[arg(long)]
+    pub clip_eps: Option<f32>,
+    /// Lower clip range: ratios below 1 - clip_low are clipped.
+    #[arg(long, default_value_t = OptimConfig::new().clip_low)]
+    pub clip_low: f32,
+    /// Upper clip range: ratios above 1 + clip_high are clipped (DAPO's clip-higher).
+    #[arg(long, default_value_t = OptimConfig::new().clip_high)]
+    pub clip_high: f32,
+    /// Weight of the entropy bonus.
+    #[arg(long, default_value_t = OptimConfig::new().entropy_coef)]
+    pub entropy_coef: f32,
+    /// Clip the global gradient L2 norm to this.
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Advantage scaling: group (GRPO), batch, or none (Dr. GRPO).
+    #[arg(long, default_value = "group")]
+    pub advantage: AdvantageScaling,
+    /// Added to the std that divides the advantages (the std floor).
+    #[arg(long, default_value_t = OptimConfig::new().std_eps)]
+    pub adv_std_eps: f64,
+    /// Groups whose raw reward has zero spread: off, drop, or refill[:ROUNDS] with fresh prompts.
+    #[arg(long, default_value = "off")]
+    pub dynamic_sampling: DynamicSampling,
     /// Reference lists per prompt sampled once from the SFT model (M).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = defaults().reference_lists)]
     pub reference_lists: usize,
-    /// N of the best-of-N target.
-    #[arg(long, default_value_t = 8)]
-    pub bon_n: usize,
-    /// BLADE's target mixing weight tau (0 = static BoN).
-    #[arg(long, default_value_t = 0.3)]
-    pub tau: f64,
-    /// A fixed prior concentration kappa instead of --tau.
+    /// Prompt pool: last:N (each user's N most recent windows), all, or sample:N.
+    #[arg(long, default_value_t = defaults().prompt_pool)]
+    pub prompt_pool: PromptPool,
+    /// Steps between validation evaluations and checkpoints.
+    #[arg(long, default_value_t = defaults().eval_every)]
+    pub eval_every: usize,
+    /// Validate on the first N validation users only.
+    #[arg(long)]
+    pub valid_users: Option<usize>,
+    /// Selection metric of the best checkpoint: a reward spec on greedy validation lists.
+    #[arg(long, default_value_t = defaults().select)]
+    pub select: String,
+    /// Stop alignment after this many evaluations without a better selection metric.
+    #[arg(long)]
+    pub align_patience: Option<usize>,
+    /// N of the best-of-N target (bon-static, blade, bond).
+    #[arg(long)]
+    pub bon_n: Option<usize>,
+    /// BLADE: target mixing weight tau (0 = static BoN).
+    #[arg(long)]
+    pub tau: Option<f64>,
+    /// BLADE: a fixed prior concentration kappa instead of --tau.
     #[arg(long)]
     pub kappa: Option<f64>,
-    /// Forgetting factor of old rollout evidence.
-    #[arg(long, default_value_t = 0.9)]
-    pub gamma: f64,
-    /// Training windows per user in the alignment prompt pool.
-    #[arg(long, default_value_t = 1)]
-    pub prompts_per_user: usize,
-    /// Steps between validation evaluations and checkpoints.
-    #[arg(long, default_value_t = 20)]
-    pub eval_every: usize,
+    /// BLADE: forgetting factor of old rollout evidence.
+    #[arg(long)]
+    pub gamma: Option<f64>,
+    /// BOND: Jeffreys mix b ((1-b) forward KL + b backward KL).
+    #[arg(long)]
+    pub bond_mix: Option<f32>,
+    /// BOND: EMA rate of the moving anchor.
+    #[arg(long)]
+    pub bond_anchor_ema: Option<f64>,
+    /// BoNBoN: weight alpha of the SFT term.
+    #[arg(long)]
+    pub bonbon_alpha: Option<f32>,
+    /// S-DPO: beta.
+    #[arg(long)]
+    pub sdpo_beta: Option<f32>,
+    /// S-DPO: worse lists per winner.
+    #[arg(long)]
+    pub sdpo_negatives: Option<usize>,
+    /// DPO: beta.
+    #[arg(long)]
+    pub dpo_beta: Option<f32>,
+}
+
+fn defaults() -> AlignConfig {
+    AlignConfig::new(Method::Grpo.default_config())
+}
+
+/// Sets `field` from `flag` when given; a flag of another method is an error when `strict`.
+fn method_flag<T: Copy>(
+    value: Option<T>,
+    flag: &str,
+    owners: &[Method],
+    method: Method,
+    strict: bool,
+    field: &mut Option<&mut T>,
+) -> Result<()> {
+    let Some(v) = value else { return Ok(()) };
+    match field {
+        Some(f) => **f = v,
+        None if strict => bail!(
+            "{flag} applies to {} only, not to --method {}",
+            owners
+                .iter()
+                .map(|m| m.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+            method.name()
+        ),
+        None => {}
+    }
+    Ok(())
 }
 
 impl AlignArgs {
-    /// The alignment configuration for `method`, seeded with `seed`.
-    pub fn config(&self, method: Method, seed: u64) -> AlignConfig {
-        AlignConfig {
-            method,
-            steps: self.steps,
-            prompts_per_step: self.prompts_per_step,
-            group_size: self.group_size,
-            list_len: 10,
-            inner_epochs: self.inner_epochs,
-            lr: self.align_lr,
-            loss: LossConfig {
-                clip_eps: self.clip_eps,
-                beta_kl: self.beta_kl,
-                ..LossConfig::default()
-            },
-            reference_lists: self.reference_lists,
-            bon_n: self.bon_n,
-            tau: self.tau,
-            kappa: self.kappa,
-            gamma: self.gamma,
-            prompts_per_user: self.prompts_per_user,
-            eval_every: self.eval_every,
-            seed,
-            ..AlignConfig::default()
+    /// The alignment configuration for `method`, seeded with `seed`. With `strict`, a flag that
+    /// belongs to another method is an error (`blade train`); otherwise it applies to its own
+    /// methods only (`blade compare`).
+    pub fn config(&self, method: Method, seed: u64, strict: bool) -> Result<AlignConfig> {
+        let mut mc = method.default_config();
+        {
+            use blade_core::align::MethodConfig as M;
+            let bon = [Method::BonStatic, Method::Blade, Method::Bond];
+            let mut f = match &mut mc {
+                M::BonStatic(c) => Some(&mut c.bon_n),
+                M::Blade(c) => Some(&mut c.bon_n),
+                M::Bond(c) => Some(&mut c.bon_n),
+                _ => None,
+            };
+            method_flag(self.bon_n, "--bon-n", &bon, method, strict, &mut f)?;
+            let blade = [Method::Blade];
+            let (mut tau, mut gamma) = match &mut mc {
+                M::Blade(c) => (Some(&mut c.tau), Some(&mut c.gamma)),
+                _ => (None, None),
+            };
+            method_flag(self.tau, "--tau", &blade, method, strict, &mut tau)?;
+            method_flag(self.gamma, "--gamma", &blade, method, strict, &mut gamma)?;
+            let mut kappa = match &mut mc {
+                M::Blade(c) => Some(&mut c.kappa),
+                _ => None,
+            };
+            method_flag(
+                self.kappa.map(Some),
+                "--kappa",
+                &blade,
+                method,
+                strict,
+                &mut kappa,
+            )?;
+            let bond = [Method::Bond];
+            let (mut mix, mut ema) = match &mut mc {
+                M::Bond(c) => (Some(&mut c.mix), Some(&mut c.anchor_ema)),
+                _ => (None, None),
+            };
+            method_flag(self.bond_mix, "--bond-mix", &bond, method, strict, &mut mix)?;
+            method_flag(
+                self.bond_anchor_ema,
+                "--bond-anchor-ema",
+                &bond,
+                method,
+                strict,
+                &mut ema,
+            )?;
+            let mut alpha = match &mut mc {
+                M::Bonbon(c) => Some(&mut c.alpha),
+                _ => None,
+            };
+            method_flag(
+                self.bonbon_alpha,
+                "--bonbon-alpha",
+                &[Method::Bonbon],
+                method,
+                strict,
+                &mut alpha,
+            )?;
+            let (mut sb, mut sn) = match &mut mc {
+                M::Sdpo(c) => (Some(&mut c.beta), Some(&mut c.negatives)),
+                _ => (None, None),
+            };
+            method_flag(
+                self.sdpo_beta,
+                "--sdpo-beta",
+                &[Method::Sdpo],
+                method,
+                strict,
+                &mut sb,
+            )?;
+            method_flag(
+                self.sdpo_negatives,
+                "--sdpo-negatives",
+                &[Method::Sdpo],
+                method,
+                strict,
+                &mut sn,
+            )?;
+            let mut db = match &mut mc {
+                M::Dpo(c) => Some(&mut c.beta),
+                _ => None,
+            };
+            method_flag(
+                self.dpo_beta,
+                "--dpo-beta",
+                &[Method::Dpo],
+                method,
+                strict,
+                &mut db,
+            )?;
         }
+        let (clip_low, clip_high) = match self.clip_eps {
+            Some(e) => (e, e),
+            None => (self.clip_low, self.clip_high),
+        };
+        let optim = OptimConfig::new()
+            .with_lr(self.align_lr)
+            .with_schedule(self.lr_schedule)
+            .with_warmup(self.warmup)
+            .with_beta_kl(self.beta_kl)
+            .with_kl(self.kl)
+            .with_clip_low(clip_low)
+            .with_clip_high(clip_high)
+            .with_entropy_coef(self.entropy_coef)
+            .with_max_grad_norm(self.max_grad_norm)
+            .with_advantage(self.advantage)
+            .with_std_eps(self.adv_std_eps)
+            .with_dynamic_sampling(self.dynamic_sampling);
+        Ok(AlignConfig::new(mc)
+            .with_steps(self.steps)
+            .with_prompts_per_step(self.prompts_per_step)
+            .with_group_size(self.group_size)
+            .with_list_len(self.align_k)
+            .with_inner_epochs(self.inner_epochs)
+            .with_optim(optim)
+            .with_reference_lists(self.reference_lists)
+            .with_prompt_pool(self.prompt_pool)
+            .with_eval_every(self.eval_every)
+            .with_valid_users(self.valid_users)
+            .with_select(self.select.clone())
+            .with_patience(self.align_patience)
+            .with_seed(seed))
     }
 }
 
 /// Arguments of `blade train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// sft, grpo, bon-static, bond, bonbon, sdpo or blade (all but sft need --init).
+    /// sft, grpo, rloo, bon-static, bond, bonbon, sdpo, dpo or blade (all but sft need --init).
     #[arg(long, default_value = "sft")]
     pub method: String,
     /// Run folder: checkpoints, config.json, model.bpk, run.json, logs.
@@ -280,7 +473,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.resume,
     )?;
     println!(
-        "SFT done in {:.1}s: best epoch {} (validation NDCG@10 per epoch: {}); model at {}",
+        "SFT done in {:.1}s: best epoch {} (validation NDCG@10, full ranking, per epoch: {}); model at {}",
         start.elapsed().as_secs_f64(),
         outcome.best_epoch,
         outcome
@@ -315,7 +508,7 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     let catalog = CatalogInfo::from_dataset(&ds, &split);
     let reward =
         parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
-    let config = a.align.config(method, a.sft.seed);
+    let config = a.align.config(method, a.sft.seed, true)?;
     std::fs::create_dir_all(&a.out)?;
     RunInfo {
         method: method.name().into(),
@@ -347,16 +540,23 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     let s = &summary;
     let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
-        "{} done in {:.1}s: `{}` of the SFT reference {:.4} -> aligned policy {:.4} (same {} prompts); \
-         valid NDCG@10 {} -> {}; model at {}",
+        "{} done in {:.1}s: `{}` of the SFT reference {:.4} -> aligned policy {:.4} (same {} prompts; \
+         static ceilings on the pool: max of M {:.4}, E[best of N] {}); valid NDCG@10 (greedy lists) \
+         {} -> {}; best checkpoint: step {} (`{}` {}) in {}; last model at {}",
         method.name(),
         start.elapsed().as_secs_f64(),
         s.reward,
         s.reference_reward,
         s.policy_reward,
         s.prompts,
+        s.ceilings_pool.max_of_m,
+        fmt(s.ceilings_pool.expected_bon),
         fmt(s.valid_ndcg_start),
         fmt(s.valid_ndcg_end),
+        s.best_step,
+        s.select,
+        fmt(s.best_metric),
+        a.out.join(blade_core::align::BEST_DIR).display(),
         model_path.display()
     );
     Ok(())

@@ -25,6 +25,12 @@ pub enum CoreError {
         /// What went wrong.
         message: String,
     },
+    /// A list reward failed (a NaN or infinite value, a batch mismatch).
+    #[error(transparent)]
+    Reward(#[from] crate::reward::RewardError),
+    /// Training diverged: a loss became NaN or infinite.
+    #[error("training diverged: {0}")]
+    Diverged(String),
     /// Reading a tensor back from the device failed.
     #[error("tensor read-back failed: {0}")]
     Tensor(String),

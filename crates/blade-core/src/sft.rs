@@ -249,7 +249,7 @@ impl NdcgMetric {
     pub fn new(k: usize) -> Self {
         Self {
             k,
-            name: Arc::new(format!("NDCG@{k}")),
+            name: Arc::new(format!("NDCG@{k} (full ranking)")),
             state: NumericMetricState::default(),
             epochs: Arc::new(Mutex::new(Vec::new())),
         }

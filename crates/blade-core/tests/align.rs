@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
+use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConfig};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{BackendSpec, ItemLm, ItemLmConfig, SftConfig};
@@ -36,16 +36,13 @@ fn setup(dir: &Path) -> (Dataset, Split) {
 }
 
 fn small(method: Method, steps: usize) -> AlignConfig {
-    AlignConfig {
-        method,
-        steps,
-        prompts_per_step: 16,
-        group_size: 6,
-        reference_lists: 8,
-        eval_every: 0,
-        lr: 1e-3,
-        ..AlignConfig::default()
-    }
+    AlignConfig::new(method.default_config())
+        .with_steps(steps)
+        .with_prompts_per_step(16)
+        .with_group_size(6)
+        .with_reference_lists(8)
+        .with_eval_every(0)
+        .with_optim(OptimConfig::new().with_lr(1e-3))
 }
 
 #[test]

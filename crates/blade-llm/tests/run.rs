@@ -89,7 +89,7 @@ fn sft_lowers_the_loss_and_the_run_folder_round_trips() {
 
 #[test]
 fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
-    use blade_core::align::{train_align, AlignConfig, AlignInputs, Method};
+    use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConfig};
     use blade_core::reward::{parse_reward, CatalogInfo};
     use blade_core::sft::Dashboard;
     use blade_llm::LlmPolicy;
@@ -117,18 +117,17 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
         init: &sft,
         device: &device,
     };
-    let align = |steps| AlignConfig {
-        method: Method::Blade,
-        steps,
-        prompts_per_step: 2,
-        group_size: 3,
-        list_len: 4,
-        reference_lists: 4,
-        prompts_per_user: 1,
-        inner_epochs: 1,
-        eval_every: 0,
-        lr: 1e-2,
-        ..AlignConfig::default()
+    let align = |steps| {
+        AlignConfig::new(Method::Blade.default_config())
+            .with_steps(steps)
+            .with_prompts_per_step(2)
+            .with_group_size(3)
+            .with_list_len(4)
+            .with_reference_lists(4)
+            .with_inner_epochs(1)
+            .with_eval_every(0)
+            .with_valid_users(Some(4))
+            .with_optim(OptimConfig::new().with_lr(1e-2))
     };
     let out_dir = dir.path().join("blade");
     let out =

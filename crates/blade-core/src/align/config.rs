@@ -1,0 +1,361 @@
+//! Settings of an alignment run (docs/METHOD.md sections 4, 5 and 7), saved as `align.json`.
+//!
+//! The method's own settings live in its tagged [`MethodConfig`] variant, so an option of one
+//! method cannot be set on another; everything here applies to every method.
+
+use std::fmt;
+use std::str::FromStr;
+
+use burn::config::Config;
+use serde::{Deserialize, Serialize};
+
+use super::methods::MethodConfig;
+use crate::error::CoreError;
+
+/// How per-list signals become advantages (docs/METHOD.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AdvantageScaling {
+    /// `(s - group mean) / (group std + eps)`: GRPO.
+    Group,
+    /// Centred on the group mean, divided by the std of the centred values over the batch + eps.
+    Batch,
+    /// Centred on the group mean only (Dr. GRPO).
+    None,
+}
+
+impl FromStr for AdvantageScaling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "group" => Ok(Self::Group),
+            "batch" => Ok(Self::Batch),
+            "none" => Ok(Self::None),
+            _ => Err(format!("`{s}`: expected group, batch or none")),
+        }
+    }
+}
+
+/// The KL estimator of the penalty to the reference, per list (Schulman's note, METHOD.md 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KlEstimator {
+    /// `log pi - log pi_ref`.
+    K1,
+    /// `exp(d) - d - 1` with `d = log pi_ref - log pi` (non-negative, low variance).
+    K3,
+}
+
+impl FromStr for KlEstimator {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "k1" => Ok(Self::K1),
+            "k3" => Ok(Self::K3),
+            _ => Err(format!("`{s}`: expected k1 or k3")),
+        }
+    }
+}
+
+/// The learning-rate schedule over optimiser steps, after the linear warm-up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LrSchedule {
+    /// The base rate throughout.
+    Constant,
+    /// Linear decay towards 0 at the last optimiser step (the paper's choice).
+    Linear,
+    /// Cosine decay towards 0.
+    Cosine,
+}
+
+impl FromStr for LrSchedule {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "constant" => Ok(Self::Constant),
+            "linear" => Ok(Self::Linear),
+            "cosine" => Ok(Self::Cosine),
+            _ => Err(format!("`{s}`: expected constant, linear or cosine")),
+        }
+    }
+}
+
+impl LrSchedule {
+    /// The rate of optimiser step `t` (0-based) of `total`, after `warmup` linear warm-up steps.
+    pub fn rate(self, base: f64, t: usize, total: usize, warmup: usize) -> f64 {
+        if t < warmup {
+            return base * (t + 1) as f64 / warmup as f64;
+        }
+        let span = total.saturating_sub(warmup).max(1) as f64;
+        let done = (t - warmup) as f64 / span;
+        match self {
+            Self::Constant => base,
+            Self::Linear => base * (1.0 - done),
+            Self::Cosine => base * 0.5 * (1.0 + (std::f64::consts::PI * done).cos()),
+        }
+    }
+}
+
+/// Which training windows form the alignment prompt pool (docs/METHOD.md section 4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PromptPool {
+    /// The `n` most recent training windows of every user.
+    Last(usize),
+    /// Every training window.
+    All,
+    /// A seeded uniform sample of `n` windows from all (without replacement).
+    Sample(usize),
+}
+
+impl fmt::Display for PromptPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Last(n) => write!(f, "last:{n}"),
+            Self::All => write!(f, "all"),
+            Self::Sample(n) => write!(f, "sample:{n}"),
+        }
+    }
+}
+
+impl FromStr for PromptPool {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let count = |v: &str| match v.parse::<usize>() {
+            Ok(n) if n > 0 => Ok(n),
+            _ => Err(format!(
+                "`{s}`: the count after `:` must be a positive integer"
+            )),
+        };
+        match s.split_once(':') {
+            None if s == "all" => Ok(Self::All),
+            Some(("last", n)) => Ok(Self::Last(count(n)?)),
+            Some(("sample", n)) => Ok(Self::Sample(count(n)?)),
+            _ => Err(format!("`{s}`: expected last:N, all or sample:N")),
+        }
+    }
+}
+
+/// Dynamic sampling (DAPO): what happens to groups whose raw reward has zero spread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DynamicSampling {
+    /// Every group reaches the loss.
+    Off,
+    /// Zero-spread groups are dropped from the loss.
+    Drop,
+    /// Dropped, and fresh prompts are drawn for up to this many extra rounds until the batch
+    /// holds `B` informative groups.
+    Refill(usize),
+}
+
+impl FromStr for DynamicSampling {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.split_once(':') {
+            None if s == "off" => Ok(Self::Off),
+            None if s == "drop" => Ok(Self::Drop),
+            None if s == "refill" => Ok(Self::Refill(4)),
+            Some(("refill", n)) => n
+                .parse()
+                .map(Self::Refill)
+                .map_err(|_| format!("`{s}`: the rounds after `refill:` must be an integer")),
+            _ => Err(format!(
+                "`{s}`: expected off, drop, refill or refill:ROUNDS"
+            )),
+        }
+    }
+}
+
+/// The optimisation settings every method shares (docs/METHOD.md section 5).
+#[derive(Config, Debug, PartialEq)]
+pub struct OptimConfig {
+    /// Lower clip range: ratios below `1 - clip_low` are clipped.
+    #[config(default = 0.2)]
+    pub clip_low: f32,
+    /// Upper clip range: ratios above `1 + clip_high` are clipped (DAPO's clip-higher).
+    #[config(default = 0.2)]
+    pub clip_high: f32,
+    /// Weight of the KL penalty to the reference (0 allowed).
+    #[config(default = 0.05)]
+    pub beta_kl: f32,
+    /// The KL estimator.
+    #[config(default = "KlEstimator::K3")]
+    pub kl: KlEstimator,
+    /// Weight of the entropy bonus (0 = none).
+    #[config(default = 0.0)]
+    pub entropy_coef: f32,
+    /// Clip the global gradient L2 norm to this (none when unset).
+    #[config(default = "None")]
+    pub max_grad_norm: Option<f64>,
+    /// How signals become advantages.
+    #[config(default = "AdvantageScaling::Group")]
+    pub advantage: AdvantageScaling,
+    /// Added to the std that divides the advantages (the std floor).
+    #[config(default = 1e-3)]
+    pub std_eps: f64,
+    /// Dynamic sampling of zero-spread groups.
+    #[config(default = "DynamicSampling::Off")]
+    pub dynamic_sampling: DynamicSampling,
+    /// Adam learning rate.
+    #[config(default = 5e-4)]
+    pub lr: f64,
+    /// Learning-rate schedule.
+    #[config(default = "LrSchedule::Constant")]
+    pub schedule: LrSchedule,
+    /// Linear warm-up, in optimiser steps.
+    #[config(default = 0)]
+    pub warmup: usize,
+}
+
+/// Settings of an alignment run; saved as `align.json` in the run folder.
+#[derive(Config, Debug, PartialEq)]
+pub struct AlignConfig {
+    /// The method and its own settings.
+    pub method: MethodConfig,
+    /// Rollout batches (outer steps).
+    #[config(default = 100)]
+    pub steps: usize,
+    /// Prompts per rollout batch (`B`).
+    #[config(default = 32)]
+    pub prompts_per_step: usize,
+    /// Lists per prompt (`G`).
+    #[config(default = 8)]
+    pub group_size: usize,
+    /// Items per list (`K`).
+    #[config(default = 10)]
+    pub list_len: usize,
+    /// Optimisation steps per rollout batch.
+    #[config(default = 2)]
+    pub inner_epochs: usize,
+    /// The optimisation settings every method shares.
+    #[config(default = "OptimConfig::new()")]
+    pub optim: OptimConfig,
+    /// Reference lists sampled per prompt from the SFT model (`M`).
+    #[config(default = 16)]
+    pub reference_lists: usize,
+    /// Which training windows form the prompt pool.
+    #[config(default = "PromptPool::Last(1)")]
+    pub prompt_pool: PromptPool,
+    /// Exclude each prompt's earlier items from its lists.
+    #[config(default = true)]
+    pub mask_history: bool,
+    /// Steps between validation evaluations and checkpoints (0 = only at the end).
+    #[config(default = 20)]
+    pub eval_every: usize,
+    /// Validate on the first N validation users only (all when unset).
+    #[config(default = "None")]
+    pub valid_users: Option<usize>,
+    /// The validation metric that selects the best checkpoint: a reward spec scored on greedy
+    /// lists against the validation targets.
+    #[config(default = "String::from(\"ndcg@10\")")]
+    pub select: String,
+    /// Stop after this many evaluations without a better validation metric (never when unset).
+    #[config(default = "None")]
+    pub patience: Option<usize>,
+    /// Seed of prompt sampling and rollouts.
+    #[config(default = 1)]
+    pub seed: u64,
+}
+
+impl AlignConfig {
+    /// Checks every setting once, before anything is written.
+    pub fn check(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(CoreError::Config(m));
+        if self.group_size < 2 {
+            return bad(
+                "group size G must be at least 2 (advantages are normalised within a group)".into(),
+            );
+        }
+        if self.prompts_per_step == 0 || self.inner_epochs == 0 || self.list_len == 0 {
+            return bad("prompts per step, inner epochs and list length must be positive".into());
+        }
+        let o = &self.optim;
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return bad(format!(
+                "the learning rate must be finite and > 0, got {}",
+                o.lr
+            ));
+        }
+        if !(o.clip_low.is_finite() && (0.0..1.0).contains(&o.clip_low)) {
+            return bad(format!("clip_low must be in [0, 1), got {}", o.clip_low));
+        }
+        if !(o.clip_high.is_finite() && o.clip_high >= 0.0) {
+            return bad(format!(
+                "clip_high must be finite and >= 0, got {}",
+                o.clip_high
+            ));
+        }
+        if !(o.beta_kl.is_finite() && o.beta_kl >= 0.0) {
+            return bad(format!(
+                "beta_kl must be finite and >= 0, got {}",
+                o.beta_kl
+            ));
+        }
+        if !(o.entropy_coef.is_finite() && o.entropy_coef >= 0.0) {
+            return bad(format!(
+                "the entropy coefficient must be finite and >= 0, got {}",
+                o.entropy_coef
+            ));
+        }
+        if let Some(n) = o.max_grad_norm {
+            if !(n.is_finite() && n > 0.0) {
+                return bad(format!("max_grad_norm must be finite and > 0, got {n}"));
+            }
+        }
+        if !(o.std_eps.is_finite() && o.std_eps > 0.0) {
+            return bad(format!("std_eps must be finite and > 0, got {}", o.std_eps));
+        }
+        if self.reference_lists == 0 {
+            return bad("reference lists M must be at least 1".into());
+        }
+        if self.valid_users == Some(0) {
+            return bad("valid_users must be at least 1 when set".into());
+        }
+        if self.patience == Some(0) {
+            return bad("patience must be at least 1 evaluation when set".into());
+        }
+        self.method.check(self)
+    }
+
+    /// Optimiser steps of the whole run (the schedule's horizon).
+    pub fn total_updates(&self) -> usize {
+        self.steps * self.inner_epochs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedules_warm_up_and_decay() {
+        let lin = |t| LrSchedule::Linear.rate(1.0, t, 10, 2);
+        assert_eq!((lin(0), lin(1)), (0.5, 1.0));
+        assert!((lin(2) - 1.0).abs() < 1e-12 && (lin(9) - 0.125).abs() < 1e-12);
+        let cos = |t| LrSchedule::Cosine.rate(1.0, t, 10, 0);
+        assert!((cos(0) - 1.0).abs() < 1e-12 && (cos(5) - 0.5).abs() < 1e-12);
+        assert!(cos(9) < 0.03);
+        assert_eq!(LrSchedule::Constant.rate(0.3, 7, 10, 0), 0.3);
+    }
+
+    #[test]
+    fn options_parse_and_name_what_is_wrong() {
+        assert_eq!("last:3".parse::<PromptPool>(), Ok(PromptPool::Last(3)));
+        assert_eq!("all".parse::<PromptPool>(), Ok(PromptPool::All));
+        assert_eq!(
+            "sample:50".parse::<PromptPool>(),
+            Ok(PromptPool::Sample(50))
+        );
+        assert!("last:0"
+            .parse::<PromptPool>()
+            .unwrap_err()
+            .contains("positive"));
+        assert_eq!(PromptPool::Sample(7).to_string(), "sample:7");
+        assert_eq!("refill:2".parse(), Ok(DynamicSampling::Refill(2)));
+        assert_eq!("drop".parse(), Ok(DynamicSampling::Drop));
+        assert!("k2".parse::<KlEstimator>().is_err());
+        assert_eq!("none".parse(), Ok(AdvantageScaling::None));
+    }
+}

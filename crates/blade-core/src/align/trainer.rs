@@ -1,0 +1,652 @@
+//! The alignment loop (docs/METHOD.md section 4): each step is rollout -> score -> signal ->
+//! optimise -> record, one call each; validation, best-checkpoint selection and checkpoints
+//! sit around it. Nothing here depends on which method runs.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use burn::module::{ModuleVisitor, Param, ParamId};
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::prelude::*;
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+
+use super::config::{AlignConfig, DynamicSampling};
+use super::loss::{entropy_surrogate, kl_estimate, mean_group_std, vec_tensor, zero_spread_share};
+use super::methods::{LossInputs, Objective, Signal};
+use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord};
+use super::reference::{ceilings, reference_cache, ReferenceCache};
+use super::rollout::{batch_of, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
+use super::{host, AlignInputs, AlignPolicy};
+use crate::dashboard::LiveDashboard;
+use crate::error::CoreError;
+use crate::policy::{DecodeStrategy, Recommender, SampleSpec};
+use crate::reward::{parse_reward, score_group, ListReward, RewardContext};
+use crate::sft::Dashboard;
+use crate::target::BayesianTarget;
+
+/// Folder of the best checkpoint inside a run folder.
+pub const BEST_DIR: &str = "best";
+
+/// What an alignment run leaves behind.
+pub struct AlignOutcome<P> {
+    /// The aligned policy at the last step (inference mode).
+    pub model: P,
+    /// Per-step curves.
+    pub curves: Vec<StepRecord>,
+    /// Where the last model was written (`model.bpk` in the run folder; a policy whose
+    /// `save_run` writes other files keeps them beside it). The best is in `best/`.
+    pub model_path: PathBuf,
+    /// Reward of the aligned policy against the reference on the same prompts, the ceilings and
+    /// the best checkpoint.
+    pub summary: AlignSummary,
+}
+
+/// Validation: greedy lists of the (capped) validation prompts, their NDCG@10 and the
+/// selection metric.
+struct Validation<'a> {
+    prompts: Vec<PoolPrompt>,
+    select: Box<dyn ListReward + 'a>,
+}
+
+impl Validation<'_> {
+    fn run<R: Recommender + ?Sized>(
+        &self,
+        model: &R,
+        k: usize,
+        mask: bool,
+        inputs: &AlignInputs,
+    ) -> crate::Result<(f64, f64)> {
+        let all: Vec<usize> = (0..self.prompts.len()).collect();
+        let (mut ndcg, mut metric) = (0.0, 0.0);
+        for part in all.chunks(512) {
+            let lists = model.decode(
+                &batch_of(&self.prompts, part, mask),
+                k,
+                DecodeStrategy::Greedy,
+            )?;
+            let ctx: Vec<RewardContext> = part
+                .iter()
+                .map(|&i| RewardContext {
+                    history: &self.prompts[i].seen,
+                    targets: std::slice::from_ref(&self.prompts[i].target),
+                    catalog: inputs.catalog,
+                })
+                .collect();
+            for (l, &i) in lists.iter().zip(part) {
+                ndcg += blade_metrics::ndcg_at_k(l, &[self.prompts[i].target], 10);
+            }
+            metric += score_group(self.select.as_ref(), &ctx, &lists)?
+                .iter()
+                .map(|&x| f64::from(x))
+                .sum::<f64>();
+        }
+        let n = self.prompts.len().max(1) as f64;
+        Ok((ndcg / n, metric / n))
+    }
+}
+
+/// Greedy-list NDCG@`k` on the validation cases.
+pub fn valid_ndcg<R: Recommender + ?Sized>(
+    model: &R,
+    split: &blade_data::Split,
+    k: usize,
+    mask: bool,
+) -> crate::Result<f64> {
+    let prompts = crate::batch::PromptBatch::from_cases(&split.valid, mask);
+    let mut total = 0.0;
+    for start in (0..prompts.len()).step_by(512) {
+        let end = (start + 512).min(prompts.len());
+        let lists = model.decode(&prompts.slice(start..end), k, DecodeStrategy::Greedy)?;
+        for (l, c) in lists.iter().zip(&split.valid[start..end]) {
+            total += blade_metrics::ndcg_at_k(l, &[c.target], k);
+        }
+    }
+    Ok(total / prompts.len().max(1) as f64)
+}
+
+/// The global L2 norm of the gradients of `module`'s float parameters.
+struct GradNorm<'a> {
+    grads: &'a GradientsParams,
+    squares: Vec<Tensor<1>>,
+}
+
+impl ModuleVisitor for GradNorm<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        if let Some(g) = self.grads.get::<D>(param.id) {
+            self.squares.push(g.powi_scalar(2).sum());
+        }
+    }
+}
+
+/// Multiplies every gradient of `module`'s float parameters by `scale`.
+struct ScaleGrads<'a> {
+    grads: &'a mut GradientsParams,
+    scale: f64,
+}
+
+impl ModuleVisitor for ScaleGrads<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+        let id: ParamId = param.id;
+        if let Some(g) = self.grads.remove::<D>(id) {
+            self.grads.register(id, g * self.scale);
+        }
+    }
+}
+
+/// The global gradient norm; with `max`, gradients above it are scaled down to it.
+fn clip_grad_norm<M: Module>(
+    module: &M,
+    grads: &mut GradientsParams,
+    max: Option<f64>,
+) -> crate::Result<f64> {
+    let mut v = GradNorm {
+        grads,
+        squares: Vec::new(),
+    };
+    module.visit(&mut v);
+    if v.squares.is_empty() {
+        return Ok(0.0);
+    }
+    let total = host(Tensor::cat(v.squares, 0).sum())?;
+    let norm = f64::from(total.first().copied().unwrap_or(f32::NAN)).sqrt();
+    if let Some(max) = max {
+        if norm > max {
+            module.visit(&mut ScaleGrads {
+                grads,
+                scale: max / norm,
+            });
+        }
+    }
+    Ok(norm)
+}
+
+/// Drops the groups whose raw reward has zero spread from `scored` and `signal` (DAPO's
+/// dynamic sampling); returns how many were dropped.
+fn drop_zero_spread(scored: &mut ScoredGroups, signal: &mut Signal) -> usize {
+    let keep: Vec<bool> = (0..scored.groups())
+        .map(|i| !scored.zero_spread(i))
+        .collect();
+    scored.retain_groups(&keep);
+    signal.retain_groups(&keep, scored.g);
+    keep.iter().filter(|&&k| !k).count()
+}
+
+/// The trainer's state between steps.
+struct Trainer<'a, P: AlignPolicy> {
+    cfg: &'a AlignConfig,
+    inputs: &'a AlignInputs<'a>,
+    dir: &'a Path,
+    pool: Vec<PoolPrompt>,
+    reference: P,
+    policy: P,
+    optim: ModuleOptimizer,
+    objective: Box<dyn Objective<P>>,
+    target: BayesianTarget,
+    ref_max: Vec<f32>,
+    spec: SampleSpec,
+}
+
+/// What `optimise` reports.
+#[derive(Default)]
+struct Optimised {
+    loss: f64,
+    kl: f64,
+    clip: super::loss::ClipStats,
+    grad_norm: f64,
+    lr: f64,
+}
+
+impl<P: AlignPolicy + 'static> Trainer<'_, P> {
+    fn draw(&self, rng: &mut StdRng, n: usize) -> Vec<usize> {
+        (0..n)
+            .map(|_| rng.random_range(0..self.pool.len()))
+            .collect()
+    }
+
+    /// Samples G lists for each prompt `idx` from the current policy and scores them.
+    fn rollout(&self, idx: &[usize], rng: &mut StdRng) -> crate::Result<ScoredGroups> {
+        sample_and_score(
+            &self.policy,
+            &self.pool,
+            idx,
+            &self.spec,
+            self.cfg.mask_history,
+            self.inputs.reward,
+            self.inputs.catalog,
+            usize::MAX,
+            rng,
+        )
+    }
+
+    /// The method's signal, then dynamic sampling: zero-spread groups dropped and, with refill,
+    /// replaced by fresh prompts. Returns the groups that reach the loss and the dropped count.
+    fn signal(
+        &mut self,
+        mut scored: ScoredGroups,
+        mut signal: Signal,
+        rng: &mut StdRng,
+    ) -> crate::Result<(ScoredGroups, Signal, usize)> {
+        let rounds = match self.cfg.optim.dynamic_sampling {
+            DynamicSampling::Off => return Ok((scored, signal, 0)),
+            DynamicSampling::Drop => 0,
+            DynamicSampling::Refill(r) => r,
+        };
+        let mut dropped = drop_zero_spread(&mut scored, &mut signal);
+        for _ in 0..rounds {
+            let need = self.cfg.prompts_per_step.saturating_sub(scored.groups());
+            if need == 0 {
+                break;
+            }
+            let idx = self.draw(rng, need);
+            let mut more = self.rollout(&idx, rng)?;
+            let mut s = self
+                .objective
+                .signal(&more, &mut self.target, &self.cfg.optim)?;
+            dropped += drop_zero_spread(&mut more, &mut s);
+            signal.append(s, scored.groups());
+            scored.append(more);
+        }
+        Ok((scored, signal, dropped))
+    }
+
+    /// `inner_epochs` optimiser steps on the batch.
+    fn optimise(
+        &mut self,
+        step: usize,
+        scored: &ScoredGroups,
+        signal: &Signal,
+    ) -> crate::Result<Optimised> {
+        let cfg = self.cfg;
+        let o = &cfg.optim;
+        let mut out = Optimised::default();
+        if scored.groups() == 0 {
+            return Ok(out);
+        }
+        let prompts =
+            batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history).repeat_each(scored.g);
+        let ref_logp = {
+            let kl_ref = self.objective.kl_reference(&self.reference);
+            host(kl_ref.log_prob(&prompts, &scored.lists)?)?
+        };
+        for epoch in 0..cfg.inner_epochs {
+            let new_logp = self.policy.log_prob(&prompts, &scored.lists)?;
+            let refp = vec_tensor(&ref_logp, &new_logp.device());
+            let inputs = LossInputs {
+                g: scored.g,
+                list_len: cfg.list_len,
+                old_logp: &scored.log_probs,
+                ref_logp: &refp,
+                signal,
+                optim: o,
+            };
+            let (main, parts) = self.objective.loss(&new_logp, &inputs)?;
+            let kl = kl_estimate(&new_logp, &refp, o.kl);
+            let mut total = main + kl.clone() * o.beta_kl;
+            if o.entropy_coef > 0.0 {
+                total = total - entropy_surrogate(&new_logp) * o.entropy_coef;
+            }
+            let loss = host(total.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
+            if !loss.is_finite() {
+                return Err(CoreError::Diverged(format!(
+                    "{} at step {step}: the loss is {loss} (lower --align-lr, check --beta-kl \
+                     and the reward)",
+                    cfg.method.method().name()
+                )));
+            }
+            out.loss = loss;
+            out.kl = host(kl)?.first().copied().unwrap_or(f32::NAN) as f64;
+            out.clip = parts.clip;
+            let mut grads = GradientsParams::from_grads(total.backward(), &self.policy);
+            out.grad_norm = clip_grad_norm(&self.policy, &mut grads, o.max_grad_norm)?;
+            let t = (step - 1) * cfg.inner_epochs + epoch;
+            out.lr = o.schedule.rate(o.lr, t, cfg.total_updates(), o.warmup);
+            self.policy = self.optim.step(out.lr, self.policy.clone(), grads);
+        }
+        self.objective.after_update(&self.policy);
+        Ok(out)
+    }
+
+    /// The diagnostics of the step's rollouts (before dynamic sampling).
+    fn record(&self, step: usize, scored: &ScoredGroups, signal: &Signal) -> StepRecord {
+        let g = scored.g;
+        let raw: Vec<f64> = scored.rewards.iter().map(|&r| f64::from(r)).collect();
+        let nb = scored.groups().max(1) as f64;
+        let (mut tau, mut saturated, mut tied, mut beyond, mut distinct) =
+            (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (i, &pid) in scored.prompt_ids.iter().enumerate() {
+            let grp = scored.group_rewards(i);
+            tau += self.target.tau(pid as u64);
+            saturated += self.target.saturated_share(pid as u64, grp);
+            let max = self.ref_max[pid];
+            tied += grp.iter().filter(|&&r| r == max).count() as f64 / g as f64;
+            beyond += grp.iter().filter(|&&r| r > max).count() as f64 / g as f64;
+            distinct += scored.distinct_lists(i) as f64;
+        }
+        StepRecord {
+            step,
+            reward: raw.iter().sum::<f64>() / raw.len().max(1) as f64,
+            reward_std: mean_group_std(&raw, g),
+            proxy: signal.values.iter().sum::<f64>() / signal.values.len().max(1) as f64,
+            proxy_std: mean_group_std(&signal.values, g),
+            tau: tau / nb,
+            entropy: -scored.log_probs.iter().map(|&x| f64::from(x)).sum::<f64>()
+                / scored.log_probs.len().max(1) as f64,
+            saturated: saturated / nb,
+            zero_spread_raw: zero_spread_share(&raw, g),
+            zero_spread_signal: zero_spread_share(&signal.values, g),
+            distinct_lists: distinct / nb,
+            saturated_tied: tied / nb,
+            saturated_beyond: beyond / nb,
+            ..StepRecord::default()
+        }
+    }
+
+    /// Writes the policy (through [`AlignPolicy::save_run`]), the optimiser, the target, the
+    /// method's state and, last, the step counter.
+    fn checkpoint(&self, state: &RunState) -> crate::Result<()> {
+        let dir = self.dir;
+        self.policy.valid().save_run(dir, self.inputs.init)?;
+        let p = dir.join("optim.bpk");
+        let tmp = dir.join("optim.tmp.bpk");
+        self.optim
+            .save(&tmp)
+            .map_err(|e| CoreError::file(&tmp, format!("{e:?}")))?;
+        std::fs::rename(&tmp, &p).map_err(|e| CoreError::file(&p, e))?;
+        self.target.save(&dir.join("target.json"))?;
+        self.objective.save_state(dir)?;
+        // the step counter goes last: a crash before it resumes from the previous checkpoint
+        save_json(&dir.join("state.json"), state)
+    }
+
+    /// Validates, and keeps the model in `best/` when the selection metric improved.
+    fn validate(
+        &self,
+        v: &Validation,
+        state: &mut RunState,
+        step: usize,
+        dash: &mut LiveDashboard,
+    ) -> crate::Result<(f64, f64)> {
+        let (ndcg, metric) = v.run(
+            &self.policy.valid(),
+            self.cfg.list_len,
+            self.cfg.mask_history,
+            self.inputs,
+        )?;
+        dash.valid("valid NDCG@10 (greedy lists)", ndcg, true);
+        if state.best_metric.is_none_or(|b| metric > b) {
+            let best = self.dir.join(BEST_DIR);
+            std::fs::create_dir_all(&best).map_err(|e| CoreError::file(&best, e))?;
+            self.policy.valid().save_run(&best, self.inputs.init)?;
+            state.best_metric = Some(metric);
+            state.best_step = step;
+            state.evals_since_best = 0;
+        } else {
+            state.evals_since_best += 1;
+        }
+        Ok((ndcg, metric))
+    }
+}
+
+/// Runs alignment from the SFT run in `inputs.init`, writing the run into `dir`; with
+/// `resume`, continues from the run's last checkpoint (policy, optimiser, target, method state,
+/// step).
+///
+/// The policy type is chosen by the caller, e.g. `train_align::<ItemLm>(..)`: the reference is
+/// `P::load_run(inputs.init, inputs.device)`, the trained copy the same on the autodiff device
+/// (from `dir` when resuming), and checkpoints go through [`AlignPolicy::save_run`].
+pub fn train_align<P: AlignPolicy + 'static>(
+    cfg: &AlignConfig,
+    inputs: &AlignInputs,
+    dir: &Path,
+    dashboard: Dashboard,
+    resume: bool,
+) -> crate::Result<AlignOutcome<P>> {
+    cfg.check()?;
+    let select = parse_reward(&cfg.select, inputs.catalog)
+        .map_err(|e| CoreError::Config(format!("the selection metric {e}")))?;
+    let pool = prompt_pool(inputs.split, cfg.prompt_pool);
+    if pool.is_empty() {
+        return Err(CoreError::Config("no training windows to align on".into()));
+    }
+    let reference = P::load_run(inputs.init, inputs.device)?;
+    reference.check_fit(cfg.list_len, inputs.split.max_history)?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
+    let ad = inputs.device.clone().autodiff();
+    let state_path = dir.join("state.json");
+    let resumed: Option<RunState> = if resume {
+        std::fs::read_to_string(&state_path)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+    } else {
+        None
+    };
+    let policy_src = if resumed.is_some() { dir } else { inputs.init };
+    let policy = P::load_run(policy_src, &ad)?;
+    let mut optim = AdamConfig::new().init();
+    let mut objective = cfg.method.objective(&reference);
+    if resumed.is_some() {
+        let p = dir.join("optim.bpk");
+        optim = optim
+            .load(&p)
+            .map_err(|e| CoreError::file(&p, format!("{e:?}")))?;
+        objective.load_state(dir)?;
+    }
+    save_json(&dir.join("align.json"), cfg)?;
+
+    let valid = Validation {
+        prompts: inputs
+            .split
+            .valid
+            .iter()
+            .take(cfg.valid_users.unwrap_or(usize::MAX))
+            .map(PoolPrompt::from_case)
+            .collect(),
+        select,
+    };
+    let cache = reference_cache(cfg, inputs, &reference, &pool, &valid.prompts)?;
+    let target = match resumed.as_ref() {
+        Some(_) => BayesianTarget::load(&dir.join("target.json"))?,
+        None => {
+            let mut t = BayesianTarget::new(cfg.method.target_config())?;
+            for (i, r) in cache.rewards.iter().enumerate() {
+                t.set_reference(i as u64, r)?;
+            }
+            t
+        }
+    };
+    let mut t = Trainer {
+        cfg,
+        inputs,
+        dir,
+        ref_max: cache
+            .rewards
+            .iter()
+            .map(|r| r.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect(),
+        pool,
+        reference,
+        policy,
+        optim,
+        objective,
+        target,
+        spec: SampleSpec {
+            lists_per_prompt: cfg.group_size,
+            list_len: cfg.list_len,
+            ..SampleSpec::default()
+        },
+    };
+    let mut state = resumed.unwrap_or_default();
+    let name = cfg.method.method().name();
+    let mut dash = LiveDashboard::new(dashboard, &format!("align {name}"), cfg.steps);
+    dash.begin(cfg.steps);
+    if state.step == 0 {
+        let (ndcg, metric) = t.validate(&valid, &mut state, 0, &mut dash)?;
+        state.curves.push(StepRecord {
+            step: 0,
+            valid_ndcg: Some(ndcg),
+            valid_metric: Some(metric),
+            ..StepRecord::default()
+        });
+    }
+    while state.step < cfg.steps && !state.stopped_early {
+        if dash.should_stop() {
+            break;
+        }
+        let step = state.step + 1;
+        let t0 = Instant::now();
+        let mut rng =
+            StdRng::seed_from_u64(cfg.seed.wrapping_mul(1_000_003).wrapping_add(step as u64));
+        // rollout and score
+        let idx = t.draw(&mut rng, cfg.prompts_per_step);
+        let scored = t.rollout(&idx, &mut rng)?;
+        // signal
+        let ts = Instant::now();
+        let first = t.objective.signal(&scored, &mut t.target, &cfg.optim)?;
+        let mut rec = t.record(step, &scored, &first);
+        let (used, signal, dropped) = t.signal(scored, first, &mut rng)?;
+        let seconds_target = ts.elapsed().as_secs_f64();
+        // optimise
+        let tg = Instant::now();
+        let opt = t.optimise(step, &used, &signal)?;
+        // record
+        rec.kl = opt.kl;
+        rec.loss = opt.loss;
+        rec.clip_frac = opt.clip.clip_frac;
+        rec.clip_low = opt.clip.clip_low;
+        rec.clip_high = opt.clip.clip_high;
+        rec.grad_norm = opt.grad_norm;
+        rec.lr = opt.lr;
+        rec.groups_used = used.groups();
+        rec.groups_dropped = dropped;
+        rec.seconds_grad = tg.elapsed().as_secs_f64();
+        rec.seconds_target = seconds_target;
+        rec.seconds_step = t0.elapsed().as_secs_f64();
+        rec.lists_per_sec = (cfg.prompts_per_step + dropped) as f64 * cfg.group_size as f64
+            / rec.seconds_step.max(1e-9);
+        dash.train("reward", rec.reward, true);
+        dash.train("proxy reward", rec.proxy, true);
+        dash.train("group std (proxy)", rec.proxy_std, true);
+        dash.train("zero-spread groups (raw)", rec.zero_spread_raw, false);
+        dash.train("distinct lists per group", rec.distinct_lists, true);
+        dash.train("tau", rec.tau, true);
+        dash.train("KL to reference", rec.kl, false);
+        dash.train("entropy", rec.entropy, true);
+        dash.train("saturated share", rec.saturated, false);
+        let last = step == cfg.steps;
+        dash.progress(step);
+        let eval_now = last || (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every));
+        if eval_now {
+            let (ndcg, metric) = t.validate(&valid, &mut state, step, &mut dash)?;
+            rec.valid_ndcg = Some(ndcg);
+            rec.valid_metric = Some(metric);
+            if cfg.patience.is_some_and(|p| state.evals_since_best >= p) {
+                state.stopped_early = true;
+            }
+        }
+        state.curves.push(rec);
+        state.step = step;
+        // the final state is checkpointed once, after the loop
+        if !last && !state.stopped_early && eval_now {
+            t.checkpoint(&state)?;
+        }
+    }
+    dash.finish();
+    t.checkpoint(&state)?;
+    write_curves(&dir.join("curves.csv"), &state.curves)?;
+    let summary = summarize(cfg, inputs, &t, &cache, &state)?;
+    save_json(&dir.join("summary.json"), &summary)?;
+    Ok(AlignOutcome {
+        model: t.policy.valid(),
+        curves: state.curves,
+        model_path: dir.join("model.bpk"),
+        summary,
+    })
+}
+
+fn summarize<P: AlignPolicy + 'static>(
+    cfg: &AlignConfig,
+    inputs: &AlignInputs,
+    t: &Trainer<P>,
+    cache: &ReferenceCache,
+    state: &RunState,
+) -> crate::Result<AlignSummary> {
+    let n = t.pool.len().min(512);
+    let idx: Vec<usize> = (0..n).collect();
+    let spec = SampleSpec {
+        lists_per_prompt: cfg.reference_lists,
+        ..t.spec.clone()
+    };
+    let mut rng = StdRng::seed_from_u64(cfg.seed ^ 0xa11_6ed);
+    let policy = t.policy.valid();
+    let scored = sample_and_score(
+        &policy,
+        &t.pool,
+        &idx,
+        &spec,
+        cfg.mask_history,
+        inputs.reward,
+        inputs.catalog,
+        64,
+        &mut rng,
+    )?;
+    let total: f64 = scored.rewards.iter().map(|&x| f64::from(x)).sum();
+    let reference: Vec<f64> = cache.rewards[..n]
+        .iter()
+        .flatten()
+        .map(|&x| f64::from(x))
+        .collect();
+    let curves = &state.curves;
+    let n_bon = t.target.config().n;
+    Ok(AlignSummary {
+        method: cfg.method.method().name().into(),
+        reward: inputs.reward.name(),
+        prompts: n,
+        reference_reward: reference.iter().sum::<f64>() / reference.len().max(1) as f64,
+        policy_reward: total / scored.rewards.len().max(1) as f64,
+        valid_ndcg_start: curves.first().and_then(|c| c.valid_ndcg),
+        valid_ndcg_end: curves.iter().rev().find_map(|c| c.valid_ndcg),
+        non_finite: !curves.iter().skip(1).all(StepRecord::is_finite),
+        select: cfg.select.clone(),
+        best_step: state.best_step,
+        best_metric: state.best_metric,
+        steps_run: state.step,
+        stopped_early: state.stopped_early,
+        ceilings_pool: ceilings(&cache.rewards, n_bon),
+        ceilings_valid: ceilings(&cache.valid_rewards, n_bon),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::methods::Preference;
+
+    #[test]
+    fn dynamic_sampling_leaves_no_zero_spread_group() {
+        let mut scored = ScoredGroups {
+            g: 2,
+            prompt_ids: vec![4, 5, 6],
+            lists: vec![vec![1], vec![2], vec![3], vec![4], vec![5], vec![6]],
+            log_probs: vec![-1.0, -2.0, -3.0, -4.0, -5.0, -6.0],
+            rewards: vec![0.0, 0.0, 0.0, 1.0, 0.5, 0.5],
+        };
+        let mut signal = Signal {
+            values: scored.rewards.iter().map(|&r| f64::from(r)).collect(),
+            advantages: vec![0.0, 0.0, -1.0, 1.0, 0.0, 0.0],
+            imitate: vec![0, 1, 0],
+            preferences: vec![Preference {
+                group: 1,
+                winner: 1,
+                losers: vec![0],
+            }],
+        };
+        assert_eq!(drop_zero_spread(&mut scored, &mut signal), 2);
+        assert_eq!(scored.prompt_ids, vec![5]);
+        assert!((0..scored.groups()).all(|i| !scored.zero_spread(i)));
+        assert_eq!(scored.lists, vec![vec![3], vec![4]]);
+        assert_eq!(signal.advantages, vec![-1.0, 1.0]);
+        assert_eq!(signal.imitate, vec![1]);
+        assert_eq!(signal.preferences[0].group, 0);
+    }
+}

@@ -1,0 +1,293 @@
+//! Every trainer option changes what it should (docs/METHOD.md sections 4, 5 and 7), on small
+//! synthetic data: each check compares a short run with the option against one without it.
+
+use std::path::Path;
+
+use blade_core::align::{
+    prompt_pool, train_align, AdvantageScaling, AlignConfig, AlignInputs, AlignOutcome,
+    AlignPolicy, DynamicSampling, KlEstimator, LrSchedule, Method, OptimConfig, PromptPool,
+    StepRecord, BEST_DIR,
+};
+use blade_core::reward::{parse_reward, CatalogInfo};
+use blade_core::sft::{train_sft, Dashboard};
+use blade_core::{BackendSpec, ItemLm, ItemLmConfig, Policy, PromptBatch, SftConfig};
+use blade_data::synthetic::{generate, SyntheticConfig};
+use blade_data::{Dataset, PreprocessConfig, Split};
+
+fn setup(dir: &Path) -> (Dataset, Split) {
+    let raw = generate(&SyntheticConfig {
+        users: 120,
+        items: 60,
+        ..SyntheticConfig::tiny()
+    });
+    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
+    let split = ds.leave_one_out(6);
+    let device = BackendSpec::Flex.device().unwrap();
+    let config = SftConfig::new(
+        ItemLmConfig::new(ds.num_items())
+            .with_max_history(6)
+            .with_d_model(32),
+    )
+    .with_epochs(2)
+    .with_lr(3e-3)
+    .with_batch_size(64);
+    train_sft(&config, &split, &device, dir, Dashboard::Plain, false).unwrap();
+    (ds, split)
+}
+
+fn base(method: Method, steps: usize) -> AlignConfig {
+    AlignConfig::new(method.default_config())
+        .with_steps(steps)
+        .with_prompts_per_step(12)
+        .with_group_size(4)
+        .with_reference_lists(8)
+        .with_eval_every(0)
+        .with_optim(OptimConfig::new().with_lr(2e-3))
+}
+
+#[test]
+fn every_option_changes_what_it_should() {
+    let root = tempfile::tempdir().unwrap();
+    let sft = root.path().join("sft");
+    let (ds, split) = setup(&sft);
+    let device = BackendSpec::Flex.device().unwrap();
+    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let reward = parse_reward("ndcg@10", &catalog).unwrap();
+    let sparse = parse_reward("hit@1", &catalog).unwrap();
+    let inputs = AlignInputs {
+        split: &split,
+        catalog: &catalog,
+        reward: reward.as_ref(),
+        init: &sft,
+        device: &device,
+    };
+    let n = std::cell::Cell::new(0);
+    let run = |cfg: &AlignConfig, inputs: &AlignInputs| -> AlignOutcome<ItemLm> {
+        n.set(n.get() + 1);
+        let dir = root.path().join(format!("run{}", n.get()));
+        train_align::<ItemLm>(cfg, inputs, &dir, Dashboard::Plain, false).unwrap()
+    };
+    let o = |f: fn(OptimConfig) -> OptimConfig| f(OptimConfig::new().with_lr(2e-3));
+    let step1 = |out: &AlignOutcome<ItemLm>| out.curves[1].clone();
+
+    // dynamic sampling: zero-spread groups never reach the loss; refill draws replacements
+    let sparse_inputs = AlignInputs {
+        reward: sparse.as_ref(),
+        ..inputs
+    };
+    let off = run(&base(Method::Grpo, 3), &sparse_inputs);
+    let drop = run(
+        &base(Method::Grpo, 3).with_optim(o(|c| c.with_dynamic_sampling(DynamicSampling::Drop))),
+        &sparse_inputs,
+    );
+    let refill = run(
+        &base(Method::Grpo, 3)
+            .with_optim(o(|c| c.with_dynamic_sampling(DynamicSampling::Refill(4)))),
+        &sparse_inputs,
+    );
+    let b = 12;
+    assert!(off.curves[1..]
+        .iter()
+        .all(|c| c.groups_used == b && c.groups_dropped == 0));
+    let zero = |c: &StepRecord| (c.zero_spread_raw * b as f64).round() as usize;
+    for c in &drop.curves[1..] {
+        assert_eq!(c.groups_dropped, zero(c), "step {}", c.step);
+        assert_eq!(c.groups_used, b - c.groups_dropped, "step {}", c.step);
+    }
+    assert!(
+        drop.curves[1..].iter().any(|c| c.groups_dropped > 0),
+        "hit@1 leaves some groups without spread"
+    );
+    assert_eq!(
+        step1(&off).reward,
+        step1(&drop).reward,
+        "same rollouts at step 1"
+    );
+    assert!(refill.curves[1..].iter().all(|c| c.groups_used <= b));
+    let used =
+        |out: &AlignOutcome<ItemLm>| out.curves[1..].iter().map(|c| c.groups_used).sum::<usize>();
+    assert!(
+        used(&refill) > used(&drop),
+        "refill {} vs drop {}",
+        used(&refill),
+        used(&drop)
+    );
+    assert!(refill.curves[1].groups_dropped >= drop.curves[1].groups_dropped);
+
+    // advantage scaling, clip ranges, KL estimator, entropy bonus: same rollouts, other loss
+    let group = run(&base(Method::Grpo, 1), &inputs);
+    let none = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_advantage(AdvantageScaling::None))),
+        &inputs,
+    );
+    let batch = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_advantage(AdvantageScaling::Batch))),
+        &inputs,
+    );
+    assert_eq!(step1(&group).reward, step1(&none).reward);
+    assert_ne!(step1(&group).loss, step1(&none).loss);
+    assert_ne!(step1(&none).loss, step1(&batch).loss);
+    let tight = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_clip_low(0.0).with_clip_high(0.0))),
+        &inputs,
+    );
+    assert!(
+        step1(&tight).clip_frac > step1(&group).clip_frac,
+        "a zero clip range clips every moved ratio: {} vs {}",
+        step1(&tight).clip_frac,
+        step1(&group).clip_frac
+    );
+    assert!(step1(&tight).clip_frac > 0.9);
+    let k1 = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_kl(KlEstimator::K1))),
+        &inputs,
+    );
+    assert_eq!(step1(&k1).reward, step1(&group).reward);
+    assert_ne!(step1(&k1).kl, step1(&group).kl);
+    assert!(step1(&group).kl >= 0.0, "k3 is non-negative");
+    let ent = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_entropy_coef(0.5))),
+        &inputs,
+    );
+    assert_ne!(step1(&ent).loss, step1(&group).loss);
+    let no_kl = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_beta_kl(0.0))),
+        &inputs,
+    );
+    assert!(no_kl.curves[1].loss.is_finite(), "beta_kl = 0 is allowed");
+
+    // gradient-norm clipping: the norm is reported and a tiny cap keeps the policy at the start
+    let free = run(&base(Method::Grpo, 3), &inputs);
+    let capped = run(
+        &base(Method::Grpo, 3).with_optim(o(|c| c.with_max_grad_norm(Some(1e-6)))),
+        &inputs,
+    );
+    assert!(free.curves[1..].iter().all(|c| c.grad_norm > 0.0));
+    assert!(
+        capped.curves[3].kl < free.curves[3].kl,
+        "capped KL {} vs free {}",
+        capped.curves[3].kl,
+        free.curves[3].kl
+    );
+
+    // schedules: warm-up starts low, linear decay ends low
+    let sched = run(
+        &base(Method::Grpo, 4)
+            .with_optim(o(|c| c.with_schedule(LrSchedule::Linear).with_warmup(3))),
+        &inputs,
+    );
+    let lr: Vec<f64> = sched.curves[1..].iter().map(|c| c.lr).collect();
+    assert!(lr[0] > 0.0 && lr[0] < 2e-3 && lr[3] < lr[1], "{lr:?}");
+    assert!(free.curves[1..].iter().all(|c| c.lr == 2e-3));
+
+    // best-checkpoint selection and early stopping: a selection metric that never improves
+    // keeps the SFT start as the best and stops after `patience` evaluations
+    let stop = run(
+        &base(Method::Blade, 10)
+            .with_eval_every(1)
+            .with_select("ndcg@10 - ndcg@10".into())
+            .with_patience(Some(2)),
+        &inputs,
+    );
+    let s = &stop.summary;
+    assert!(
+        s.stopped_early && s.steps_run == 2 && s.best_step == 0,
+        "{s:?}"
+    );
+    assert_eq!(stop.curves.len(), 3);
+    let best_dir = root.path().join(format!("run{}", n.get())).join(BEST_DIR);
+    let best = ItemLm::load_run(&best_dir, &device).unwrap();
+    let start = ItemLm::load_run(&sft, &device).unwrap();
+    let prompts = PromptBatch {
+        histories: vec![vec![1, 2, 3]],
+        exclude: vec![vec![]],
+    };
+    let lp = |m: &ItemLm| {
+        m.log_prob(&prompts, &[vec![4, 5, 6]])
+            .unwrap()
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap()
+    };
+    assert_eq!(
+        lp(&best),
+        lp(&start),
+        "the best checkpoint is the SFT start"
+    );
+    let sel = run(&base(Method::Blade, 4).with_eval_every(2), &inputs);
+    let metrics: Vec<(usize, f64)> = sel
+        .curves
+        .iter()
+        .filter_map(|c| c.valid_metric.map(|m| (c.step, m)))
+        .collect();
+    assert_eq!(
+        metrics.iter().map(|m| m.0).collect::<Vec<_>>(),
+        vec![0, 2, 4]
+    );
+    let top = metrics
+        .iter()
+        .map(|m| m.1)
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(sel.summary.best_metric, Some(top));
+    let first_top = metrics.iter().find(|m| m.1 == top).unwrap().0;
+    assert_eq!(sel.summary.best_step, first_top);
+
+    // the static ceilings: reference mean <= E[best of N] <= max of M, on the pool and held out
+    for c in [sel.summary.ceilings_pool, sel.summary.ceilings_valid] {
+        let bon = c.expected_bon.unwrap();
+        assert!(
+            c.reference_mean <= bon + 1e-12 && bon <= c.max_of_m + 1e-12,
+            "{c:?}"
+        );
+        assert!(c.prompts > 0);
+    }
+    // validation users cap the held-out prompts
+    let few = run(&base(Method::Grpo, 1).with_valid_users(Some(7)), &inputs);
+    assert_eq!(few.summary.ceilings_valid.prompts, 7);
+    assert_eq!(sel.summary.ceilings_valid.prompts, split.valid.len());
+
+    // prompt pools
+    let last1 = prompt_pool(&split, PromptPool::Last(1));
+    let last2 = prompt_pool(&split, PromptPool::Last(2));
+    let all = prompt_pool(&split, PromptPool::All);
+    let sample = prompt_pool(&split, PromptPool::Sample(30));
+    let windows: usize = split
+        .train_sequences
+        .iter()
+        .map(|s| s.len().saturating_sub(1))
+        .sum();
+    assert_eq!(all.len(), windows);
+    assert_eq!(
+        last1.len(),
+        split.train_sequences.iter().filter(|s| s.len() > 1).count()
+    );
+    assert!(last2.len() > last1.len() && last2.len() < all.len());
+    assert_eq!(sample.len(), 30);
+    assert!(sample.iter().all(|p| all.contains(p)));
+    let pooled = run(
+        &base(Method::Grpo, 1).with_prompt_pool(PromptPool::All),
+        &inputs,
+    );
+    assert!(pooled.curves[1].reward.is_finite());
+
+    // a method's settings cannot reach another: BLADE's tau is BLADE's
+    let mut bad = base(Method::Blade, 1);
+    bad.method = blade_core::align::MethodConfig::Blade(
+        blade_core::align::methods::BladeConfig::new().with_tau(1.5),
+    );
+    let e = train_align::<ItemLm>(
+        &bad,
+        &inputs,
+        &root.path().join("bad"),
+        Dashboard::Plain,
+        false,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("blade") && e.contains("tau"), "{e}");
+    assert!(
+        !root.path().join("bad").exists(),
+        "a bad config writes nothing"
+    );
+}
