@@ -1,38 +1,22 @@
 //! The alignment trainer end to end on small synthetic data: every method runs without NaN,
 //! BLADE improves its own training reward over the SFT reference, and runs resume.
 
+mod common;
+
 use std::path::Path;
 
 use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConfig};
 use blade_core::reward::{parse_reward, CatalogInfo};
-use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{BackendSpec, ItemLm, ItemLmConfig, SftConfig};
-use blade_data::synthetic::{generate, SyntheticConfig};
-use blade_data::{Dataset, PreprocessConfig, Split};
+use blade_core::sft::Dashboard;
+use blade_core::{BackendSpec, ItemLm};
+use blade_data::{Dataset, Split};
 
 /// burn seeds a device globally, so two tests training at once would interleave their random
 /// draws; training tests take this lock to stay deterministic.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn setup(dir: &Path) -> (Dataset, Split) {
-    let raw = generate(&SyntheticConfig {
-        users: 160,
-        items: 80,
-        ..SyntheticConfig::tiny()
-    });
-    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
-    let split = ds.leave_one_out(6);
-    let device = BackendSpec::Flex.device().unwrap();
-    let config = SftConfig::new(
-        ItemLmConfig::new(ds.num_items())
-            .with_max_history(6)
-            .with_d_model(32),
-    )
-    .with_epochs(3)
-    .with_lr(3e-3)
-    .with_batch_size(64);
-    train_sft(&config, &split, &device, dir, Dashboard::Plain, false).unwrap();
-    (ds, split)
+    common::synthetic_sft(dir, 160, 80, 3)
 }
 
 fn small(method: Method, steps: usize) -> AlignConfig {

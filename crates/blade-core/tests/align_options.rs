@@ -1,6 +1,8 @@
 //! Every trainer option changes what it should (docs/METHOD.md sections 4, 5 and 7), on small
 //! synthetic data: each check compares a short run with the option against one without it.
 
+mod common;
+
 use std::path::Path;
 
 use blade_core::align::{
@@ -9,30 +11,12 @@ use blade_core::align::{
     StepRecord, BEST_DIR,
 };
 use blade_core::reward::{parse_reward, CatalogInfo};
-use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{BackendSpec, ItemLm, ItemLmConfig, Policy, PromptBatch, SftConfig};
-use blade_data::synthetic::{generate, SyntheticConfig};
-use blade_data::{Dataset, PreprocessConfig, Split};
+use blade_core::sft::Dashboard;
+use blade_core::{BackendSpec, ItemLm, Policy, PromptBatch};
+use blade_data::{Dataset, Split};
 
 fn setup(dir: &Path) -> (Dataset, Split) {
-    let raw = generate(&SyntheticConfig {
-        users: 120,
-        items: 60,
-        ..SyntheticConfig::tiny()
-    });
-    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
-    let split = ds.leave_one_out(6);
-    let device = BackendSpec::Flex.device().unwrap();
-    let config = SftConfig::new(
-        ItemLmConfig::new(ds.num_items())
-            .with_max_history(6)
-            .with_d_model(32),
-    )
-    .with_epochs(2)
-    .with_lr(3e-3)
-    .with_batch_size(64);
-    train_sft(&config, &split, &device, dir, Dashboard::Plain, false).unwrap();
-    (ds, split)
+    common::synthetic_sft(dir, 120, 60, 2)
 }
 
 fn base(method: Method, steps: usize) -> AlignConfig {
