@@ -177,7 +177,7 @@ pub(crate) fn reference_cache<P: Policy>(
     Ok(c.clone())
 }
 
-/// Reads `<dir>/summary.json`'s ceilings, when a caller only has a path.
+/// Reads a JSON file written by the trainer (e.g. `summary.json`), naming the file on error.
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> crate::Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| CoreError::file(path, e))?;
     serde_json::from_str(&text).map_err(|e| CoreError::file(path, e))

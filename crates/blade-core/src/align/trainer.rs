@@ -86,25 +86,6 @@ impl Validation<'_> {
     }
 }
 
-/// Greedy-list NDCG@`k` on the validation cases.
-pub fn valid_ndcg<R: Recommender + ?Sized>(
-    model: &R,
-    split: &blade_data::Split,
-    k: usize,
-    mask: bool,
-) -> crate::Result<f64> {
-    let prompts = crate::batch::PromptBatch::from_cases(&split.valid, mask);
-    let mut total = 0.0;
-    for start in (0..prompts.len()).step_by(512) {
-        let end = (start + 512).min(prompts.len());
-        let lists = model.decode(&prompts.slice(start..end), k, DecodeStrategy::Greedy)?;
-        for (l, c) in lists.iter().zip(&split.valid[start..end]) {
-            total += blade_metrics::ndcg_at_k(l, &[c.target], k);
-        }
-    }
-    Ok(total / prompts.len().max(1) as f64)
-}
-
 /// The global L2 norm of the gradients of `module`'s float parameters.
 struct GradNorm<'a> {
     grads: &'a GradientsParams,
