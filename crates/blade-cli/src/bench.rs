@@ -5,15 +5,16 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, StepRecord};
+use blade_core::align::{AlignConfig, AlignInputs, Method, StepRecord};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{ItemLm, Policy, PromptBatch, Recommender, SampleSpec};
+use blade_core::{Policy, PromptBatch, Recommender, SampleSpec};
+use blade_exp::{align_run, open_run, Checkpoint, RunKind, RunManifest};
 use clap::Args;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::common::{dataset_and_split, BackendArgs, DataArgs, RunInfo};
+use crate::common::{BackendArgs, DataArgs};
 use crate::train_cmd::SftArgs;
 
 /// Arguments of `blade bench`.
@@ -22,9 +23,19 @@ pub struct BenchArgs {
     /// Alignment steps timed per method (the first is not counted).
     #[arg(long, default_value_t = 12)]
     pub steps: usize,
-    /// Scratch folder for the short SFT run the measurements start from.
+    /// Scratch folder for the short SFT run the measurements start from and the alignment runs.
     #[arg(long, default_value = "runs/bench")]
     pub out: PathBuf,
+    /// Measure this SFT run (item-level or LLM; its data settings are used) instead of
+    /// training a short item-level one.
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Prompts of the rollout measurement and per alignment step.
+    #[arg(long, default_value_t = 32)]
+    pub prompts: usize,
+    /// Items per list (K) of the rollouts and alignment steps.
+    #[arg(long, default_value_t = 10)]
+    pub list_len: usize,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -38,36 +49,48 @@ fn mean(v: &[f64]) -> f64 {
 /// Runs `blade bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
     let device = a.backend.device()?;
-    let (ds, split) = dataset_and_split(&a.data)?;
-    let sft_dir = a.out.join("sft");
-    std::fs::create_dir_all(&sft_dir)?;
-    RunInfo {
-        method: "sft".into(),
-        data: a.data.clone(),
-    }
-    .save(&sft_dir)?;
-    let sft = SftArgs {
-        epochs: 1,
-        batch_size: 256,
-        lr: 2e-3,
-        patience: 1,
-        d_model: 64,
-        layers: 2,
-        heads: 2,
-        dropout: 0.1,
-        list_len: 10,
-        max_train_prompts: Some(20_000),
-        seed: 42,
+    let sft_dir = match &a.init {
+        Some(init) => init.clone(),
+        None => a.out.join("sft"),
     };
-    let config = sft.config(ds.num_items(), a.data.history_len);
-    let model = train_sft(&config, &split, &device, &sft_dir, Dashboard::Plain, false)?.model;
+    let data = match &a.init {
+        Some(init) => RunManifest::load_sft(init)?.data,
+        None => a.data.clone(),
+    };
+    let (ds, split) = data.dataset_and_split()?;
+    if a.init.is_none() {
+        std::fs::create_dir_all(&sft_dir)?;
+        RunManifest {
+            kind: RunKind::Item,
+            method: "sft".into(),
+            data: data.clone(),
+        }
+        .save(&sft_dir)?;
+        let sft = SftArgs {
+            epochs: 1,
+            batch_size: 256,
+            lr: 2e-3,
+            patience: 1,
+            d_model: 64,
+            layers: 2,
+            heads: 2,
+            dropout: 0.1,
+            list_len: 10,
+            max_train_prompts: Some(20_000),
+            seed: 42,
+        };
+        let config = sft.config(ds.num_items(), data.history_len);
+        train_sft(&config, &split, &device, &sft_dir, Dashboard::Plain, false)?;
+    }
+    let model = open_run(&sft_dir, Checkpoint::Best, &device)?;
+    let kind = model.manifest.kind;
 
     let mut rows: Vec<(String, String)> = Vec::new();
-    // rollout throughput: G = 16 lists of K = 10 for 32 prompts
-    let prompts = PromptBatch::from_cases(&split.test[..split.test.len().min(32)], true);
+    // rollout throughput: G = 16 lists of K = 10 per prompt
+    let prompts = PromptBatch::from_cases(&split.test[..split.test.len().min(a.prompts)], true);
     let spec = SampleSpec {
         lists_per_prompt: 16,
-        list_len: 10,
+        list_len: a.list_len,
         ..SampleSpec::default()
     };
     let mut rng = StdRng::seed_from_u64(0);
@@ -78,15 +101,27 @@ pub fn run(a: BenchArgs) -> Result<()> {
         lists += model.sample(&prompts, &spec, &mut rng)?.lists.len();
     }
     rows.push((
-        "rollout lists/s (G=16, K=10, 32 prompts)".into(),
+        format!(
+            "rollout lists/s (G=16, K={}, {} prompts)",
+            a.list_len,
+            prompts.len()
+        ),
         format!("{:.0}", lists as f64 / t.elapsed().as_secs_f64()),
     ));
     // full-ranking evaluation throughput
     let all = PromptBatch::from_cases(&split.test, true);
     let t = Instant::now();
     let mut users = 0;
-    for start in (0..all.len()).step_by(256) {
-        let batch = all.slice(start..(start + 256).min(all.len()));
+    let bs = kind.eval_batch_size();
+    let all = all.slice(
+        0..all.len().min(if kind == RunKind::Llm {
+            a.prompts
+        } else {
+            usize::MAX
+        }),
+    );
+    for start in (0..all.len()).step_by(bs) {
+        let batch = all.slice(start..(start + bs).min(all.len()));
         for (s, e) in model.score_all(&batch)?.iter().zip(&batch.exclude) {
             users += usize::from(!blade_metrics::top_k_by_scores(s, 10, e).is_empty());
         }
@@ -101,9 +136,18 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let reward = parse_reward("ndcg@10", &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut step_times = Vec::new();
     for method in [Method::BonStatic, Method::Blade] {
-        let cfg = AlignConfig::new(method.default_config())
+        let mut cfg = AlignConfig::new(method.default_config())
             .with_steps(a.steps.max(2))
+            .with_prompts_per_step(a.prompts)
+            .with_list_len(a.list_len)
             .with_eval_every(0);
+        if kind == RunKind::Llm {
+            // the reference cache and the held-out ceilings are one-off costs, not the step:
+            // keep them small for a slow policy
+            cfg = cfg
+                .with_prompt_pool(blade_core::align::PromptPool::Sample(4 * a.prompts))
+                .with_valid_users(Some(a.prompts));
+        }
         let inputs = AlignInputs {
             split: &split,
             catalog: &catalog,
@@ -111,7 +155,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             init: &sft_dir,
             device: &device,
         };
-        let out = train_align::<ItemLm>(
+        let out = align_run(
             &cfg,
             &inputs,
             &a.out.join(method.name()),
@@ -125,8 +169,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
         let lists = (cfg.prompts_per_step * cfg.group_size) as f64;
         rows.push((
             format!(
-                "{} step time (B=32, G=8, K=10, 2 inner epochs)",
-                method.name()
+                "{} step time (B={}, G={}, K={}, {} inner epochs)",
+                method.name(),
+                cfg.prompts_per_step,
+                cfg.group_size,
+                cfg.list_len,
+                cfg.inner_epochs
             ),
             format!("{:.3} s", step),
         ));
@@ -154,9 +202,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
     ));
 
     println!(
-        "\n| measurement ({}, {} items, backend {}) | value |\n|---|---:|",
-        a.data.data,
+        "\n| measurement ({}, {} items, {} policy, backend {}) | value |\n|---|---:|",
+        data.data,
         ds.num_items(),
+        kind.name(),
         a.backend.backend
     );
     for (k, v) in rows {

@@ -1,18 +1,21 @@
-//! `blade demo`: the whole pipeline on the built-in synthetic data, offline, in minutes.
+//! `blade demo`: the whole pipeline on the built-in synthetic data, offline, in minutes: SFT
+//! (of the item-level model, or of an LLM with `--policy llm --weights FILE`), then each
+//! alignment method from it, all evaluated against `random` and `pop` on the test users.
 
 use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::Result;
-use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConfig};
+use blade_core::align::{AlignConfig, AlignInputs, Method, OptimConfig};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{EvalConfig, Evaluator, ItemLm, PopRecommender, RandomRecommender};
+use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
+use blade_exp::{align_run, open_run, Checkpoint, RunKind, RunManifest};
 use clap::Args;
 
-use crate::common::{dataset_and_split, report_table, BackendArgs, DataArgs, RunInfo};
-use crate::eval_cmd::{evaluate_one, Named};
-use crate::train_cmd::{DashboardArg, SftArgs};
+use crate::common::{report_table, BackendArgs, DataArgs};
+use crate::eval_cmd::evaluate_one;
+use crate::train_cmd::{llm_sft, DashboardArg, LlmArgs, PolicyKind, SftArgs};
 
 /// Arguments of `blade demo`.
 #[derive(Args, Debug)]
@@ -26,12 +29,36 @@ pub struct DemoArgs {
     /// Alignment steps per method (0 = SFT and baselines only).
     #[arg(long, default_value_t = 25)]
     pub align_steps: usize,
+    /// Alignment methods to run from the SFT model.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "grpo,rloo,bon-static,bond,bonbon,sdpo,dpo,blade"
+    )]
+    pub methods: Vec<String>,
     /// The list reward the alignment methods optimise.
     #[arg(long, default_value = "ndcg@10")]
     pub reward: String,
+    /// Keep only the N most frequent synthetic items (e.g. for an LLM policy on a CPU).
+    #[arg(long)]
+    pub max_items: Option<usize>,
+    /// Keep only the first N synthetic users.
+    #[arg(long)]
+    pub max_users: Option<usize>,
+    /// Items per generated list (K) in SFT and alignment.
+    #[arg(long, default_value_t = 10)]
+    pub list_len: usize,
+    /// Prompt length L (most recent items in a prompt).
+    #[arg(long, default_value_t = 10)]
+    pub history_len: usize,
+    /// Evaluate only the first N test users (and validate alignment on the first N).
+    #[arg(long)]
+    pub max_eval_users: Option<usize>,
     /// auto, tui or plain.
     #[arg(long, value_enum, default_value = "plain")]
     pub dashboard: DashboardArg,
+    #[command(flatten)]
+    pub llm: LlmArgs,
     #[command(flatten)]
     pub backend: BackendArgs,
 }
@@ -39,18 +66,22 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
     let start = Instant::now();
+    let methods = a
+        .methods
+        .iter()
+        .map(|m| {
+            m.parse::<Method>()
+                .map_err(|e| anyhow::anyhow!("--methods {m}: {e}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let device = a.backend.device()?;
     let data = DataArgs {
-        data: "synthetic".into(),
-        cache: PathBuf::from(crate::common::DEFAULT_CACHE),
-        history_len: 10,
-        k_core: 5,
-        min_rating: None,
-        data_seed: 7,
-        max_items: None,
-        max_users: None,
+        max_items: a.max_items,
+        max_users: a.max_users,
+        history_len: a.history_len,
+        ..DataArgs::default()
     };
-    let (ds, split) = dataset_and_split(&data)?;
+    let (ds, split) = data.dataset_and_split()?;
     println!(
         "synthetic data: {} users, {} items, {} interactions, {} training windows",
         ds.num_users(),
@@ -67,52 +98,62 @@ pub fn run(a: DemoArgs) -> Result<()> {
         layers: 2,
         heads: 2,
         dropout: 0.1,
-        list_len: 10,
+        list_len: a.list_len,
         max_train_prompts: None,
         seed: 42,
     };
-    let config = sft.config(ds.num_items(), data.history_len);
     let run_dir = a.out.join("sft");
-    std::fs::create_dir_all(&run_dir)?;
-    RunInfo {
-        method: "sft".into(),
-        data: data.clone(),
-    }
-    .save(&run_dir)?;
-    let outcome = train_sft(
-        &config,
-        &split,
-        &device,
-        &run_dir,
-        Dashboard::from(a.dashboard),
-        false,
-    )?;
-
-    let ev = Evaluator::new(&ds, &split, EvalConfig::default())?;
-    let mut reports = Vec::new();
-    reports.push(evaluate_one(&ev, &RandomRecommender::new(ds.num_items(), 0), &split.test)?.0);
-    reports.push(
-        evaluate_one(
-            &ev,
-            &PopRecommender::new(&split.item_popularity),
-            &split.test,
-        )?
-        .0,
-    );
-    let sft_named = Named {
-        name: "sft".into(),
-        inner: &outcome.model,
+    let kind = match a.llm.policy {
+        PolicyKind::Item => {
+            std::fs::create_dir_all(&run_dir)?;
+            RunManifest {
+                kind: RunKind::Item,
+                method: "sft".into(),
+                data: data.clone(),
+            }
+            .save(&run_dir)?;
+            let config = sft.config(ds.num_items(), data.history_len);
+            train_sft(
+                &config,
+                &split,
+                &device,
+                &run_dir,
+                Dashboard::from(a.dashboard),
+                false,
+            )?;
+            RunKind::Item
+        }
+        PolicyKind::Llm => {
+            llm_sft(&a.llm, &sft, &data, &device, &run_dir)?;
+            RunKind::Llm
+        }
     };
-    reports.push(evaluate_one(&ev, &sft_named, &split.test)?.0);
+
+    let ev = Evaluator::new(
+        &ds,
+        &split,
+        EvalConfig {
+            batch_size: kind.eval_batch_size(),
+            ..EvalConfig::default()
+        },
+    )?;
+    let cases = &split.test[..a.max_eval_users.unwrap_or(usize::MAX).min(split.test.len())];
+    let mut reports = Vec::new();
+    reports.push(evaluate_one(&ev, &RandomRecommender::new(ds.num_items(), 0), cases)?.0);
+    reports.push(evaluate_one(&ev, &PopRecommender::new(&split.item_popularity), cases)?.0);
+    let sft_run = open_run(&run_dir, Checkpoint::Best, &device)?.named("sft");
+    reports.push(evaluate_one(&ev, &sft_run, cases)?.0);
     if a.align_steps > 0 {
         let catalog = CatalogInfo::from_dataset(&ds, &split);
         let reward =
             parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
-        for method in Method::ALL {
+        for method in methods {
             let cfg = AlignConfig::new(method.default_config())
                 .with_steps(a.align_steps)
+                .with_list_len(a.list_len)
                 .with_optim(OptimConfig::new().with_lr(1e-3))
-                .with_eval_every(a.align_steps);
+                .with_eval_every(a.align_steps)
+                .with_valid_users(a.max_eval_users);
             let inputs = AlignInputs {
                 split: &split,
                 catalog: &catalog,
@@ -121,18 +162,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 device: &device,
             };
             let dir = a.out.join(method.name());
-            let out =
-                train_align::<ItemLm>(&cfg, &inputs, &dir, Dashboard::from(a.dashboard), false)?;
-            RunInfo {
-                method: method.name().into(),
-                data: data.clone(),
-            }
-            .save(&dir)?;
-            let named = Named {
-                name: method.name().into(),
-                inner: &out.model,
-            };
-            reports.push(evaluate_one(&ev, &named, &split.test)?.0);
+            align_run(&cfg, &inputs, &dir, Dashboard::from(a.dashboard), false)?;
+            let aligned = open_run(&dir, Checkpoint::Best, &device)?.named(method.name());
+            reports.push(evaluate_one(&ev, &aligned, cases)?.0);
         }
     }
     let table = report_table(&reports);

@@ -3,7 +3,6 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
-use blade_core::sft::load_item_lm;
 use blade_core::{
     DecodeStrategy, EvalConfig, EvalLists, EvalReport, Evaluator, PopRecommender,
     RandomRecommender, Recommender,
@@ -11,9 +10,9 @@ use blade_core::{
 use blade_data::{Dataset, EvalCase, Split};
 use clap::Args;
 
-use crate::common::{
-    dataset_and_split, model_dir, progress_bar, report_table, BackendArgs, DataArgs, RunInfo,
-};
+use blade_exp::{open_run, Checkpoint, RunKind, RunManifest};
+
+use crate::common::{progress_bar, report_table, BackendArgs, DataArgs};
 
 /// Arguments of `blade eval`.
 #[derive(Args, Debug)]
@@ -126,26 +125,31 @@ pub fn run(a: EvalArgs) -> Result<()> {
         bail!("nothing to evaluate: give --run DIR and/or --method random|pop");
     }
     let device = a.backend.device()?;
-    let data = match a.runs.first() {
-        Some(r) => RunInfo::load(r)?.data,
+    let which = if a.last {
+        Checkpoint::Last
+    } else {
+        Checkpoint::Best
+    };
+    let manifests = a
+        .runs
+        .iter()
+        .map(|r| RunManifest::load(r))
+        .collect::<blade_core::Result<Vec<_>>>()?;
+    let data = match manifests.first() {
+        Some(m) => m.data.clone(),
         None => a.data.clone(),
     };
-    let (ds, split) = dataset_and_split(&data)?;
+    let (ds, split) = data.dataset_and_split()?;
     let cases = cases(&split, &a.split)?;
     let cases = &cases[..a.max_eval_users.unwrap_or(cases.len()).min(cases.len())];
     let config = EvalConfig {
         ks: a.ks.clone(),
         mask_history: !a.no_mask_history,
-        // an LLM decodes a batch in lockstep with a KV cache per row: keep batches small
-        batch_size: if a
-            .runs
+        batch_size: manifests
             .iter()
-            .any(|r| r.join(blade_llm::run::LLM_RUN_FILE).exists())
-        {
-            16
-        } else {
-            256
-        },
+            .map(|m| m.kind.eval_batch_size())
+            .min()
+            .unwrap_or(RunKind::Item.eval_batch_size()),
         strategy: parse_strategy(&a.strategy)?,
     };
     let ev = Evaluator::new(&ds, &split, config)?;
@@ -161,33 +165,15 @@ pub fn run(a: EvalArgs) -> Result<()> {
         dumped.push((r.method.clone(), l.generated));
         reports.push(r);
     }
-    for run in &a.runs {
-        let info = RunInfo::load(run)?;
+    for (run, info) in a.runs.iter().zip(&manifests) {
         if info.data.data != data.data || info.data.history_len != data.history_len {
             bail!(
                 "--run {}: trained on other data than the first run; evaluate them separately",
                 run.display()
             );
         }
-        let (r, l) = if run.join(blade_llm::run::LLM_RUN_FILE).exists() {
-            let (_, policy) = blade_llm::run::load_llm_run(&model_dir(run, a.last), &device)?;
-            // LLM runs are named by their folder (a zero-shot and a trained SFT run are both `sft`)
-            let folder = run
-                .file_name()
-                .map_or_else(|| info.method.clone(), |f| f.to_string_lossy().into_owned());
-            let named = Named {
-                name: format!("llm:{folder}"),
-                inner: &policy,
-            };
-            evaluate_one(&ev, &named, cases)?
-        } else {
-            let (_, model) = load_item_lm(&model_dir(run, a.last), &device)?;
-            let named = Named {
-                name: info.method.clone(),
-                inner: &model,
-            };
-            evaluate_one(&ev, &named, cases)?
-        };
+        let opened = open_run(run, which, &device)?;
+        let (r, l) = evaluate_one(&ev, &opened, cases)?;
         dumped.push((r.method.clone(), l.generated));
         reports.push(r);
     }
@@ -205,32 +191,4 @@ pub fn run(a: EvalArgs) -> Result<()> {
         dump_lists(path, &ds, cases, &dumped)?;
     }
     Ok(())
-}
-
-/// A recommender under another name (the run's method).
-pub struct Named<'a, R: Recommender> {
-    /// Name shown in tables.
-    pub name: String,
-    /// The recommender.
-    pub inner: &'a R,
-}
-
-impl<R: Recommender> Recommender for Named<'_, R> {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-    fn num_items(&self) -> usize {
-        self.inner.num_items()
-    }
-    fn score_all(&self, p: &blade_core::PromptBatch) -> blade_core::Result<Vec<Vec<f32>>> {
-        self.inner.score_all(p)
-    }
-    fn decode(
-        &self,
-        p: &blade_core::PromptBatch,
-        k: usize,
-        s: DecodeStrategy,
-    ) -> blade_core::Result<Vec<Vec<u32>>> {
-        self.inner.decode(p, k, s)
-    }
 }

@@ -283,7 +283,7 @@ fn generate(a: GenArgs) -> Result<()> {
 fn bench(a: LlmBenchArgs) -> Result<()> {
     use blade_core::{Policy, PromptBatch, Recommender, SampleSpec};
     use rand::SeedableRng;
-    let (ds, split) = crate::common::dataset_and_split(&a.data)?;
+    let (ds, split) = a.data.dataset_and_split()?;
     let lm = load(&a.w, &a.backend)?;
     let titles: Vec<String> = ds.catalog.items.iter().map(|i| i.title.clone()).collect();
     let t0 = Instant::now();

@@ -1,7 +1,8 @@
 //! `blade`: align generative recommenders to list-wise goals.
 //!
 //! This binary only parses arguments, picks the device and renders results; the work is done
-//! by `blade-core`, `blade-data` and `blade-metrics`.
+//! by `blade-core`, `blade-data`, `blade-metrics`, `blade-llm` and `blade-exp` (run folders,
+//! comparisons, tables and pictures).
 
 mod bench;
 mod common;
@@ -10,7 +11,6 @@ mod data_cmd;
 mod demo;
 mod eval_cmd;
 mod llm_cmd;
-mod plot;
 mod recommend;
 mod train_cmd;
 

@@ -1,13 +1,14 @@
-//! `blade recommend`: the top-K list of a trained run for one user, with titles.
+//! `blade recommend`: the top-K list of a trained run (item-level or LLM) for one user, with
+//! titles.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Result};
-use blade_core::sft::load_item_lm;
 use blade_core::{PromptBatch, Recommender};
+use blade_exp::{open_run, Checkpoint, RunManifest};
 use clap::Args;
 
-use crate::common::{dataset_and_split, BackendArgs, RunInfo};
+use crate::common::BackendArgs;
 use crate::eval_cmd::parse_strategy;
 
 /// Arguments of `blade recommend`.
@@ -31,8 +32,8 @@ pub struct RecommendArgs {
 
 /// Runs `blade recommend`: the list after the user's whole history (test time).
 pub fn run(a: RecommendArgs) -> Result<()> {
-    let info = RunInfo::load(&a.run)?;
-    let (ds, split) = dataset_and_split(&info.data)?;
+    let info = RunManifest::load(&a.run)?;
+    let (ds, split) = info.data.dataset_and_split()?;
     let Some(uid) = ds.user_raw_ids.iter().position(|u| *u == a.user) else {
         bail!(
             "--user {}: no such user in {} (ids are the dataset's own, e.g. `{}`)",
@@ -48,7 +49,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         );
     };
     let device = a.backend.device()?;
-    let (_, model) = load_item_lm(&crate::common::model_dir(&a.run, false), &device)?;
+    let model = open_run(&a.run, Checkpoint::Best, &device)?;
     let mut history = case.history.clone();
     history.push(case.target);
     let l = info.data.history_len;

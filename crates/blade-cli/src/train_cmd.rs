@@ -5,15 +5,16 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use blade_core::align::{
-    train_align, AdvantageScaling, AlignConfig, AlignInputs, DynamicSampling, KlEstimator,
-    LrSchedule, Method, OptimConfig, PromptPool,
+    AdvantageScaling, AlignConfig, AlignInputs, DynamicSampling, KlEstimator, LossAggregation,
+    LrSchedule, Method, OptimConfig, PromptPool, RatioLevel,
 };
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{ItemLm, ItemLmConfig, SftConfig};
+use blade_core::{ItemLmConfig, SftConfig};
+use blade_exp::{align_run, RunKind, RunManifest};
 use clap::{Args, ValueEnum};
 
-use crate::common::{dataset_and_split, BackendArgs, DataArgs, RunInfo};
+use crate::common::{BackendArgs, DataArgs};
 
 /// Dashboard choice on the command line.
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -135,6 +136,14 @@ pub struct AlignArgs {
     /// KL estimator: k1 (log-ratio) or k3.
     #[arg(long, default_value = "k3")]
     pub kl: KlEstimator,
+    /// Importance ratio: sequence (one per list), token (per item slot or LLM title token,
+    /// PPO/GRPO style) or gspo (GSPO's length-normalised list ratio).
+    #[arg(long, default_value = "sequence")]
+    pub ratio: RatioLevel,
+    /// With --ratio token: seq-mean-token-mean (GRPO), token-mean (DAPO) or
+    /// seq-mean-token-sum-norm (Dr. GRPO).
+    #[arg(long)]
+    pub loss_agg: Option<LossAggregation>,
     /// Symmetric clip range of the importance ratio (sets --clip-low and --clip-high).
     #[arg(long)]
     pub clip_eps: Option<f32>,
@@ -333,6 +342,9 @@ impl AlignArgs {
                 &mut db,
             )?;
         }
+        if self.loss_agg.is_some() && self.ratio != RatioLevel::Token {
+            bail!("--loss-agg combines per-token terms: it needs --ratio token");
+        }
         let (clip_low, clip_high) = match self.clip_eps {
             Some(e) => (e, e),
             None => (self.clip_low, self.clip_high),
@@ -343,6 +355,8 @@ impl AlignArgs {
             .with_warmup(self.warmup)
             .with_beta_kl(self.beta_kl)
             .with_kl(self.kl)
+            .with_ratio(self.ratio)
+            .with_loss_agg(self.loss_agg.unwrap_or(LossAggregation::SeqMeanTokenMean))
             .with_clip_low(clip_low)
             .with_clip_high(clip_high)
             .with_entropy_coef(self.entropy_coef)
@@ -445,7 +459,8 @@ pub struct LlmArgs {
 /// Runs `blade train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.llm.policy == PolicyKind::Llm && a.method == "sft" {
-        return llm_sft(&a);
+        let device = a.backend.device()?;
+        return llm_sft(&a.llm, &a.sft, &a.data, &device, &a.out);
     }
     if a.method != "sft" {
         let method: Method = a
@@ -455,10 +470,11 @@ pub fn run(a: TrainArgs) -> Result<()> {
         return align(&a, method);
     }
     let device = a.backend.device()?;
-    let (ds, split) = dataset_and_split(&a.data)?;
+    let (ds, split) = a.data.dataset_and_split()?;
     let config = a.sft.config(ds.num_items(), a.data.history_len);
     std::fs::create_dir_all(&a.out)?;
-    RunInfo {
+    RunManifest {
+        kind: RunKind::Item,
         method: a.method.clone(),
         data: a.data.clone(),
     }
@@ -495,26 +511,13 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
             method.name()
         );
     };
-    let info = RunInfo::load(init)?;
-    if info.method != "sft" {
-        bail!(
-            "--init {}: expected an SFT run, found a `{}` run",
-            init.display(),
-            info.method
-        );
-    }
+    let info = RunManifest::load_sft(init)?;
     let device = a.backend.device()?;
-    let (ds, split) = dataset_and_split(&info.data)?;
+    let (ds, split) = info.data.dataset_and_split()?;
     let catalog = CatalogInfo::from_dataset(&ds, &split);
     let reward =
         parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
     let config = a.align.config(method, a.sft.seed, true)?;
-    std::fs::create_dir_all(&a.out)?;
-    RunInfo {
-        method: method.name().into(),
-        data: info.data.clone(),
-    }
-    .save(&a.out)?;
     let inputs = AlignInputs {
         split: &split,
         catalog: &catalog,
@@ -523,20 +526,8 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
         device: &device,
     };
     let start = Instant::now();
-    let is_llm = init.join(blade_llm::run::LLM_RUN_FILE).exists();
-    let (summary, model_path) = if is_llm {
-        let out = train_align::<blade_llm::LlmPolicy>(
-            &config,
-            &inputs,
-            &a.out,
-            a.dashboard.into(),
-            a.resume,
-        )?;
-        (out.summary, a.out.join(blade_llm::run::ADAPTER_FILE))
-    } else {
-        let out = train_align::<ItemLm>(&config, &inputs, &a.out, a.dashboard.into(), a.resume)?;
-        (out.summary, out.model_path)
-    };
+    let out = align_run(&config, &inputs, &a.out, a.dashboard.into(), a.resume)?;
+    let (summary, model_path) = (out.summary, out.model_path);
     let s = &summary;
     let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
     println!(
@@ -562,9 +553,16 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     Ok(())
 }
 
-/// Supervised fine-tuning of a pretrained LLM on the titles of the data's items.
-fn llm_sft(a: &TrainArgs) -> Result<()> {
-    let Some(weights) = &a.llm.weights else {
+/// Supervised fine-tuning of a pretrained LLM (`llm`) on the titles of the data's items into
+/// the run folder `out` (`sft` gives the epochs, list length and seed).
+pub fn llm_sft(
+    llm: &LlmArgs,
+    sft: &SftArgs,
+    data: &DataArgs,
+    device: &burn::tensor::Device,
+    out: &std::path::Path,
+) -> Result<()> {
+    let Some(weights) = &llm.weights else {
         bail!(
             "--policy llm: give the base model with --weights FILE.gguf (or a Hugging Face folder)"
         );
@@ -573,44 +571,44 @@ fn llm_sft(a: &TrainArgs) -> Result<()> {
         bail!("--weights {}: no such file or folder", weights.display());
     }
     let weights = std::fs::canonicalize(weights)?;
-    let device = a.backend.device()?;
-    let (ds, split) = dataset_and_split(&a.data)?;
+    let (ds, split) = data.dataset_and_split()?;
     let mut template = blade_llm::PromptTemplate::default();
-    if let Some(p) = &a.llm.prompt {
+    if let Some(p) = &llm.prompt {
         template.user = p.clone();
     }
-    template.chat = !a.llm.no_chat;
+    template.chat = !llm.no_chat;
     let run = blade_llm::run::LlmRunConfig {
         weights,
-        lora: (a.llm.lora_rank > 0).then(|| blade_llm::model::LoraConfig {
-            rank: a.llm.lora_rank,
-            alpha: a.llm.lora_alpha,
-            targets: a.llm.lora_targets.clone(),
+        lora: (llm.lora_rank > 0).then(|| blade_llm::model::LoraConfig {
+            rank: llm.lora_rank,
+            alpha: llm.lora_alpha,
+            targets: llm.lora_targets.clone(),
         }),
         template,
-        prompt_k: a.sft.list_len,
+        prompt_k: sft.list_len,
         max_seq_len: 4096,
         titles: ds.catalog.items.iter().map(|i| i.title.clone()).collect(),
     };
     let cfg = blade_llm::run::LlmSftConfig {
-        epochs: a.sft.epochs,
-        lr: a.llm.llm_lr,
-        batch_size: a.llm.llm_batch,
+        epochs: sft.epochs,
+        lr: llm.llm_lr,
+        batch_size: llm.llm_batch,
         target_len: 1,
-        max_train_prompts: Some(a.llm.llm_train_prompts),
-        valid_users: a.llm.llm_valid_users,
+        max_train_prompts: Some(llm.llm_train_prompts),
+        valid_users: llm.llm_valid_users,
         mask_history: true,
-        seed: a.sft.seed,
+        seed: sft.seed,
     };
-    std::fs::create_dir_all(&a.out)?;
-    RunInfo {
+    std::fs::create_dir_all(out)?;
+    RunManifest {
+        kind: RunKind::Llm,
         method: "sft".into(),
-        data: a.data.clone(),
+        data: data.clone(),
     }
-    .save(&a.out)?;
+    .save(out)?;
     let start = Instant::now();
     let (_, log) =
-        blade_llm::run::train_llm_sft(&run, &cfg, &split, &device, &a.out, |l| println!("{l}"))?;
+        blade_llm::run::train_llm_sft(&run, &cfg, &split, device, out, |l| println!("{l}"))?;
     println!(
         "LLM SFT done in {:.1}s: validation NDCG@10 per epoch: {}; adapters at {}",
         start.elapsed().as_secs_f64(),
@@ -618,7 +616,7 @@ fn llm_sft(a: &TrainArgs) -> Result<()> {
             .map(|r| format!("{:.4}", r.valid_ndcg))
             .collect::<Vec<_>>()
             .join(", "),
-        a.out.join(blade_llm::run::ADAPTER_FILE).display()
+        out.join(blade_llm::run::ADAPTER_FILE).display()
     );
     Ok(())
 }

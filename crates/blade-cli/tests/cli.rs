@@ -355,3 +355,197 @@ fn llm_commands_run_on_a_tiny_model_and_name_bad_input() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nope.gguf"), "{}", stderr(&o));
 }
+
+/// The LLM policy goes through every command that takes a run: SFT, alignment, eval,
+/// recommend, compare, bench and demo, on a tiny random model over a slice of the synthetic
+/// data. What a run holds is read from its manifest.
+#[test]
+fn every_run_command_accepts_an_llm_run() {
+    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
+    let g = g.to_str().unwrap();
+    let slice = [
+        "--max-items",
+        "24",
+        "--max-users",
+        "40",
+        "--history-len",
+        "3",
+    ];
+    let small = [
+        "--steps",
+        "1",
+        "--prompts-per-step",
+        "2",
+        "--group-size",
+        "2",
+        "--reference-lists",
+        "2",
+        "--align-k",
+        "3",
+        "--valid-users",
+        "3",
+        "--dashboard",
+        "plain",
+    ];
+    let run = |args: &[&str]| {
+        let o = blade(args, dir.path());
+        assert!(o.status.success(), "{args:?}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mut sft = vec![
+        "train",
+        "--policy",
+        "llm",
+        "--weights",
+        g,
+        "--method",
+        "sft",
+        "--out",
+        "llm-sft",
+        "--epochs",
+        "1",
+        "--llm-train-prompts",
+        "8",
+        "--llm-valid-users",
+        "3",
+        "--list-len",
+        "3",
+    ];
+    sft.extend(slice);
+    run(&sft);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("llm-sft/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["kind"], "llm");
+    let mut align = vec![
+        "train", "--method", "grpo", "--init", "llm-sft", "--out", "llm-grpo",
+    ];
+    align.extend(small);
+    run(&align);
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("llm-grpo/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (manifest["kind"].as_str(), manifest["method"].as_str()),
+        (Some("llm"), Some("grpo"))
+    );
+
+    let out = run(&[
+        "eval",
+        "--run",
+        "llm-sft",
+        "--run",
+        "llm-grpo",
+        "--max-eval-users",
+        "3",
+        "--ks",
+        "3",
+    ]);
+    assert!(
+        out.contains("llm:llm-sft") && out.contains("llm:llm-grpo"),
+        "{out}"
+    );
+    let ds: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("llm-sft/run.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(ds["data"]["max_items"], 24);
+    let out = run(&[
+        "recommend",
+        "--run",
+        "llm-grpo",
+        "--user",
+        "u001",
+        "--k",
+        "3",
+    ]);
+    assert!(
+        out.contains("top-3 recommendations") && out.contains("  1. Item "),
+        "{out}"
+    );
+
+    let mut cmp = vec![
+        "compare",
+        "--init",
+        "llm-sft",
+        "--out",
+        "cmp",
+        "--methods",
+        "sft,grpo",
+        "--seeds",
+        "1",
+        "--max-eval-users",
+        "3",
+    ];
+    cmp.extend(small);
+    run(&cmp);
+    let md = std::fs::read_to_string(dir.path().join("cmp/results.md")).unwrap();
+    assert!(
+        md.contains("llm policy") && md.contains("| grpo |") && md.contains("| sft |"),
+        "{md}"
+    );
+    assert!(dir.path().join("cmp/reward.svg").exists());
+
+    let out = run(&[
+        "bench",
+        "--init",
+        "llm-sft",
+        "--out",
+        "bench",
+        "--steps",
+        "2",
+        "--prompts",
+        "2",
+        "--list-len",
+        "3",
+    ]);
+    assert!(
+        out.contains("llm policy") && out.contains("blade / bon-static step time"),
+        "{out}"
+    );
+
+    let mut demo = vec![
+        "demo",
+        "--policy",
+        "llm",
+        "--weights",
+        g,
+        "--out",
+        "demo",
+        "--epochs",
+        "1",
+        "--align-steps",
+        "1",
+        "--methods",
+        "blade",
+        "--llm-train-prompts",
+        "8",
+        "--llm-valid-users",
+        "3",
+        "--max-eval-users",
+        "3",
+        "--list-len",
+        "3",
+    ];
+    demo.extend(slice);
+    let out = run(&demo);
+    assert!(
+        out.contains("| blade |") && out.contains("| sft |"),
+        "{out}"
+    );
+
+    // a manifest without `kind` (an older blade) is refused with what to add, not guessed
+    let old = dir.path().join("llm-sft/run.json");
+    let text = std::fs::read_to_string(&old)
+        .unwrap()
+        .replace("\"kind\": \"llm\",", "");
+    std::fs::write(&old, text).unwrap();
+    let o = blade(&["eval", "--run", "llm-sft"], dir.path());
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("\"kind\": \"llm\""), "{}", stderr(&o));
+}

@@ -7,8 +7,8 @@ use std::path::Path;
 
 use blade_core::align::{
     prompt_pool, train_align, AdvantageScaling, AlignConfig, AlignInputs, AlignOutcome,
-    AlignPolicy, DynamicSampling, KlEstimator, LrSchedule, Method, OptimConfig, PromptPool,
-    StepRecord, BEST_DIR,
+    AlignPolicy, DynamicSampling, KlEstimator, LossAggregation, LrSchedule, Method, OptimConfig,
+    PromptPool, RatioLevel, StepRecord, BEST_DIR,
 };
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::Dashboard;
@@ -134,6 +134,43 @@ fn every_option_changes_what_it_should() {
         &inputs,
     );
     assert_ne!(step1(&ent).loss, step1(&group).loss);
+    // token-level and GSPO ratios: same rollouts, another surrogate; the aggregations weigh
+    // the tokens differently, and a zero clip range clips every moved GSPO ratio
+    let token = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_ratio(RatioLevel::Token))),
+        &inputs,
+    );
+    let dapo = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| {
+            c.with_ratio(RatioLevel::Token)
+                .with_loss_agg(LossAggregation::SeqMeanTokenSumNorm)
+        })),
+        &inputs,
+    );
+    let gspo = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| c.with_ratio(RatioLevel::Gspo))),
+        &inputs,
+    );
+    for r in [&token, &dapo, &gspo] {
+        assert_eq!(step1(r).reward, step1(&group).reward);
+        assert!(step1(r).loss.is_finite());
+    }
+    assert_ne!(step1(&token).loss, step1(&group).loss);
+    assert_ne!(step1(&gspo).loss, step1(&group).loss);
+    assert_ne!(step1(&token).loss, step1(&dapo).loss);
+    let tight_gspo = run(
+        &base(Method::Grpo, 1).with_optim(o(|c| {
+            c.with_ratio(RatioLevel::Gspo)
+                .with_clip_low(0.0)
+                .with_clip_high(0.0)
+        })),
+        &inputs,
+    );
+    assert!(
+        step1(&tight_gspo).clip_frac > 0.9,
+        "{}",
+        step1(&tight_gspo).clip_frac
+    );
     let no_kl = run(
         &base(Method::Grpo, 1).with_optim(o(|c| c.with_beta_kl(0.0))),
         &inputs,

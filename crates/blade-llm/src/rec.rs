@@ -22,7 +22,9 @@ use std::collections::HashSet;
 use blade_core::batch::PromptBatch;
 use blade_core::error::CoreError;
 use blade_core::policy::sampling::{greedy_pick, sample_pick};
-use blade_core::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec};
+use blade_core::policy::{
+    DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec, TokenLogProbs,
+};
 use blade_data::ItemId;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
@@ -684,6 +686,16 @@ impl Policy for LlmPolicy {
 
     /// Differentiable trie-renormalised log-probabilities of `lists[i]` given prompt `i`.
     fn log_prob(&self, prompts: &PromptBatch, lists: &[Vec<ItemId>]) -> CoreResult<Tensor<1>> {
+        Ok(self.token_log_probs(prompts, lists)?.sum())
+    }
+
+    /// One token per title token of the written list (separators included), trie-renormalised;
+    /// the mask marks each row's real tokens.
+    fn token_log_probs(
+        &self,
+        prompts: &PromptBatch,
+        lists: &[Vec<ItemId>],
+    ) -> CoreResult<TokenLogProbs> {
         if lists.len() != prompts.len() {
             return Err(CoreError::Config(format!(
                 "{} lists for {} prompts",
@@ -724,7 +736,10 @@ impl Policy for LlmPolicy {
         }
         let t_len = seqs.iter().map(Vec::len).max().unwrap_or(0);
         if t_len == 0 {
-            return Ok(Tensor::zeros([n], &device));
+            return Ok(TokenLogProbs {
+                values: Tensor::zeros([n, 1], &device),
+                mask: Tensor::zeros([n, 1], &device),
+            });
         }
         let filler = self.ctx.tokenizer.eos().unwrap_or(0);
         // prefill the distinct prompts; the last position predicts each list's first token
@@ -764,6 +779,9 @@ impl Policy for LlmPolicy {
         let lp = log_softmax(sub, 2)
             .slice([0..n, 0..t_len, 0..1])
             .reshape([n, t_len]);
-        Ok((lp * valid).sum_dim(1).reshape([n]))
+        Ok(TokenLogProbs {
+            values: lp * valid.clone(),
+            mask: valid,
+        })
     }
 }

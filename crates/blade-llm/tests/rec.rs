@@ -83,6 +83,22 @@ fn sampled_lists_are_valid_and_their_log_probs_match_the_full_pass() {
         assert!(a.is_finite() && *a < 0.0);
         assert!((a - b).abs() < 1e-3, "log_prob {a} vs sampled {b}");
     }
+    // per title token: real tokens only, each a log-probability, summing to the list's
+    let toks = p.token_log_probs(&rep, &roll.lists).unwrap();
+    let [n, t] = toks.values.dims();
+    assert_eq!(n, 9);
+    assert!(t >= 4, "at least one token per title");
+    let mask: Vec<f32> = toks.mask.clone().into_data().try_to_vec::<f32>().unwrap();
+    let vals: Vec<f32> = toks.values.clone().into_data().try_to_vec::<f32>().unwrap();
+    assert!(mask.iter().all(|&m| m == 0.0 || m == 1.0));
+    assert!(vals
+        .iter()
+        .zip(&mask)
+        .all(|(v, m)| *v <= 1e-6 && (*m == 1.0 || *v == 0.0)));
+    let summed: Vec<f32> = toks.sum().into_data().try_to_vec::<f32>().unwrap();
+    for (a, b) in summed.iter().zip(&lp) {
+        assert!((a - b).abs() < 1e-4, "token sum {a} vs log_prob {b}");
+    }
     // sampling is reproducible from the seed
     let again = p
         .sample(&prompts(), &spec, &mut StdRng::seed_from_u64(3))

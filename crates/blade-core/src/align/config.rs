@@ -36,6 +36,58 @@ impl FromStr for AdvantageScaling {
     }
 }
 
+/// Where the importance ratio of the clipped surrogate is taken (docs/METHOD.md section 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RatioLevel {
+    /// One ratio per list, `exp(log pi(y) - log pi_old(y))` (the list is the action).
+    Sequence,
+    /// One ratio per token (an item slot, or an LLM title token), clipped token by token (PPO,
+    /// GRPO as published); the per-token terms are combined by [`LossAggregation`].
+    Token,
+    /// One length-normalised ratio per list, `exp(mean_t (log pi - log pi_old))` (GSPO).
+    Gspo,
+}
+
+impl FromStr for RatioLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sequence" => Ok(Self::Sequence),
+            "token" => Ok(Self::Token),
+            "gspo" => Ok(Self::Gspo),
+            _ => Err(format!("`{s}`: expected sequence, token or gspo")),
+        }
+    }
+}
+
+/// How token-level surrogate terms are combined into the loss (`--ratio token` only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LossAggregation {
+    /// Mean over each list's tokens, then over lists (GRPO as published).
+    SeqMeanTokenMean,
+    /// Sum over all tokens of the batch divided by their number (DAPO's token-mean).
+    TokenMean,
+    /// Sum over each list's tokens divided by the batch's longest list, then mean over lists
+    /// (Dr. GRPO: no length normalisation per list).
+    SeqMeanTokenSumNorm,
+}
+
+impl FromStr for LossAggregation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "seq-mean-token-mean" => Ok(Self::SeqMeanTokenMean),
+            "token-mean" => Ok(Self::TokenMean),
+            "seq-mean-token-sum-norm" => Ok(Self::SeqMeanTokenSumNorm),
+            _ => Err(format!(
+                "`{s}`: expected seq-mean-token-mean, token-mean or seq-mean-token-sum-norm"
+            )),
+        }
+    }
+}
+
 /// The KL estimator of the penalty to the reference, per list (Schulman's note, METHOD.md 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -177,6 +229,12 @@ pub struct OptimConfig {
     /// Upper clip range: ratios above `1 + clip_high` are clipped (DAPO's clip-higher).
     #[config(default = 0.2)]
     pub clip_high: f32,
+    /// Where the importance ratio is taken: per list, per token, or GSPO's normalised list ratio.
+    #[config(default = "RatioLevel::Sequence")]
+    pub ratio: RatioLevel,
+    /// How token-level terms are combined (with `ratio = token`).
+    #[config(default = "LossAggregation::SeqMeanTokenMean")]
+    pub loss_agg: LossAggregation,
     /// Weight of the KL penalty to the reference (0 allowed).
     #[config(default = 0.05)]
     pub beta_kl: f32,

@@ -5,7 +5,8 @@
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
-use super::config::{AdvantageScaling, KlEstimator, OptimConfig};
+use super::config::{AdvantageScaling, KlEstimator, LossAggregation, OptimConfig, RatioLevel};
+use crate::policy::TokenLogProbs;
 
 /// Mean and (population) standard deviation of a group.
 fn mean_std(grp: &[f64]) -> (f64, f64) {
@@ -128,6 +129,76 @@ pub fn clipped_surrogate(
     Ok((s1.min_pair(s2).mean().neg(), stats))
 }
 
+/// The clipped surrogate with token-level or GSPO ratios (docs/METHOD.md section 5). `new` are
+/// the policy's per-token log-probabilities, `old` the same at the start of the step (detached;
+/// the sampling policy), `adv` one advantage per list, shared by its tokens.
+///
+/// - `Token`: `rho_t = exp(new_t - old_t)`, `s_t = min(rho_t A, clip(rho_t) A)`, combined by
+///   `o.loss_agg`;
+/// - `Gspo`: `rho = exp(sum_t m_t (new_t - old_t) / sum_t m_t)` per list, clipped per list.
+pub fn token_surrogate(
+    new: &TokenLogProbs,
+    old: &Tensor<2>,
+    adv: &[f32],
+    o: &OptimConfig,
+) -> crate::Result<(Tensor<1>, ClipStats)> {
+    let [n, t] = new.values.dims();
+    let device = new.values.device();
+    let mask = new.mask.clone();
+    let a = vec_tensor(adv, &device);
+    let (lo, hi) = (o.clip_low, o.clip_high);
+    let diff = (new.values.clone() - old.clone()) * mask.clone();
+    let (ratio, a_b, m) = match o.ratio {
+        RatioLevel::Gspo => {
+            let len = mask.clone().sum_dim(1).clamp_min(1.0);
+            let mean = (diff.sum_dim(1) / len).reshape([n, 1]);
+            (
+                mean.clamp(-20.0, 20.0).exp(),
+                a.reshape([n, 1]),
+                Tensor::ones([n, 1], &device),
+            )
+        }
+        _ => (
+            diff.clamp(-20.0, 20.0).exp(),
+            a.reshape([n, 1]).expand([n, t]),
+            mask.clone(),
+        ),
+    };
+    // clip statistics over real tokens (or lists)
+    let width = ratio.dims()[1];
+    let r = super::host(ratio.clone().reshape([n * width]))?;
+    let mh = super::host(m.clone().reshape([n * width]))?;
+    let (mut real, mut frac, mut low, mut high) = (0.0, 0.0, 0.0, 0.0);
+    for (i, (&x, &mm)) in r.iter().zip(&mh).enumerate() {
+        if mm == 0.0 {
+            continue;
+        }
+        let adv_i = adv[i / width.max(1)];
+        real += 1.0;
+        frac += f64::from(u8::from(x - 1.0 < -lo || x - 1.0 > hi));
+        low += f64::from(u8::from(x - 1.0 < -lo && adv_i < 0.0));
+        high += f64::from(u8::from(x - 1.0 > hi && adv_i > 0.0));
+    }
+    let real_n: f64 = real;
+    let stats = ClipStats {
+        clip_frac: frac / real_n.max(1.0),
+        clip_low: low / real_n.max(1.0),
+        clip_high: high / real_n.max(1.0),
+    };
+    let s1 = ratio.clone() * a_b.clone();
+    let s2 = ratio.clamp(1.0 - lo, 1.0 + hi) * a_b;
+    let per = s1.min_pair(s2) * m.clone(); // [n, t] (or [n, 1])
+    let loss = match (o.ratio, o.loss_agg) {
+        (RatioLevel::Gspo, _) | (_, LossAggregation::SeqMeanTokenMean) => {
+            let len = m.sum_dim(1).clamp_min(1.0);
+            (per.sum_dim(1) / len).mean()
+        }
+        (_, LossAggregation::TokenMean) => per.sum() / (real_n.max(1.0) as f32),
+        (_, LossAggregation::SeqMeanTokenSumNorm) => per.sum_dim(1).mean() / t.max(1) as f32,
+    };
+    Ok((loss.reshape([1]).neg(), stats))
+}
+
 /// The per-list KL estimate of `KL(pi_theta || pi_ref)` averaged over the batch.
 pub fn kl_estimate(
     new_logp: &Tensor<1>,
@@ -176,6 +247,81 @@ mod tests {
         assert!(tiny.iter().all(|x| x.abs() < 1e-5), "{tiny:?}");
         let huge = advantages(&[0.0, 1e-9], 2, AdvantageScaling::Group, 1e-9);
         assert!(huge[1] > 0.3, "a tiny floor amplifies residue: {huge:?}");
+    }
+
+    #[cfg(feature = "flex")]
+    fn toks(values: Vec<f32>, mask: Vec<f32>, n: usize) -> TokenLogProbs {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        let t = values.len() / n;
+        TokenLogProbs {
+            values: Tensor::<2>::from_data(TensorData::new(values, [n, t]), &device),
+            mask: Tensor::<2>::from_data(TensorData::new(mask, [n, t]), &device),
+        }
+    }
+
+    #[cfg(feature = "flex")]
+    fn scalar(t: Tensor<1>) -> f64 {
+        f64::from(super::super::host(t).unwrap()[0])
+    }
+
+    #[cfg(feature = "flex")]
+    #[test]
+    fn token_level_surrogates_aggregate_as_documented() {
+        // two lists: 3 real tokens and 1 real token (+ 2 padding), advantages 1 and -2
+        let new = toks(
+            vec![-1.0, -2.0, -0.5, -1.0, 0.0, 0.0],
+            vec![1., 1., 1., 1., 0., 0.],
+            2,
+        );
+        let old = new.values.clone();
+        let adv = [1.0f32, -2.0];
+        let o = |r, a| OptimConfig::new().with_ratio(r).with_loss_agg(a);
+        let at = |r, a| token_surrogate(&new, &old, &adv, &o(r, a)).unwrap();
+        // on-policy every ratio is 1: the loss is minus the aggregated advantages
+        let (l, st) = at(RatioLevel::Token, LossAggregation::SeqMeanTokenMean);
+        assert!((scalar(l) - 0.5).abs() < 1e-6, "-(1 + -2)/2");
+        assert_eq!(st.clip_frac, 0.0);
+        let (l, _) = at(RatioLevel::Token, LossAggregation::TokenMean);
+        assert!(
+            (scalar(l) - -(3.0 - 2.0) / 4.0).abs() < 1e-6,
+            "over the 4 real tokens"
+        );
+        let (l, _) = at(RatioLevel::Token, LossAggregation::SeqMeanTokenSumNorm);
+        assert!(
+            (scalar(l) - -(3.0 - 2.0) / 2.0 / 3.0).abs() < 1e-6,
+            "sums over width 3"
+        );
+        let (l, _) = at(RatioLevel::Gspo, LossAggregation::TokenMean);
+        assert!((scalar(l) - 0.5).abs() < 1e-6, "GSPO: one ratio per list");
+
+        // moved: list 0 by +0.5 per token (ratio e^0.5, clipped at 1.2 for A > 0), list 1's
+        // padding moved (must not count)
+        let moved = toks(
+            vec![-0.5, -1.5, 0.0, -1.0, 3.0, 3.0],
+            vec![1., 1., 1., 1., 0., 0.],
+            2,
+        );
+        let (l, st) = token_surrogate(
+            &moved,
+            &old,
+            &adv,
+            &o(RatioLevel::Token, LossAggregation::TokenMean),
+        )
+        .unwrap();
+        assert!(
+            (st.clip_high - 0.75).abs() < 1e-9 && st.clip_low == 0.0,
+            "{st:?}"
+        );
+        assert!((scalar(l) - -(3.0 * 1.2 - 2.0) / 4.0).abs() < 1e-5);
+        let (l, st) = token_surrogate(
+            &moved,
+            &old,
+            &adv,
+            &o(RatioLevel::Gspo, LossAggregation::TokenMean),
+        )
+        .unwrap();
+        assert!((st.clip_high - 0.5).abs() < 1e-9, "{st:?}");
+        assert!((scalar(l) - -(1.2 - 2.0) / 2.0).abs() < 1e-5);
     }
 
     #[test]

@@ -34,8 +34,8 @@ use blade_data::Split;
 use burn::prelude::*;
 
 pub use config::{
-    AdvantageScaling, AlignConfig, DynamicSampling, KlEstimator, LrSchedule, OptimConfig,
-    PromptPool,
+    AdvantageScaling, AlignConfig, DynamicSampling, KlEstimator, LossAggregation, LrSchedule,
+    OptimConfig, PromptPool, RatioLevel,
 };
 pub use methods::{Method, MethodConfig, Objective, Signal};
 pub use policy::AlignPolicy;

@@ -84,7 +84,7 @@ impl AlignPolicy for ItemLm {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::Recommender;
+    use crate::policy::{Policy, Recommender};
     use crate::{ItemLmConfig, PromptBatch};
 
     #[cfg(feature = "flex")]
@@ -130,6 +130,13 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(host(&model), host(&back));
+        // per-slot log-probabilities: one per item, summing to the list's
+        let toks = model.token_log_probs(&prompts, &lists).unwrap();
+        assert_eq!(toks.values.dims(), [3, 3]);
+        let summed = toks.sum().into_data().try_to_vec::<f32>().unwrap();
+        for (a, b) in summed.iter().zip(host(&model)) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
         // the trainer's copy lives on the autodiff device and loads the same weights
         let trained = ItemLm::load_run(&out, &device.clone().autodiff()).unwrap();
         assert_eq!(host(&model), host(&trained.valid()));

@@ -11,9 +11,9 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::config::{AlignConfig, DynamicSampling};
+use super::config::{AlignConfig, DynamicSampling, RatioLevel};
 use super::loss::{entropy_surrogate, kl_estimate, mean_group_std, vec_tensor, zero_spread_share};
-use super::methods::{LossInputs, Objective, Signal};
+use super::methods::{LossInputs, Objective, Signal, TokenInputs};
 use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord};
 use super::reference::{ceilings, reference_cache, ReferenceCache};
 use super::rollout::{batch_of, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
@@ -250,8 +250,19 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             let kl_ref = self.objective.kl_reference(&self.reference);
             host(kl_ref.log_prob(&prompts, &scored.lists)?)?
         };
+        // token-level ratios: the sampling policy's per-token log-probabilities are the
+        // policy's own before the first update of the step (the same weights), detached
+        let mut old_tokens: Option<Tensor<2>> = None;
         for epoch in 0..cfg.inner_epochs {
-            let new_logp = self.policy.log_prob(&prompts, &scored.lists)?;
+            let (new_logp, tokens) = if o.ratio == RatioLevel::Sequence {
+                (self.policy.log_prob(&prompts, &scored.lists)?, None)
+            } else {
+                let t = self.policy.token_log_probs(&prompts, &scored.lists)?;
+                if old_tokens.is_none() {
+                    old_tokens = Some(t.values.clone().detach());
+                }
+                (t.sum(), Some(t))
+            };
             let refp = vec_tensor(&ref_logp, &new_logp.device());
             let inputs = LossInputs {
                 g: scored.g,
@@ -260,6 +271,10 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                 ref_logp: &refp,
                 signal,
                 optim: o,
+                tokens: match (&tokens, &old_tokens) {
+                    (Some(new), Some(old)) => Some(TokenInputs { new, old }),
+                    _ => None,
+                },
             };
             let (main, parts) = self.objective.loss(&new_logp, &inputs)?;
             let kl = kl_estimate(&new_logp, &refp, o.kl);

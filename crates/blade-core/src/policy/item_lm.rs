@@ -26,7 +26,7 @@ use rand::rngs::StdRng;
 use crate::batch::PromptBatch;
 use crate::error::CoreError;
 use crate::policy::sampling::{beam_step, blocked, greedy_pick, sample_pick, Beam};
-use crate::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec};
+use crate::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec, TokenLogProbs};
 
 /// Additive logit mask for disallowed items: large and finite so that `log_softmax` stays
 /// finite even in a (never sampled) fully masked row.
@@ -400,6 +400,15 @@ impl Policy for ItemLm {
     }
 
     fn log_prob(&self, prompts: &PromptBatch, lists: &[Vec<ItemId>]) -> crate::Result<Tensor<1>> {
+        Ok(self.token_log_probs(prompts, lists)?.sum())
+    }
+
+    /// One token per list slot: `[lists, K]`, every slot real.
+    fn token_log_probs(
+        &self,
+        prompts: &PromptBatch,
+        lists: &[Vec<ItemId>],
+    ) -> crate::Result<TokenLogProbs> {
         if prompts.len() != lists.len() {
             return Err(CoreError::Config(format!(
                 "log_prob: {} prompts but {} lists",
@@ -442,6 +451,9 @@ impl Policy for ItemLm {
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, k]), &device);
         let logp = log_softmax(logits + mask, 2);
         let picked = logp.gather(2, labels.unsqueeze_dim::<3>(2)).reshape([n, k]);
-        Ok(picked.sum_dim(1).reshape([n]))
+        Ok(TokenLogProbs {
+            values: picked,
+            mask: Tensor::ones([n, k], &device),
+        })
     }
 }

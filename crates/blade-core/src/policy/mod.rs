@@ -108,4 +108,43 @@ pub trait Policy: Recommender {
     /// # Shapes
     /// - output: `[lists.len()]`
     fn log_prob(&self, prompts: &PromptBatch, lists: &[Vec<ItemId>]) -> Result<Tensor<1>>;
+
+    /// Differentiable log-probabilities of the given lists token by token: what token-level
+    /// importance ratios and loss aggregation need (docs/METHOD.md section 5). A token is
+    /// whatever the policy emits one softmax at a time: an item slot for the item-level model,
+    /// a title token for an LLM. The row sums of `values * mask` equal [`Policy::log_prob`].
+    ///
+    /// The default treats the whole list as one token (`[lists.len(), 1]`).
+    fn token_log_probs(
+        &self,
+        prompts: &PromptBatch,
+        lists: &[Vec<ItemId>],
+    ) -> Result<TokenLogProbs> {
+        let values = self.log_prob(prompts, lists)?;
+        let n = values.dims()[0];
+        let mask = Tensor::ones([n, 1], &values.device());
+        Ok(TokenLogProbs {
+            values: values.reshape([n, 1]),
+            mask,
+        })
+    }
+}
+
+/// Per-token log-probabilities of a batch of lists.
+#[derive(Debug, Clone)]
+pub struct TokenLogProbs {
+    /// `[lists, T]`: log-probability of each list's `t`-th token (0 past its end).
+    pub values: Tensor<2>,
+    /// `[lists, T]`: 1 for a real token, 0 for padding.
+    pub mask: Tensor<2>,
+}
+
+impl TokenLogProbs {
+    /// The list log-probabilities, `[lists]`.
+    pub fn sum(&self) -> Tensor<1> {
+        let n = self.values.dims()[0];
+        (self.values.clone() * self.mask.clone())
+            .sum_dim(1)
+            .reshape([n])
+    }
 }

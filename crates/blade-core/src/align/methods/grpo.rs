@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{raw_values, LossInputs, LossParts, Objective, Signal};
 use crate::align::config::OptimConfig;
-use crate::align::loss::{advantages, clipped_surrogate};
+use crate::align::config::RatioLevel;
+use crate::align::loss::{advantages, clipped_surrogate, token_surrogate};
 use crate::align::policy::AlignPolicy;
 use crate::align::rollout::ScoredGroups;
 use crate::target::BayesianTarget;
@@ -30,12 +31,13 @@ pub(crate) fn pg_loss(
     new_logp: &Tensor<1>,
     inputs: &LossInputs,
 ) -> crate::Result<(Tensor<1>, LossParts)> {
-    let (pg, clip) = clipped_surrogate(
-        new_logp,
-        inputs.old_logp,
-        &inputs.signal.advantages,
-        inputs.optim,
-    )?;
+    let adv = &inputs.signal.advantages;
+    let (pg, clip) = match (inputs.optim.ratio, inputs.tokens) {
+        (RatioLevel::Token | RatioLevel::Gspo, Some(t)) => {
+            token_surrogate(t.new, t.old, adv, inputs.optim)?
+        }
+        _ => clipped_surrogate(new_logp, inputs.old_logp, adv, inputs.optim)?,
+    };
     Ok((pg, LossParts { clip }))
 }
 

@@ -274,6 +274,18 @@ pub struct LossInputs<'a> {
     pub signal: &'a Signal,
     /// The shared optimisation settings (clip ranges).
     pub optim: &'a OptimConfig,
+    /// Per-token log-probabilities, now and at the start of the step, when the ratio is taken
+    /// per token or GSPO's way (`optim.ratio`); `None` for list-level ratios.
+    pub tokens: Option<TokenInputs<'a>>,
+}
+
+/// The per-token log-probabilities a token-level surrogate needs.
+#[derive(Clone, Copy)]
+pub struct TokenInputs<'a> {
+    /// The policy's, with gradients.
+    pub new: &'a crate::policy::TokenLogProbs,
+    /// The sampling policy's (detached), same shape.
+    pub old: &'a Tensor<2>,
 }
 
 /// Scalars a method's loss term reports.

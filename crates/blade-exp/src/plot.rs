@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use anyhow::{anyhow, Result};
+use blade_core::{CoreError, Result};
 use plotters::prelude::*;
 
 /// One named series of (x, y) points.
@@ -63,7 +63,7 @@ pub fn line_chart(
     markers: bool,
 ) -> Result<()> {
     let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
-    let err = |e: &dyn std::fmt::Display| anyhow!("{}: {e}", path.display());
+    let err = |e: &dyn std::fmt::Display| CoreError::file(path, e);
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (x0, x1, y0, y1) = bounds(series);
     let mut chart = ChartBuilder::on(&root)

@@ -1,0 +1,552 @@
+//! Multi-seed comparisons: several methods aligned from one SFT run (of either policy kind)
+//! over several seeds into one results folder, with tables (mean ± std over seeds), every run's
+//! curves, SVG pictures with the static ceilings, and accuracy-vs-fairness/diversity fronts.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use blade_core::align::reference::read_json;
+use blade_core::align::{
+    read_curves, AlignConfig, AlignInputs, AlignSummary, Ceilings, Method, StepRecord,
+};
+use blade_core::policy::bon::best_of_n_lists;
+use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
+use blade_core::sft::write_atomic;
+use blade_core::{CoreError, Dashboard, EvalConfig, EvalReport, Evaluator, Result};
+use blade_data::{EvalCase, Split};
+use burn::tensor::Device;
+use serde::Serialize;
+
+use crate::plot::{line_chart, Series};
+use crate::run::{align_run, open_run, Checkpoint, RunManifest};
+use crate::table::mean_std;
+
+/// What to compare.
+pub struct CompareSpec<'a> {
+    /// The SFT run every method starts from (item-level or LLM).
+    pub init: &'a Path,
+    /// Methods: `sft` (the reference itself) and alignment method names.
+    pub methods: &'a [String],
+    /// Seeds; each alignment method runs once per seed.
+    pub seeds: &'a [u64],
+    /// Results folder (runs go to `runs/<method>-s<seed>`).
+    pub out: &'a Path,
+    /// The training reward spec.
+    pub reward: &'a str,
+    /// Also add a best-of-N-at-inference row with this N (0 = none).
+    pub bon_inference: usize,
+    /// Composite weights of the fronts (empty = none).
+    pub lambdas: &'a [f32],
+    /// Methods whose fronts are traced (first seed only).
+    pub front_methods: &'a [String],
+    /// Evaluate only the first N test users (e.g. for an LLM policy on a CPU).
+    pub max_eval_users: Option<usize>,
+    /// The alignment settings of a method and seed.
+    pub config: &'a dyn Fn(Method, u64) -> Result<AlignConfig>,
+    /// Dashboard of each alignment run.
+    pub dashboard: Dashboard,
+    /// The device.
+    pub device: &'a Device,
+    /// Progress lines (`== method seed`), e.g. printed by the caller.
+    pub log: &'a dyn Fn(&str),
+}
+
+/// One (method, seed) result.
+#[derive(Debug, Clone, Serialize)]
+pub struct Cell {
+    /// The method.
+    pub method: String,
+    /// The seed.
+    pub seed: u64,
+    /// Its test report.
+    pub report: EvalReport,
+}
+
+/// What a comparison produced (also written into its folder).
+pub struct CompareOutcome {
+    /// `results.md`.
+    pub markdown: String,
+    /// Every (method, seed) report.
+    pub cells: Vec<Cell>,
+}
+
+struct Ctx<'a> {
+    s: &'a CompareSpec<'a>,
+    split: &'a Split,
+    catalog: &'a CatalogInfo,
+    ev: &'a Evaluator,
+    cases: &'a [EvalCase],
+}
+
+fn is_accuracy(spec: &str) -> bool {
+    ["ndcg", "recall", "mrr", "hit"]
+        .iter()
+        .any(|t| spec.contains(t))
+}
+
+fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<EvalReport> {
+    Ok(c.ev.evaluate(rec, c.cases, &mut |_, _| {})?.0)
+}
+
+/// Trains (or reuses a finished run of) one method with one reward and seed, then evaluates
+/// its best checkpoint on validation, as `blade eval` does by default.
+fn run_one(
+    c: &Ctx,
+    method: Method,
+    reward: &dyn ListReward,
+    seed: u64,
+    dir: &Path,
+) -> Result<(EvalReport, Vec<StepRecord>)> {
+    let cfg = (c.s.config)(method, seed)?;
+    // reuse a finished run only if it was trained with these settings *and* this reward
+    let same_reward = read_json::<AlignSummary>(&dir.join("summary.json"))
+        .is_ok_and(|s| s.reward == reward.name());
+    let done = same_reward
+        && std::fs::read_to_string(dir.join("align.json")).ok() == serde_json::to_string(&cfg).ok();
+    if !done {
+        let inputs = AlignInputs {
+            split: c.split,
+            catalog: c.catalog,
+            reward,
+            init: c.s.init,
+            device: c.s.device,
+        };
+        (c.s.log)(&format!(
+            "== {} seed {seed} ({})",
+            method.name(),
+            reward.name()
+        ));
+        align_run(&cfg, &inputs, dir, c.s.dashboard, false)?;
+    }
+    let curves = read_curves(&dir.join("curves.csv"))?;
+    let run = open_run(dir, Checkpoint::Best, c.s.device)?.named(method.name());
+    Ok((evaluate(c, &run)?, curves))
+}
+
+const TABLE_METRICS: &[&str] = &[
+    "recall",
+    "ndcg",
+    "mrr",
+    "mgu",
+    "dgu",
+    "ild",
+    "div_ratio",
+    "or_ratio",
+    "coverage",
+    "tail_share",
+];
+
+/// Markdown (mean ± std over seeds) and CSV of every metric, per method and mode.
+pub fn seed_tables(cells: &[Cell], order: &[String], ks: &[usize]) -> (String, String) {
+    let mut md = String::new();
+    let mut csv = String::from("method,mode,metric,mean,std,seeds\n");
+    for (mode, pick) in [("generation", true), ("full-rank", false)] {
+        for &k in ks {
+            let cols: Vec<String> = TABLE_METRICS.iter().map(|m| format!("{m}@{k}")).collect();
+            md.push_str(&format!(
+                "\n**{mode}, @{k}** (mean ± std over seeds)\n\n| method | {} |\n|---|{}\n",
+                cols.join(" | "),
+                "---:|".repeat(cols.len())
+            ));
+            for m in order {
+                let mine: Vec<&Cell> = cells.iter().filter(|c| &c.method == m).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let mut row = Vec::new();
+                for col in &cols {
+                    let vals: Vec<f64> = mine
+                        .iter()
+                        .filter_map(|c| {
+                            if pick {
+                                c.report.generation.get(col)
+                            } else {
+                                c.report.full_ranking.get(col)
+                            }
+                        })
+                        .collect();
+                    let (mean, std) = mean_std(&vals);
+                    row.push(format!("{mean:.4} ± {std:.4}"));
+                    csv.push_str(&format!("{m},{mode},{col},{mean},{std},{}\n", vals.len()));
+                }
+                md.push_str(&format!("| {m} | {} |\n", row.join(" | ")));
+            }
+        }
+    }
+    (md, csv)
+}
+
+fn seed_mean(curves: &[&Vec<StepRecord>], f: impl Fn(&StepRecord) -> f64) -> Vec<(f64, f64)> {
+    let len = curves.iter().map(|c| c.len()).min().unwrap_or(0);
+    (1..len)
+        .map(|i| {
+            let v: Vec<f64> = curves.iter().map(|c| f(&c[i])).collect();
+            (curves[0][i].step as f64, mean_std(&v).0)
+        })
+        .collect()
+}
+
+/// Runs a comparison into `spec.out`.
+pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
+    if spec.seeds.is_empty() || spec.methods.is_empty() {
+        return Err(CoreError::Config(
+            "--methods and --seeds must not be empty".into(),
+        ));
+    }
+    let info = RunManifest::load_sft(spec.init)?;
+    let (ds, split) = info.data.dataset_and_split()?;
+    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let reward = parse_reward(spec.reward, &catalog)
+        .map_err(|e| CoreError::Config(format!("--reward {e}")))?;
+    let methods: Vec<Option<Method>> = spec
+        .methods
+        .iter()
+        .map(|m| {
+            if m == "sft" {
+                Ok(None)
+            } else {
+                m.parse()
+                    .map(Some)
+                    .map_err(|e: String| CoreError::Config(format!("--methods {m}: {e}")))
+            }
+        })
+        .collect::<Result<_>>()?;
+    let ev = Evaluator::new(
+        &ds,
+        &split,
+        EvalConfig {
+            batch_size: info.kind.eval_batch_size(),
+            ..EvalConfig::default()
+        },
+    )?;
+    let n_cases = spec
+        .max_eval_users
+        .unwrap_or(usize::MAX)
+        .min(split.test.len());
+    let c = Ctx {
+        s: spec,
+        split: &split,
+        catalog: &catalog,
+        ev: &ev,
+        cases: &split.test[..n_cases],
+    };
+    let runs_dir = spec.out.join("runs");
+    std::fs::create_dir_all(&runs_dir).map_err(|e| CoreError::file(&runs_dir, e))?;
+
+    let mut cells = Vec::new();
+    let mut curves: BTreeMap<String, Vec<(u64, Vec<StepRecord>)>> = BTreeMap::new();
+    let mut order = Vec::new();
+    for method in methods {
+        let Some(method) = method else {
+            let sft = open_run(spec.init, Checkpoint::Best, spec.device)?.named("sft");
+            let report = evaluate(&c, &sft)?;
+            for &seed in spec.seeds {
+                cells.push(Cell {
+                    method: "sft".into(),
+                    seed,
+                    report: report.clone(),
+                });
+            }
+            order.push("sft".to_string());
+            continue;
+        };
+        for &seed in spec.seeds {
+            let dir = runs_dir.join(format!("{}-s{seed}", method.name()));
+            let (report, cv) = run_one(&c, method, reward.as_ref(), seed, &dir)?;
+            cells.push(Cell {
+                method: method.name().into(),
+                seed,
+                report,
+            });
+            curves
+                .entry(method.name().into())
+                .or_default()
+                .push((seed, cv));
+        }
+        order.push(method.name().to_string());
+    }
+    if spec.bon_inference > 0 {
+        let sft = open_run(spec.init, Checkpoint::Best, spec.device)?;
+        let oracle = is_accuracy(spec.reward);
+        let name = format!(
+            "bon-inference@{}{}",
+            spec.bon_inference,
+            if oracle { " (oracle)" } else { "" }
+        );
+        for &seed in spec.seeds {
+            let lists = best_of_n_lists(
+                &sft,
+                c.cases,
+                reward.as_ref(),
+                &catalog,
+                spec.bon_inference,
+                10,
+                true,
+                oracle,
+                seed,
+            )?;
+            let table = ev.table(&lists, c.cases);
+            let report = EvalReport {
+                method: name.clone(),
+                generation: table.clone(),
+                full_ranking: table,
+                users: c.cases.len(),
+                mask_history: true,
+                ks: ev.config().ks.clone(),
+                seconds: 0.0,
+            };
+            cells.push(Cell {
+                method: name.clone(),
+                seed,
+                report,
+            });
+        }
+        order.push(name);
+    }
+
+    let (md, csv) = seed_tables(&cells, &order, &ev.config().ks);
+    let first = (spec.config)(Method::Grpo, spec.seeds[0])?;
+    let header = format!(
+        "# blade compare\n\ndata: {} ({} users, {} items, {} policy); {} test users; reward: `{}`; seeds: {:?}; \
+         steps: {}, B = {}, G = {}; history masked; lower is better for mgu, dgu, or_ratio. \
+         `bon-inference (oracle)` sees the test target and is an upper bound, not a method.\n",
+        info.data.data,
+        ds.num_users(),
+        ds.num_items(),
+        info.kind.name(),
+        c.cases.len(),
+        spec.reward,
+        spec.seeds,
+        first.steps,
+        first.prompts_per_step,
+        first.group_size
+    );
+    let md = header + &md;
+    let out = spec.out;
+    let write = |name: &str, bytes: &[u8]| write_atomic(&out.join(name), bytes);
+    write("results.md", md.as_bytes())?;
+    write("results.csv", csv.as_bytes())?;
+    let json = serde_json::to_string_pretty(&cells).map_err(|e| CoreError::file(out, e))?;
+    write("reports.json", json.as_bytes())?;
+    // every run's own curves.csv, prefixed with its method and seed
+    let mut all = String::new();
+    for (m, runs) in &curves {
+        for (seed, _) in runs {
+            let path = runs_dir.join(format!("{m}-s{seed}")).join("curves.csv");
+            let text = std::fs::read_to_string(&path).map_err(|e| CoreError::file(&path, e))?;
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or_default();
+            if all.is_empty() {
+                all.push_str(&format!("method,seed,{header}\n"));
+            }
+            for line in lines {
+                all.push_str(&format!("{m},{seed},{line}\n"));
+            }
+        }
+    }
+    write("curves.csv", all.as_bytes())?;
+    // the static ceilings of the training pool (same SFT run, reward and M for every method)
+    let ceilings = curves.iter().next().and_then(|(m, runs)| {
+        let dir = runs_dir.join(format!("{m}-s{}", runs.first()?.0));
+        read_json::<AlignSummary>(&dir.join("summary.json"))
+            .ok()
+            .map(|s| s.ceilings_pool)
+    });
+    pictures(out, &curves, ceilings)?;
+    if !spec.lambdas.is_empty() {
+        fronts(&c, out)?;
+    }
+    Ok(CompareOutcome {
+        markdown: md,
+        cells,
+    })
+}
+
+/// Horizontal lines at the static ceilings, spanning the steps of `series`.
+fn ceiling_lines(series: &[Series], c: &Ceilings) -> Vec<Series> {
+    let last = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.0))
+        .fold(1.0, f64::max);
+    let flat = |label: &str, y: f64| Series {
+        label: label.into(),
+        points: vec![(1.0, y), (last, y)],
+    };
+    let mut lines = vec![
+        flat("SFT reference (mean)", c.reference_mean),
+        flat("ceiling: max of M cached", c.max_of_m),
+    ];
+    if let Some(b) = c.expected_bon {
+        lines.push(flat("ceiling: E[best of N] of SFT", b));
+    }
+    lines
+}
+
+fn pictures(
+    out: &Path,
+    curves: &BTreeMap<String, Vec<(u64, Vec<StepRecord>)>>,
+    ceilings: Option<Ceilings>,
+) -> Result<()> {
+    let series = |f: &dyn Fn(&StepRecord) -> f64, only: &[&str]| -> Vec<Series> {
+        curves
+            .iter()
+            .filter(|(m, _)| only.is_empty() || only.contains(&m.as_str()))
+            .map(|(m, runs)| {
+                let cv: Vec<&Vec<StepRecord>> = runs.iter().map(|(_, c)| c).collect();
+                Series {
+                    label: m.clone(),
+                    points: seed_mean(&cv, f),
+                }
+            })
+            .collect()
+    };
+    let mut reward = series(&|r| r.reward, &[]);
+    if let Some(c) = &ceilings {
+        let lines = ceiling_lines(&reward, c);
+        reward.extend(lines);
+    }
+    line_chart(
+        &out.join("reward.svg"),
+        "Mean list reward of the rollouts, with the static ceilings of the pool",
+        "step",
+        "reward",
+        &reward,
+        false,
+    )?;
+    line_chart(
+        &out.join("zero_spread.svg"),
+        "Share of groups whose raw reward has zero spread",
+        "step",
+        "share of groups",
+        &series(&|r| r.zero_spread_raw, &[]),
+        false,
+    )?;
+    line_chart(
+        &out.join("distinct_lists.svg"),
+        "Distinct lists per group (entropy collapse shows here)",
+        "step",
+        "distinct lists",
+        &series(&|r| r.distinct_lists, &[]),
+        false,
+    )?;
+    let pair = ["bon-static", "blade"];
+    if pair.iter().all(|m| curves.contains_key(*m)) {
+        line_chart(
+            &out.join("gradient_decay.svg"),
+            "Within-group std of the training signal (gradient decay)",
+            "step",
+            "std of R within a group",
+            &series(&|r| r.proxy_std, &pair),
+            false,
+        )?;
+        line_chart(
+            &out.join("reward_static_vs_blade.svg"),
+            "Rollout reward: bon-static vs blade",
+            "step",
+            "reward",
+            &series(&|r| r.reward, &pair),
+            false,
+        )?;
+        let mut split: Vec<Series> = series(&|r| r.saturated_tied, &pair)
+            .into_iter()
+            .map(|s| Series {
+                label: format!("{} tied", s.label),
+                ..s
+            })
+            .collect();
+        split.extend(
+            series(&|r| r.saturated_beyond, &pair)
+                .into_iter()
+                .map(|s| Series {
+                    label: format!("{} beyond", s.label),
+                    ..s
+                }),
+        );
+        line_chart(
+            &out.join("saturation_split.svg"),
+            "Rollouts tied with the reference maximum vs strictly beyond it",
+            "step",
+            "share",
+            &split,
+            false,
+        )?;
+        line_chart(
+            &out.join("saturation.svg"),
+            "Share of rollouts beyond the reference (F_ref = 1)",
+            "step",
+            "share",
+            &series(&|r| r.saturated, &pair),
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// Accuracy-vs-fairness and accuracy-vs-diversity fronts over the composite weight lambda.
+fn fronts(c: &Ctx, out: &Path) -> Result<()> {
+    let seed = c.s.seeds[0];
+    let base = c.s.reward;
+    let mut csv = String::from("method,axis,lambda,ndcg@10,mgu@10,ild@10\n");
+    for (axis, term, metric, file, label) in [
+        (
+            "fairness",
+            "fairness",
+            "mgu@10",
+            "pareto_fairness.svg",
+            "MGU@10 (lower is fairer)",
+        ),
+        (
+            "diversity",
+            "ild",
+            "ild@10",
+            "pareto_diversity.svg",
+            "ILD@10",
+        ),
+    ] {
+        let mut series = Vec::new();
+        for m in c.s.front_methods {
+            let method: Method = m
+                .parse()
+                .map_err(|e: String| CoreError::Config(format!("--front-methods {m}: {e}")))?;
+            let mut pts = Vec::new();
+            for &lambda in c.s.lambdas {
+                let spec = if lambda == 0.0 {
+                    base.to_string()
+                } else {
+                    format!("{base} + {lambda}*{term}")
+                };
+                let reward = parse_reward(&spec, c.catalog)
+                    .map_err(|e| CoreError::Config(format!("{spec}: {e}")))?;
+                // lambda = 0 is the table's own run of this method and seed
+                let name = if lambda == 0.0 {
+                    format!("{}-s{seed}", method.name())
+                } else {
+                    format!("{}-{axis}-l{lambda}-s{seed}", method.name())
+                };
+                let dir = out.join("runs").join(name);
+                let (report, _) = run_one(c, method, reward.as_ref(), seed, &dir)?;
+                let g = &report.generation;
+                let (n, f, d) = (
+                    g.get("ndcg@10").unwrap_or(f64::NAN),
+                    g.get("mgu@10").unwrap_or(f64::NAN),
+                    g.get("ild@10").unwrap_or(f64::NAN),
+                );
+                csv.push_str(&format!("{},{axis},{lambda},{n},{f},{d}\n", method.name()));
+                pts.push((g.get(metric).unwrap_or(f64::NAN), n));
+            }
+            series.push(Series {
+                label: method.name().into(),
+                points: pts,
+            });
+        }
+        line_chart(
+            &out.join(file),
+            &format!("NDCG@10 vs {axis} over lambda"),
+            label,
+            "NDCG@10",
+            &series,
+            true,
+        )?;
+    }
+    write_atomic(&out.join("fronts.csv"), csv.as_bytes())
+}

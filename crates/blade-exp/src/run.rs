@@ -1,0 +1,325 @@
+//! Run folders: the manifest every run carries (`run.json`: which policy kind it holds, the
+//! method and the data), opening a trained run of either kind as one [`Policy`], and aligning
+//! from an SFT run of either kind.
+//!
+//! What a run holds is read from its manifest, never guessed from which files exist.
+
+use std::path::{Path, PathBuf};
+
+use blade_core::align::{
+    train_align, AlignConfig, AlignInputs, AlignSummary, StepRecord, BEST_DIR,
+};
+use blade_core::sft::{load_item_lm, write_atomic};
+use blade_core::{
+    CoreError, Dashboard, DecodeStrategy, ItemLm, Policy, PromptBatch, Recommender, Result,
+    Rollouts, SampleSpec, TokenLogProbs,
+};
+use blade_data::ItemId;
+use burn::tensor::{Device, Tensor};
+use rand::rngs::StdRng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::DataSpec;
+
+/// The manifest's file name inside a run folder.
+pub const MANIFEST_FILE: &str = "run.json";
+
+/// Which policy a run folder holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RunKind {
+    /// The item-level transformer [`ItemLm`] (`config.json` + `model.bpk`).
+    Item,
+    /// A pretrained LLM over item titles ([`blade_llm::LlmPolicy`]: `llm.json` + adapters).
+    Llm,
+}
+
+impl RunKind {
+    /// The name written in the manifest.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Item => "item",
+            Self::Llm => "llm",
+        }
+    }
+
+    /// Prompts per evaluation batch: an LLM decodes a batch in lockstep with a KV cache per
+    /// row, so its batches stay small.
+    pub fn eval_batch_size(self) -> usize {
+        match self {
+            Self::Item => 256,
+            Self::Llm => 16,
+        }
+    }
+}
+
+/// What every run folder records about itself (`run.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunManifest {
+    /// The policy the folder holds.
+    pub kind: RunKind,
+    /// The method trained (`sft`, or an alignment method's name).
+    pub method: String,
+    /// The data settings, so later commands rebuild the same data and split.
+    pub data: DataSpec,
+}
+
+/// The manifest as written by older versions, which had no `kind`.
+#[derive(Deserialize)]
+struct RawManifest {
+    kind: Option<RunKind>,
+    method: String,
+    data: DataSpec,
+}
+
+impl RunManifest {
+    /// Reads `run.json` of the run folder `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            CoreError::file(
+                &path,
+                format!("{e}; not a run folder made by `blade train`"),
+            )
+        })?;
+        let raw: RawManifest = serde_json::from_str(&text)
+            .map_err(|e| CoreError::file(&path, format!("malformed run manifest: {e}")))?;
+        let Some(kind) = raw.kind else {
+            return Err(CoreError::file(
+                &path,
+                "the manifest has no `kind` (written by an older blade): add \
+                 \"kind\": \"item\" for an item-level run or \"kind\": \"llm\" for an LLM run",
+            ));
+        };
+        Ok(Self {
+            kind,
+            method: raw.method,
+            data: raw.data,
+        })
+    }
+
+    /// Writes `run.json` into `dir` atomically.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let text = serde_json::to_string_pretty(self)
+            .map_err(|e| CoreError::file(dir.join(MANIFEST_FILE), e))?;
+        write_atomic(&dir.join(MANIFEST_FILE), text.as_bytes())
+    }
+
+    /// Reads the manifest of `init` and checks that it is an SFT run.
+    pub fn load_sft(init: &Path) -> Result<Self> {
+        let m = Self::load(init)?;
+        if m.method != "sft" {
+            return Err(CoreError::Config(format!(
+                "--init {}: expected an SFT run, found a `{}` run",
+                init.display(),
+                m.method
+            )));
+        }
+        Ok(m)
+    }
+}
+
+/// Which model of an alignment run to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Checkpoint {
+    /// The best checkpoint on validation (`best/`) when the run has one, else the run itself.
+    #[default]
+    Best,
+    /// The model at the last step.
+    Last,
+}
+
+/// The folder whose model is used: an alignment run's `best/` unless `Last` (or absent).
+pub fn model_dir(run: &Path, which: Checkpoint) -> PathBuf {
+    let best = run.join(BEST_DIR);
+    if which == Checkpoint::Best && best.is_dir() {
+        best
+    } else {
+        run.to_path_buf()
+    }
+}
+
+/// A trained run, opened: its manifest and its policy behind one interface, under a name.
+pub struct OpenedRun {
+    /// The run's manifest.
+    pub manifest: RunManifest,
+    /// The name shown in tables.
+    pub name: String,
+    /// The policy.
+    pub policy: Box<dyn Policy>,
+}
+
+/// Opens the run folder `run` on `device`, whatever policy kind its manifest names. Item runs
+/// are named by their method; LLM runs by `llm:<folder>` (a zero-shot and a trained SFT run
+/// are both `sft`).
+pub fn open_run(run: &Path, which: Checkpoint, device: &Device) -> Result<OpenedRun> {
+    let manifest = RunManifest::load(run)?;
+    let dir = model_dir(run, which);
+    let (name, policy): (String, Box<dyn Policy>) = match manifest.kind {
+        RunKind::Item => (
+            manifest.method.clone(),
+            Box::new(load_item_lm(&dir, device)?.1),
+        ),
+        RunKind::Llm => {
+            let folder = run.file_name().map_or_else(
+                || manifest.method.clone(),
+                |f| f.to_string_lossy().into_owned(),
+            );
+            (
+                format!("llm:{folder}"),
+                Box::new(blade_llm::run::load_llm_run(&dir, device)?.1),
+            )
+        }
+    };
+    Ok(OpenedRun {
+        manifest,
+        name,
+        policy,
+    })
+}
+
+impl OpenedRun {
+    /// The same run under another name.
+    pub fn named(self, name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            ..self
+        }
+    }
+}
+
+impl Recommender for OpenedRun {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+    fn num_items(&self) -> usize {
+        self.policy.num_items()
+    }
+    fn score_all(&self, p: &PromptBatch) -> Result<Vec<Vec<f32>>> {
+        self.policy.score_all(p)
+    }
+    fn decode(&self, p: &PromptBatch, k: usize, s: DecodeStrategy) -> Result<Vec<Vec<ItemId>>> {
+        self.policy.decode(p, k, s)
+    }
+}
+
+impl Policy for OpenedRun {
+    fn sample(&self, p: &PromptBatch, spec: &SampleSpec, rng: &mut StdRng) -> Result<Rollouts> {
+        self.policy.sample(p, spec, rng)
+    }
+    fn log_prob(&self, p: &PromptBatch, lists: &[Vec<ItemId>]) -> Result<Tensor<1>> {
+        self.policy.log_prob(p, lists)
+    }
+    fn token_log_probs(&self, p: &PromptBatch, lists: &[Vec<ItemId>]) -> Result<TokenLogProbs> {
+        self.policy.token_log_probs(p, lists)
+    }
+}
+
+/// What an alignment run produced.
+pub struct AlignedRun {
+    /// Per-step curves.
+    pub curves: Vec<StepRecord>,
+    /// Where the last model was written.
+    pub model_path: PathBuf,
+    /// The summary (`summary.json`).
+    pub summary: AlignSummary,
+}
+
+/// Aligns from the SFT run `inputs.init`, whatever its kind, into `out`: writes the manifest
+/// (the SFT run's kind and data, this method), then trains with [`train_align`].
+pub fn align_run(
+    cfg: &AlignConfig,
+    inputs: &AlignInputs,
+    out: &Path,
+    dashboard: Dashboard,
+    resume: bool,
+) -> Result<AlignedRun> {
+    let init = RunManifest::load_sft(inputs.init)?;
+    std::fs::create_dir_all(out).map_err(|e| CoreError::file(out, e))?;
+    RunManifest {
+        kind: init.kind,
+        method: cfg.method.method().name().into(),
+        data: init.data,
+    }
+    .save(out)?;
+    Ok(match init.kind {
+        RunKind::Item => {
+            let o = train_align::<ItemLm>(cfg, inputs, out, dashboard, resume)?;
+            AlignedRun {
+                curves: o.curves,
+                model_path: o.model_path,
+                summary: o.summary,
+            }
+        }
+        RunKind::Llm => {
+            let o = train_align::<blade_llm::LlmPolicy>(cfg, inputs, out, dashboard, resume)?;
+            AlignedRun {
+                curves: o.curves,
+                model_path: out.join(blade_llm::run::ADAPTER_FILE),
+                summary: o.summary,
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_manifest_round_trips_and_names_what_an_old_one_lacks() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = RunManifest {
+            kind: RunKind::Llm,
+            method: "sft".into(),
+            data: DataSpec {
+                max_items: Some(30),
+                ..DataSpec::default()
+            },
+        };
+        m.save(dir.path()).unwrap();
+        assert_eq!(RunManifest::load(dir.path()).unwrap(), m);
+        assert_eq!(
+            RunManifest::load_sft(dir.path()).unwrap().kind,
+            RunKind::Llm
+        );
+        let aligned = RunManifest {
+            method: "blade".into(),
+            ..m.clone()
+        };
+        aligned.save(dir.path()).unwrap();
+        let e = RunManifest::load_sft(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("expected an SFT run, found a `blade` run"),
+            "{e}"
+        );
+
+        // a manifest of an older blade: no kind; it is refused, not guessed
+        let old = serde_json::json!({"method": "sft", "data": DataSpec::default()});
+        std::fs::write(dir.path().join(MANIFEST_FILE), old.to_string()).unwrap();
+        let e = RunManifest::load(dir.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("run.json") && e.contains("\"kind\": \"item\""),
+            "{e}"
+        );
+        std::fs::write(dir.path().join(MANIFEST_FILE), "{").unwrap();
+        let e = RunManifest::load(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("malformed run manifest"), "{e}");
+        let e = RunManifest::load(&dir.path().join("none"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a run folder"), "{e}");
+    }
+
+    #[test]
+    fn the_best_checkpoint_is_used_unless_last_or_absent() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(model_dir(dir.path(), Checkpoint::Best), dir.path());
+        std::fs::create_dir(dir.path().join(BEST_DIR)).unwrap();
+        assert_eq!(
+            model_dir(dir.path(), Checkpoint::Best),
+            dir.path().join(BEST_DIR)
+        );
+        assert_eq!(model_dir(dir.path(), Checkpoint::Last), dir.path());
+    }
+}
