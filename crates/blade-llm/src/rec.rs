@@ -17,11 +17,9 @@
 //!   answer, under the same trie renormalisation, computed in batches over the catalogue with the
 //!   prompt's KV cache shared (prefilled once per user).
 
-use std::collections::HashSet;
-
 use blade_core::batch::PromptBatch;
 use blade_core::error::CoreError;
-use blade_core::policy::sampling::{greedy_pick, sample_pick};
+use blade_core::policy::sampling::{greedy_pick, sample_pick, Blocked};
 use blade_core::policy::{
     DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec, TokenLogProbs,
 };
@@ -653,7 +651,7 @@ impl Recommender for LlmPolicy {
         if self.has_trainable() {
             return self.inference().decode(prompts, k, strategy);
         }
-        let none = HashSet::new();
+        let none = Blocked::default();
         let (lists, _) = self.generate(prompts, 1, k, |sub| {
             greedy_pick(sub, &none).map(|(i, lp)| (i as usize, lp))
         })?;
@@ -672,7 +670,7 @@ impl Policy for LlmPolicy {
             // sampling needs no graph
             return self.inference().sample(prompts, spec, rng);
         }
-        let none = HashSet::new();
+        let none = Blocked::default();
         let (lists, log_probs) =
             self.generate(prompts, spec.lists_per_prompt, spec.list_len, |sub| {
                 sample_pick(sub, &none, spec, rng).map(|(i, lp)| (i as usize, lp))

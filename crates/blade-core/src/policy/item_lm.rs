@@ -99,6 +99,42 @@ pub struct ItemLm {
     max_list: usize,
 }
 
+/// See [`ItemLm::incremental`].
+struct IncrementalDecoder<'a> {
+    model: &'a ItemLm,
+    histories: &'a [Vec<ItemId>],
+    cache: burn::nn::transformer::TransformerEncoderAutoregressiveCache,
+}
+
+impl IncrementalDecoder<'_> {
+    /// Next-item logits after the rows' partial `lists` (all of equal length, each one item
+    /// longer than at the previous call), on the host.
+    fn next(&mut self, lists: &[Vec<ItemId>]) -> crate::Result<Vec<Vec<f32>>> {
+        let m = self.model;
+        let n = self.histories.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let j = lists.first().map_or(0, Vec::len);
+        let device = m.devices()[0].clone();
+        let e = m.encode(self.histories, lists, j);
+        let [batch, seq] = [e.batch, e.len];
+        let tokens = Tensor::<2, Int>::from_data(TensorData::new(e.tokens, [batch, seq]), &device);
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(e.pad, [batch, seq]), &device);
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let x = m.item_emb.forward(tokens) + m.pos_emb.forward(positions);
+        let mask = generate_autoregressive_mask(batch, seq, &device);
+        let h = m.encoder.forward_autoregressive_inference(
+            TransformerEncoderInput::new(x)
+                .mask_pad(pad)
+                .mask_attn(mask),
+            &mut self.cache,
+        );
+        let last = m.norm.forward(h.narrow(1, seq - 1, 1));
+        m.host_rows(m.head.forward(last).reshape([n, m.num_items]))
+    }
+}
+
 /// Token ids and padding mask of a batch, on the host.
 struct Encoded {
     tokens: Vec<i64>,
@@ -220,11 +256,30 @@ impl ItemLm {
         }
         let j = lists.first().map_or(0, Vec::len);
         let device = self.devices()[0].clone();
-        let logits = self
-            .list_logits(histories, lists, j, &device)
-            .narrow(1, j, 1);
-        let flat = to_host(logits.reshape([n, self.num_items]))?;
+        let e = self.encode(histories, lists, j);
+        let tokens =
+            Tensor::<2, Int>::from_data(TensorData::new(e.tokens, [e.batch, e.len]), &device);
+        let pad = Tensor::<2, Bool>::from_data(TensorData::new(e.pad, [e.batch, e.len]), &device);
+        // the head only at the last position: the next item's distribution
+        let last = self.forward_hidden(tokens, pad).narrow(1, e.len - 1, 1);
+        self.host_rows(self.head.forward(last).reshape([n, self.num_items]))
+    }
+
+    fn host_rows(&self, logits: Tensor<2>) -> crate::Result<Vec<Vec<f32>>> {
+        let flat = to_host(logits)?;
         Ok(flat.chunks(self.num_items).map(<[f32]>::to_vec).collect())
+    }
+
+    /// An incremental decoder over `histories`: each call to [`IncrementalDecoder::next`]
+    /// extends every row's list by the items given and returns the next-item logits, reusing
+    /// the attention keys/values and the per-position layers of earlier positions (burn's
+    /// autoregressive encoder cache). Rows must keep their order from call to call.
+    fn incremental<'a>(&'a self, histories: &'a [Vec<ItemId>]) -> IncrementalDecoder<'a> {
+        IncrementalDecoder {
+            model: self,
+            histories,
+            cache: self.encoder.new_autoregressive_cache(),
+        }
     }
 
     /// Next-item training loss: mean cross-entropy over the list slots whose label is present.
@@ -326,8 +381,9 @@ impl Recommender for ItemLm {
         match strategy {
             DecodeStrategy::Greedy => {
                 let mut lists = vec![Vec::with_capacity(k); prompts.len()];
+                let mut dec = model.incremental(&prompts.histories);
                 for _ in 0..k {
-                    let logits = model.next_logits(&prompts.histories, &lists)?;
+                    let logits = dec.next(&lists)?;
                     for (i, l) in logits.iter().enumerate() {
                         let (item, _) = greedy_pick(l, &blocked(&prompts.exclude[i], &lists[i]))?;
                         lists[i].push(item);
@@ -384,8 +440,9 @@ impl Policy for ItemLm {
         let rep = prompts.repeat_each(g);
         let mut lists = vec![Vec::with_capacity(spec.list_len); rep.len()];
         let mut log_probs = vec![0.0f32; rep.len()];
+        let mut dec = model.incremental(&rep.histories);
         for _ in 0..spec.list_len {
-            let logits = model.next_logits(&rep.histories, &lists)?;
+            let logits = dec.next(&lists)?;
             for (i, l) in logits.iter().enumerate() {
                 let (item, lp) = sample_pick(l, &blocked(&rep.exclude[i], &lists[i]), spec, rng)?;
                 lists[i].push(item);
@@ -428,26 +485,37 @@ impl Policy for ItemLm {
         let v = self.num_items;
         let inputs: Vec<Vec<ItemId>> = lists.iter().map(|l| l[..k - 1].to_vec()).collect();
         let logits = self.list_logits(&prompts.histories, &inputs, k - 1, &device);
-        // additive mask: slot j may not take excluded items nor y_1..y_{j}
-        let mut mask = vec![0.0f32; n * k * v];
+        // additive mask: slot j may not take excluded items nor y_1..y_{j}; built on the
+        // device by scattering MASK_VALUE at those ids (padding adds 0; a repeated id adds
+        // twice and stays masked), so only the ids cross from the host
+        let width = prompts.exclude.iter().map(Vec::len).max().unwrap_or(0) + k - 1;
+        let width = width.max(1);
+        let mut ids = Vec::with_capacity(n * k * width);
+        let mut vals = Vec::with_capacity(n * k * width);
         let mut labels = Vec::with_capacity(n * k);
         for (r, list) in lists.iter().enumerate() {
             for j in 0..k {
-                let row = &mut mask[(r * k + j) * v..(r * k + j + 1) * v];
-                for &e in &prompts.exclude[r] {
-                    if let Some(x) = row.get_mut(e as usize) {
-                        *x = MASK_VALUE;
-                    }
-                }
-                for &prev in &list[..j] {
-                    if let Some(x) = row.get_mut(prev as usize) {
-                        *x = MASK_VALUE;
-                    }
-                }
+                let masked: Vec<i64> = prompts.exclude[r]
+                    .iter()
+                    .chain(&list[..j])
+                    .filter(|&&e| (e as usize) < v)
+                    .map(|&e| e as i64)
+                    .collect();
+                vals.extend(std::iter::repeat_n(MASK_VALUE, masked.len()));
+                vals.extend(std::iter::repeat_n(0.0f32, width - masked.len()));
+                ids.extend_from_slice(&masked);
+                ids.extend(std::iter::repeat_n(0i64, width - masked.len()));
                 labels.push(list[j] as i64);
             }
         }
-        let mask = Tensor::<3>::from_data(TensorData::new(mask, [n, k, v]), &device);
+        let ids = Tensor::<3, Int>::from_data(TensorData::new(ids, [n, k, width]), &device);
+        let vals = Tensor::<3>::from_data(TensorData::new(vals, [n, k, width]), &device);
+        let mask = Tensor::<3>::zeros([n, k, v], &device).scatter(
+            2,
+            ids,
+            vals,
+            burn::tensor::IndexingUpdateOp::Add,
+        );
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, k]), &device);
         let logp = log_softmax(logits + mask, 2);
         let picked = logp.gather(2, labels.unsqueeze_dim::<3>(2)).reshape([n, k]);
@@ -455,5 +523,35 @@ impl Policy for ItemLm {
             values: picked,
             mask: Tensor::ones([n, k], &device),
         })
+    }
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_incremental_decoder_gives_the_full_pass_logits() {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        let model = ItemLmConfig::new(40)
+            .with_max_history(5)
+            .with_max_list(4)
+            .with_d_model(16)
+            .with_d_ff(32)
+            .init(&device);
+        // uneven histories (left padding), one empty
+        let histories = vec![vec![1, 2, 3, 4, 5, 6], vec![7], vec![]];
+        let mut dec = model.incremental(&histories);
+        let mut lists: Vec<Vec<ItemId>> = vec![Vec::new(); 3];
+        for step in 0..4 {
+            let full = model.next_logits(&histories, &lists).unwrap();
+            let inc = dec.next(&lists).unwrap();
+            for (a, b) in full.iter().flatten().zip(inc.iter().flatten()) {
+                assert!((a - b).abs() < 1e-4, "step {step}: {a} vs {b}");
+            }
+            for (r, l) in lists.iter_mut().enumerate() {
+                l.push((10 + 3 * step + r) as ItemId);
+            }
+        }
     }
 }

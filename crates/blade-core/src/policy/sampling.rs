@@ -1,8 +1,6 @@
 //! Host-side list construction shared by item-level policies: masking, greedy choice,
 //! temperature / top-k / top-p sampling and beam search, given per-slot logits.
 
-use std::collections::HashSet;
-
 use blade_data::ItemId;
 use rand::rngs::StdRng;
 use rand::RngExt;
@@ -30,16 +28,44 @@ pub fn masked_logsumexp(logits: &[f32], allowed: impl Fn(usize) -> bool) -> f32 
     max + sum.ln()
 }
 
-/// The set of items a slot may not take: the prompt's exclusions and the list so far.
-pub fn blocked(exclude: &[ItemId], partial: &[ItemId]) -> HashSet<usize> {
-    exclude.iter().chain(partial).map(|&i| i as usize).collect()
+/// The items a slot may not take: the prompt's exclusions and the list so far (a handful of
+/// ids; the pickers turn them into a dense mask over the logits once per pick).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Blocked {
+    ids: Vec<usize>,
+}
+
+impl Blocked {
+    /// Whether item `i` is blocked.
+    pub fn contains(&self, i: usize) -> bool {
+        self.ids.contains(&i)
+    }
+
+    /// `allowed[i]` for the `n` logits of a slot.
+    fn allowed(&self, n: usize) -> Vec<bool> {
+        let mut ok = vec![true; n];
+        for &i in &self.ids {
+            if let Some(x) = ok.get_mut(i) {
+                *x = false;
+            }
+        }
+        ok
+    }
+}
+
+/// The items a slot may not take: the prompt's exclusions and the list so far.
+pub fn blocked(exclude: &[ItemId], partial: &[ItemId]) -> Blocked {
+    Blocked {
+        ids: exclude.iter().chain(partial).map(|&i| i as usize).collect(),
+    }
 }
 
 /// The best allowed item (ties to the lower id), or an error when the catalogue is exhausted.
-pub fn greedy_pick(logits: &[f32], blocked: &HashSet<usize>) -> Result<(ItemId, f32)> {
+pub fn greedy_pick(logits: &[f32], blocked: &Blocked) -> Result<(ItemId, f32)> {
+    let ok = blocked.allowed(logits.len());
     let mut best: Option<(usize, f32)> = None;
     for (i, &l) in logits.iter().enumerate() {
-        if blocked.contains(&i) || l.is_nan() {
+        if !ok[i] || l.is_nan() {
             continue;
         }
         if best.is_none_or(|(_, b)| l > b) {
@@ -47,7 +73,7 @@ pub fn greedy_pick(logits: &[f32], blocked: &HashSet<usize>) -> Result<(ItemId, 
         }
     }
     let (item, _) = best.ok_or_else(exhausted)?;
-    let lse = masked_logsumexp(logits, |i| !blocked.contains(&i));
+    let lse = masked_logsumexp(logits, |i| ok[i]);
     Ok((item as ItemId, logits[item] - lse))
 }
 
@@ -62,15 +88,16 @@ fn exhausted() -> CoreError {
 /// under the policy (temperature 1, no truncation).
 pub fn sample_pick(
     logits: &[f32],
-    blocked: &HashSet<usize>,
+    blocked: &Blocked,
     spec: &SampleSpec,
     rng: &mut StdRng,
 ) -> Result<(ItemId, f32)> {
+    let ok = blocked.allowed(logits.len());
     let t = spec.temperature.max(1e-4);
     let mut cand: Vec<(usize, f32)> = logits
         .iter()
         .enumerate()
-        .filter(|(i, l)| !blocked.contains(i) && !l.is_nan())
+        .filter(|(i, l)| ok[*i] && !l.is_nan())
         .map(|(i, &l)| (i, l / t))
         .collect();
     if cand.is_empty() {
@@ -84,6 +111,10 @@ pub fn sample_pick(
     }
     let max = cand.iter().map(|c| c.1).fold(f32::NEG_INFINITY, f32::max);
     let mut weights: Vec<f32> = cand.iter().map(|c| (c.1 - max).exp()).collect();
+    // the policy's own normaliser: at temperature 1 without truncation the weights are its
+    // terms (same values, same order), so it needs no second pass of exponentials
+    let plain = t == 1.0 && spec.top_k.is_none() && spec.top_p.is_none();
+    let lse_plain = plain.then(|| max + weights.iter().sum::<f32>().ln());
     if let Some(p) = spec.top_p {
         let total: f32 = weights.iter().sum();
         let mut acc = 0.0;
@@ -108,7 +139,10 @@ pub fn sample_pick(
         }
         u -= w;
     }
-    let lse = masked_logsumexp(logits, |i| !blocked.contains(&i));
+    let lse = match lse_plain {
+        Some(l) => l,
+        None => masked_logsumexp(logits, |i| ok[i]),
+    };
     Ok((chosen as ItemId, logits[chosen] - lse))
 }
 
@@ -131,12 +165,12 @@ pub fn beam_step(
 ) -> Result<Vec<Beam>> {
     let mut cands: Vec<Beam> = Vec::new();
     for (beam, l) in beams.iter().zip(logits) {
-        let blocked = blocked(exclude, &beam.items);
-        let lse = masked_logsumexp(l, |i| !blocked.contains(&i));
+        let ok = blocked(exclude, &beam.items).allowed(l.len());
+        let lse = masked_logsumexp(l, |i| ok[i]);
         let mut local: Vec<(usize, f32)> = l
             .iter()
             .enumerate()
-            .filter(|(i, v)| !blocked.contains(i) && !v.is_nan())
+            .filter(|(i, v)| ok[*i] && !v.is_nan())
             .map(|(i, &v)| (i, v - lse))
             .collect();
         local.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
