@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use blade_core::align::{AlignConfig, AlignInputs, Method, StepRecord};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
@@ -36,6 +36,14 @@ pub struct BenchArgs {
     /// Items per list (K) of the rollouts and alignment steps.
     #[arg(long, default_value_t = 10)]
     pub list_len: usize,
+    /// Also run the PyTorch peer of the item-level model (`--peer-script`) with this Python
+    /// interpreter (one with `torch`; `benches/peers/setup.sh` makes one) on the same sizes,
+    /// right after blade, and print the blade / peer speed ratios.
+    #[arg(long)]
+    pub peer: Option<PathBuf>,
+    /// The peer script.
+    #[arg(long, default_value = "benches/peers/torch_itemlm.py")]
+    pub peer_script: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
     #[command(flatten)]
@@ -48,6 +56,26 @@ fn mean(v: &[f64]) -> f64 {
 
 /// Runs `blade bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
+    if let Some(python) = &a.peer {
+        let found = if python.components().count() > 1 {
+            python.is_file()
+        } else {
+            std::env::var_os("PATH")
+                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(python).is_file()))
+        };
+        if !found {
+            bail!(
+                "--peer {}: no such interpreter (give the Python that `benches/peers/setup.sh` prints)",
+                python.display()
+            );
+        }
+        if !a.peer_script.is_file() {
+            bail!(
+                "--peer-script {}: no such file (run from the repository root or give its path)",
+                a.peer_script.display()
+            );
+        }
+    }
     let device = a.backend.device()?;
     let sft_dir = match &a.init {
         Some(init) => init.clone(),
@@ -58,6 +86,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
         None => a.data.clone(),
     };
     let (ds, split) = data.dataset_and_split()?;
+    let mut sft_epoch = None;
     if a.init.is_none() {
         std::fs::create_dir_all(&sft_dir)?;
         RunManifest {
@@ -80,12 +109,26 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seed: 42,
         };
         let config = sft.config(ds.num_items(), data.history_len);
+        let t = Instant::now();
         train_sft(&config, &split, &device, &sft_dir, Dashboard::Plain, false)?;
+        sft_epoch = Some(t.elapsed().as_secs_f64());
     }
     let model = open_run(&sft_dir, Checkpoint::Best, &device)?;
     let kind = model.manifest.kind;
+    if a.peer.is_some() && kind != RunKind::Item {
+        bail!("--peer: the PyTorch peer implements the item-level model, not the LLM policy");
+    }
 
     let mut rows: Vec<(String, String)> = Vec::new();
+    if let Some(s) = sft_epoch {
+        rows.push((
+            format!(
+                "SFT epoch of {} windows, batch 256 (+ validation)",
+                split.train.len().min(20_000)
+            ),
+            format!("{s:.2} s"),
+        ));
+    }
     // rollout throughput: G = 16 lists of K = 10 per prompt
     let prompts = PromptBatch::from_cases(&split.test[..split.test.len().min(a.prompts)], true);
     let spec = SampleSpec {
@@ -100,13 +143,14 @@ pub fn run(a: BenchArgs) -> Result<()> {
     for _ in 0..3 {
         lists += model.sample(&prompts, &spec, &mut rng)?.lists.len();
     }
+    let rollout = lists as f64 / t.elapsed().as_secs_f64();
     rows.push((
         format!(
             "rollout lists/s (G=16, K={}, {} prompts)",
             a.list_len,
             prompts.len()
         ),
-        format!("{:.0}", lists as f64 / t.elapsed().as_secs_f64()),
+        format!("{rollout:.0}"),
     ));
     // full-ranking evaluation throughput
     let all = PromptBatch::from_cases(&split.test, true);
@@ -126,9 +170,10 @@ pub fn run(a: BenchArgs) -> Result<()> {
             users += usize::from(!blade_metrics::top_k_by_scores(s, 10, e).is_empty());
         }
     }
+    let ranking = users as f64 / t.elapsed().as_secs_f64();
     rows.push((
         "full-ranking users/s (score + top-10)".into(),
-        format!("{:.0}", users as f64 / t.elapsed().as_secs_f64()),
+        format!("{ranking:.0}"),
     ));
 
     // one alignment step, blade vs bon-static, same settings
@@ -210,6 +255,95 @@ pub fn run(a: BenchArgs) -> Result<()> {
     );
     for (k, v) in rows {
         println!("| {k} | {v} |");
+    }
+    if let Some(python) = &a.peer {
+        let ours = Measured {
+            rollout_lists_per_s: rollout,
+            align_step_s: step_times[0],
+            sft_epoch_s: sft_epoch,
+            full_rank_users_per_s: ranking,
+        };
+        peer_table(&a, python, &ours, ds.num_items(), data.history_len)?;
+    }
+    Ok(())
+}
+
+/// What blade measured, in the peer's units.
+struct Measured {
+    rollout_lists_per_s: f64,
+    align_step_s: f64,
+    sft_epoch_s: Option<f64>,
+    full_rank_users_per_s: f64,
+}
+
+/// Runs the PyTorch peer on the same sizes and prints blade's speed relative to it (> 1 =
+/// blade faster), per measurement.
+fn peer_table(
+    a: &BenchArgs,
+    python: &std::path::Path,
+    ours: &Measured,
+    items: usize,
+    history_len: usize,
+) -> Result<()> {
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let out = std::process::Command::new(python)
+        .arg(&a.peer_script)
+        .args(["--items", &items.to_string()])
+        .args(["--history-len", &history_len.to_string()])
+        .args(["--list-len", &a.list_len.to_string()])
+        .args(["--prompts", &a.prompts.to_string()])
+        .args(["--threads", &threads.to_string()])
+        .output()
+        .with_context(|| format!("--peer {}: could not run the interpreter", python.display()))?;
+    if !out.status.success() {
+        bail!(
+            "--peer {} {}: failed: {}",
+            python.display(),
+            a.peer_script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json: serde_json::Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("--peer: no JSON line in the peer's output:\n{text}"))?;
+    let get = |k: &str| json.get(k).and_then(serde_json::Value::as_f64);
+    println!(
+        "\n| blade vs PyTorch {} ({threads} threads), same sizes, back to back | PyTorch | blade | blade speed / PyTorch |\n|---|---:|---:|---:|",
+        json.get("torch_version").and_then(|v| v.as_str()).unwrap_or("?")
+    );
+    let rows: [(&str, Option<f64>, Option<f64>, bool); 4] = [
+        (
+            "rollout lists/s",
+            get("rollout_lists_per_s"),
+            Some(ours.rollout_lists_per_s),
+            true,
+        ),
+        (
+            "alignment step, s",
+            get("align_step_s"),
+            Some(ours.align_step_s),
+            false,
+        ),
+        ("SFT epoch, s", get("sft_epoch_s"), ours.sft_epoch_s, false),
+        (
+            "full-ranking users/s",
+            get("full_rank_users_per_s"),
+            Some(ours.full_rank_users_per_s),
+            true,
+        ),
+    ];
+    for (name, peer, blade, higher_is_better) in rows {
+        let ratio = match (peer, blade) {
+            (Some(p), Some(b)) if p > 0.0 && b > 0.0 => {
+                format!("{:.2}x", if higher_is_better { b / p } else { p / b })
+            }
+            _ => "-".into(),
+        };
+        let f = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+        println!("| {name} | {} | {} | {ratio} |", f(peer), f(blade));
     }
     Ok(())
 }

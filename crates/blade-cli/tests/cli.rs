@@ -549,3 +549,78 @@ fn every_run_command_accepts_an_llm_run() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("\"kind\": \"llm\""), "{}", stderr(&o));
 }
+
+/// `bench --peer` runs the peer with the bench's sizes and prints blade's speed ratios; a
+/// stand-in interpreter answers with a fixed JSON line (the real peer needs torch).
+#[cfg(unix)]
+#[test]
+fn bench_prints_speed_ratios_against_a_peer() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let fake = dir.path().join("fake-python");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho \"args: $*\" > args.txt\necho 'warming up'\n\
+         echo '{\"torch_version\": \"9.9\", \"rollout_lists_per_s\": 1e9, \"align_step_s\": 1e-9, \
+         \"sft_epoch_s\": 1e-9, \"full_rank_users_per_s\": 1e9}'\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    // flags are checked before any work or file
+    let o = blade(&["bench", "--out", "c", "--peer", "nope"], dir.path());
+    assert!(
+        !o.status.success() && stderr(&o).contains("--peer nope"),
+        "{}",
+        stderr(&o)
+    );
+    let fake_s = fake.to_str().unwrap();
+    let o = blade(&["bench", "--out", "c", "--peer", fake_s], dir.path());
+    assert!(stderr(&o).contains("--peer-script"), "{}", stderr(&o));
+    assert!(
+        !dir.path().join("c").exists(),
+        "nothing is written before the flags are checked"
+    );
+
+    std::fs::write(dir.path().join("peer.py"), "").unwrap();
+    let o = blade(
+        &[
+            "bench",
+            "--out",
+            "b",
+            "--steps",
+            "2",
+            "--prompts",
+            "4",
+            "--max-items",
+            "60",
+            "--max-users",
+            "80",
+            "--peer",
+            fake_s,
+            "--peer-script",
+            "peer.py",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("blade vs PyTorch 9.9"), "{out}");
+    // an absurdly fast peer: blade is far slower on every row, and the ratio says so
+    for row in [
+        "rollout lists/s",
+        "alignment step, s",
+        "SFT epoch, s",
+        "full-ranking users/s",
+    ] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("| {row} |")))
+            .unwrap();
+        assert!(line.trim_end().ends_with("0.00x |"), "{line}");
+    }
+    let args = std::fs::read_to_string(dir.path().join("args.txt")).unwrap();
+    assert!(
+        args.contains("peer.py --items") && args.contains("--prompts 4"),
+        "{args}"
+    );
+}
