@@ -213,6 +213,8 @@ fn compare_writes_tables_curves_and_pictures() {
             "4",
             "--reference-lists",
             "4",
+            "--bon-n",
+            "4",
             "--eval-every",
             "0",
             "--bon-inference",
@@ -247,6 +249,20 @@ fn compare_writes_tables_curves_and_pictures() {
     assert!(md.contains(" ± "));
     let svg = std::fs::read_to_string(cmp.join("gradient_decay.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("blade") && svg.contains("bon-static"));
+    // the static ceilings are drawn on the reward curves; the new diagnostics have pictures
+    let svg = std::fs::read_to_string(cmp.join("reward.svg")).unwrap();
+    assert!(
+        svg.contains("ceiling: max of M cached") && svg.contains("ceiling: E[best of N] of SFT"),
+        "reward.svg lacks the ceiling lines"
+    );
+    for f in [
+        "zero_spread.svg",
+        "distinct_lists.svg",
+        "saturation_split.svg",
+    ] {
+        let svg = std::fs::read_to_string(cmp.join(f)).unwrap();
+        assert!(svg.contains("blade") && svg.contains("bon-static"), "{f}");
+    }
     // mean +- std rows: 2 seeds per aligned method
     let csv = std::fs::read_to_string(cmp.join("results.csv")).unwrap();
     assert!(
