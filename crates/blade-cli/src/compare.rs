@@ -37,6 +37,10 @@ pub struct CompareArgs {
     /// Methods whose fronts are traced (first seed only).
     #[arg(long, value_delimiter = ',', default_value = "bon-static,blade")]
     pub front_methods: Vec<String>,
+    /// Alignment runs trained at the same time (threads; burn's CPU backend keeps about one
+    /// core busy per run). Results do not depend on it.
+    #[arg(long, default_value_t = 1)]
+    pub jobs: usize,
     /// Evaluate only the first N test users (e.g. for an LLM policy on a CPU).
     #[arg(long)]
     pub max_eval_users: Option<usize>,
@@ -72,6 +76,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         max_eval_users: a.max_eval_users,
         config: &config,
         dashboard: a.dashboard.into(),
+        jobs: a.jobs,
         device: &device,
         log: &|line| println!("{line}"),
     };

@@ -10,7 +10,7 @@ use blade_core::align::{AlignConfig, AlignInputs, Method, OptimConfig};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
-use blade_exp::{align_run, open_run, Checkpoint, RunKind, RunManifest};
+use blade_exp::{align_run, open_run, parallel_map, Checkpoint, RunKind, RunManifest};
 use clap::Args;
 
 use crate::common::{report_table, BackendArgs, DataArgs};
@@ -24,17 +24,13 @@ pub struct DemoArgs {
     #[arg(long, default_value = "runs/demo")]
     pub out: PathBuf,
     /// SFT epochs.
-    #[arg(long, default_value_t = 6)]
+    #[arg(long, default_value_t = 4)]
     pub epochs: usize,
     /// Alignment steps per method (0 = SFT and baselines only).
     #[arg(long, default_value_t = 25)]
     pub align_steps: usize,
-    /// Alignment methods to run from the SFT model.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "grpo,rloo,bon-static,bond,bonbon,sdpo,dpo,blade"
-    )]
+    /// Alignment methods to run from the SFT model (`all` = every method).
+    #[arg(long, value_delimiter = ',', default_value = "grpo,bon-static,blade")]
     pub methods: Vec<String>,
     /// The list reward the alignment methods optimise.
     #[arg(long, default_value = "ndcg@10")]
@@ -54,6 +50,10 @@ pub struct DemoArgs {
     /// Evaluate only the first N test users (and validate alignment on the first N).
     #[arg(long)]
     pub max_eval_users: Option<usize>,
+    /// Alignment methods trained at the same time (threads; burn's CPU backend keeps about one
+    /// core busy per run).
+    #[arg(long, default_value_t = 2)]
+    pub jobs: usize,
     /// auto, tui or plain.
     #[arg(long, value_enum, default_value = "plain")]
     pub dashboard: DashboardArg,
@@ -66,14 +66,17 @@ pub struct DemoArgs {
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
     let start = Instant::now();
-    let methods = a
-        .methods
-        .iter()
-        .map(|m| {
-            m.parse::<Method>()
-                .map_err(|e| anyhow::anyhow!("--methods {m}: {e}"))
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let methods = if a.methods.iter().any(|m| m == "all") {
+        Method::ALL.to_vec()
+    } else {
+        a.methods
+            .iter()
+            .map(|m| {
+                m.parse::<Method>()
+                    .map_err(|e| anyhow::anyhow!("--methods {m}: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
     let device = a.backend.device()?;
     let data = DataArgs {
         max_items: a.max_items,
@@ -139,6 +142,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     )?;
     let cases = &split.test[..a.max_eval_users.unwrap_or(usize::MAX).min(split.test.len())];
     let mut reports = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
     reports.push(evaluate_one(&ev, &RandomRecommender::new(ds.num_items(), 0), cases)?.0);
     reports.push(evaluate_one(&ev, &PopRecommender::new(&split.item_popularity), cases)?.0);
     let sft_run = open_run(&run_dir, Checkpoint::Best, &device)?.named("sft");
@@ -147,7 +151,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
         let catalog = CatalogInfo::from_dataset(&ds, &split);
         let reward =
             parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
-        for method in methods {
+        let dashboard = if a.jobs > 1 {
+            Dashboard::Plain
+        } else {
+            Dashboard::from(a.dashboard)
+        };
+        let aligned = parallel_map(&methods, a.jobs, |&method| {
             let cfg = AlignConfig::new(method.default_config())
                 .with_steps(a.align_steps)
                 .with_list_len(a.list_len)
@@ -162,12 +171,32 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 device: &device,
             };
             let dir = a.out.join(method.name());
-            align_run(&cfg, &inputs, &dir, Dashboard::from(a.dashboard), false)?;
-            let aligned = open_run(&dir, Checkpoint::Best, &device)?.named(method.name());
-            reports.push(evaluate_one(&ev, &aligned, cases)?.0);
+            let out = align_run(&cfg, &inputs, &dir, dashboard, false)?;
+            let run = open_run(&dir, Checkpoint::Best, &device)?.named(method.name());
+            let s = &out.summary;
+            let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+            let note = format!(
+                "{}: validation NDCG@10 (greedy lists) {} at step 0 -> {} at step {}; evaluated: \
+                 the checkpoint of step {}{}",
+                method.name(),
+                fmt(s.valid_ndcg_start),
+                fmt(s.valid_ndcg_end),
+                s.steps_run,
+                s.best_step,
+                if s.best_step == 0 {
+                    " (the SFT model: alignment did not improve validation)"
+                } else {
+                    ""
+                }
+            );
+            Ok((ev.evaluate(&run, cases, &mut |_, _| {})?.0, note))
+        })?;
+        for (report, note) in aligned {
+            reports.push(report);
+            notes.push(note);
         }
     }
-    let table = report_table(&reports);
+    let table = report_table(&reports) + "\n" + &notes.join("\n") + "\n";
     println!("\n{table}");
     blade_core::sft::write_atomic(&a.out.join("results.md"), table.as_bytes())?;
     blade_core::sft::write_atomic(

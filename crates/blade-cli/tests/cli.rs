@@ -223,6 +223,8 @@ fn compare_writes_tables_curves_and_pictures() {
             "0.5",
             "--front-methods",
             "blade",
+            "--jobs",
+            "2",
         ],
         dir.path(),
     );
@@ -270,6 +272,51 @@ fn compare_writes_tables_curves_and_pictures() {
             .any(|l| l.starts_with("blade,generation,ndcg@10,") && l.ends_with(",2")),
         "{csv}"
     );
+
+    // two runs side by side give what one at a time gives: retrain one cell alone
+    let reports = |dir: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reports.json")).unwrap()).unwrap()
+    };
+    let cell = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["method"] == "blade" && c["seed"] == 1)
+            .map(|c| c["report"]["generation"].clone())
+            .unwrap()
+    };
+    let parallel = cell(&reports(&cmp));
+    std::fs::remove_dir_all(cmp.join("runs/blade-s1")).unwrap();
+    let o = blade(
+        &[
+            "compare",
+            "--init",
+            "sft",
+            "--out",
+            "cmp",
+            "--methods",
+            "sft,bon-static,blade",
+            "--seeds",
+            "1,2",
+            "--steps",
+            "2",
+            "--prompts-per-step",
+            "8",
+            "--group-size",
+            "4",
+            "--reference-lists",
+            "4",
+            "--bon-n",
+            "4",
+            "--eval-every",
+            "0",
+            "--jobs",
+            "1",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(cell(&reports(&cmp)), parallel, "--jobs changed a result");
 
     let o = blade(
         &[

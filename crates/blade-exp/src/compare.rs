@@ -17,6 +17,7 @@ use blade_data::{EvalCase, Split};
 use burn::tensor::Device;
 use serde::Serialize;
 
+use crate::parallel_map;
 use crate::plot::{line_chart, Series};
 use crate::run::{align_run, open_run, Checkpoint, RunManifest};
 use crate::table::mean_std;
@@ -42,13 +43,17 @@ pub struct CompareSpec<'a> {
     /// Evaluate only the first N test users (e.g. for an LLM policy on a CPU).
     pub max_eval_users: Option<usize>,
     /// The alignment settings of a method and seed.
-    pub config: &'a dyn Fn(Method, u64) -> Result<AlignConfig>,
-    /// Dashboard of each alignment run.
+    pub config: &'a (dyn Fn(Method, u64) -> Result<AlignConfig> + Sync),
+    /// Dashboard of each alignment run (plain text when `jobs > 1`).
     pub dashboard: Dashboard,
+    /// (method, seed) runs trained at the same time, each in its own thread. burn's CPU
+    /// backend keeps about one core busy per run, so two jobs on two cores nearly halve a
+    /// comparison's time; every run is seeded on its own, so results do not depend on `jobs`.
+    pub jobs: usize,
     /// The device.
     pub device: &'a Device,
     /// Progress lines (`== method seed`), e.g. printed by the caller.
-    pub log: &'a dyn Fn(&str),
+    pub log: &'a (dyn Fn(&str) + Sync),
 }
 
 /// One (method, seed) result.
@@ -236,6 +241,17 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     let mut cells = Vec::new();
     let mut curves: BTreeMap<String, Vec<(u64, Vec<StepRecord>)>> = BTreeMap::new();
     let mut order = Vec::new();
+    let mut tasks = Vec::new();
+    for method in methods.iter().flatten() {
+        for &seed in spec.seeds {
+            let dir = runs_dir.join(format!("{}-s{seed}", method.name()));
+            tasks.push((*method, seed, dir));
+        }
+    }
+    let mut results = parallel_map(&tasks, spec.jobs, |(m, seed, dir)| {
+        run_one(&c, *m, reward.as_ref(), *seed, dir)
+    })?
+    .into_iter();
     for method in methods {
         let Some(method) = method else {
             let sft = open_run(spec.init, Checkpoint::Best, spec.device)?.named("sft");
@@ -251,8 +267,9 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
             continue;
         };
         for &seed in spec.seeds {
-            let dir = runs_dir.join(format!("{}-s{seed}", method.name()));
-            let (report, cv) = run_one(&c, method, reward.as_ref(), seed, &dir)?;
+            let Some((report, cv)) = results.next() else {
+                return Err(CoreError::Config("a comparison run is missing".into()));
+            };
             cells.push(Cell {
                 method: method.name().into(),
                 seed,
