@@ -37,6 +37,10 @@ pub struct CompareArgs {
     /// Methods whose fronts are traced (first seed only).
     #[arg(long, value_delimiter = ',', default_value = "bon-static,blade")]
     pub front_methods: Vec<String>,
+    /// Baselines of the paired statistics: every method's difference to each, user by user,
+    /// with a 95% bootstrap interval and p-value (`paired.csv`, end of `results.md`).
+    #[arg(long, value_delimiter = ',', default_value = "bon-static,sft")]
+    pub baselines: Vec<String>,
     /// Alignment runs trained at the same time (threads; burn's CPU backend keeps about one
     /// core busy per run). Results do not depend on it.
     #[arg(long, default_value_t = 1)]
@@ -74,6 +78,7 @@ pub fn run(a: CompareArgs) -> Result<()> {
         lambdas: &a.lambdas,
         front_methods: &a.front_methods,
         max_eval_users: a.max_eval_users,
+        baselines: &a.baselines,
         config: &config,
         dashboard: a.dashboard.into(),
         jobs: a.jobs,

@@ -240,6 +240,8 @@ fn compare_writes_tables_curves_and_pictures() {
         "pareto_fairness.svg",
         "pareto_diversity.svg",
         "fronts.csv",
+        "paired.csv",
+        "per_user.csv",
     ] {
         assert!(cmp.join(f).exists(), "compare did not write {f}");
     }
@@ -249,6 +251,12 @@ fn compare_writes_tables_curves_and_pictures() {
         "{md}"
     );
     assert!(md.contains(" ± "));
+    assert!(
+        md.contains("Paired differences to `bon-static`")
+            && md.contains("Paired differences to `sft`")
+            && md.contains("| blade | generation ndcg@10 |"),
+        "{md}"
+    );
     let svg = std::fs::read_to_string(cmp.join("gradient_decay.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.contains("blade") && svg.contains("bon-static"));
     // the static ceilings are drawn on the reward curves; the new diagnostics have pictures

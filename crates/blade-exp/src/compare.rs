@@ -12,8 +12,9 @@ use blade_core::align::{
 use blade_core::policy::bon::best_of_n_lists;
 use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
 use blade_core::sft::write_atomic;
-use blade_core::{CoreError, Dashboard, EvalConfig, EvalReport, Evaluator, Result};
+use blade_core::{CoreError, Dashboard, EvalConfig, EvalLists, EvalReport, Evaluator, Result};
 use blade_data::{EvalCase, Split};
+use blade_metrics::{ndcg_at_k, recall_at_k};
 use burn::tensor::Device;
 use serde::Serialize;
 
@@ -42,6 +43,9 @@ pub struct CompareSpec<'a> {
     pub front_methods: &'a [String],
     /// Evaluate only the first N test users (e.g. for an LLM policy on a CPU).
     pub max_eval_users: Option<usize>,
+    /// Methods every other method is compared with, user by user (paired bootstrap over users,
+    /// pooled over seeds; absent ones are skipped).
+    pub baselines: &'a [String],
     /// The alignment settings of a method and seed.
     pub config: &'a (dyn Fn(Method, u64) -> Result<AlignConfig> + Sync),
     /// Dashboard of each alignment run (plain text when `jobs > 1`).
@@ -65,6 +69,9 @@ pub struct Cell {
     pub seed: u64,
     /// Its test report.
     pub report: EvalReport,
+    /// Per-user values of the paired metrics (in `per_user.csv`, not in `reports.json`).
+    #[serde(skip)]
+    pub per_user: PerUser,
 }
 
 /// What a comparison produced (also written into its folder).
@@ -89,8 +96,45 @@ fn is_accuracy(spec: &str) -> bool {
         .any(|t| spec.contains(t))
 }
 
-fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<EvalReport> {
-    Ok(c.ev.evaluate(rec, c.cases, &mut |_, _| {})?.0)
+/// Per-user values of the metrics the paired statistics use, keyed `"<mode> <metric>"`.
+pub type PerUser = BTreeMap<String, Vec<f64>>;
+
+/// The metrics of the paired statistics: (mode, metric, cut-off).
+const PAIRED: &[(&str, &str, usize)] = &[
+    ("generation", "ndcg", 5),
+    ("generation", "ndcg", 10),
+    ("generation", "recall", 10),
+    ("full-rank", "ndcg", 10),
+];
+
+fn per_user(lists: &EvalLists, cases: &[EvalCase]) -> PerUser {
+    let mut out = PerUser::new();
+    for &(mode, metric, k) in PAIRED {
+        let rows = if mode == "generation" {
+            &lists.generated
+        } else {
+            &lists.ranked
+        };
+        let v = rows
+            .iter()
+            .zip(cases)
+            .map(|(l, c)| {
+                let t = [c.target];
+                if metric == "ndcg" {
+                    ndcg_at_k(l, &t, k)
+                } else {
+                    recall_at_k(l, &t, k)
+                }
+            })
+            .collect();
+        out.insert(format!("{mode} {metric}@{k}"), v);
+    }
+    out
+}
+
+fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<(EvalReport, PerUser)> {
+    let (report, lists) = c.ev.evaluate(rec, c.cases, &mut |_, _| {})?;
+    Ok((report, per_user(&lists, c.cases)))
 }
 
 /// Trains (or reuses a finished run of) one method with one reward and seed, then evaluates
@@ -101,7 +145,7 @@ fn run_one(
     reward: &dyn ListReward,
     seed: u64,
     dir: &Path,
-) -> Result<(EvalReport, Vec<StepRecord>)> {
+) -> Result<(EvalReport, PerUser, Vec<StepRecord>)> {
     let cfg = (c.s.config)(method, seed)?;
     // reuse a finished run only if it was trained with these settings *and* this reward
     let same_reward = read_json::<AlignSummary>(&dir.join("summary.json"))
@@ -125,7 +169,8 @@ fn run_one(
     }
     let curves = read_curves(&dir.join("curves.csv"))?;
     let run = open_run(dir, Checkpoint::Best, c.s.device)?.named(method.name());
-    Ok((evaluate(c, &run)?, curves))
+    let (report, users) = evaluate(c, &run)?;
+    Ok((report, users, curves))
 }
 
 const TABLE_METRICS: &[&str] = &[
@@ -179,6 +224,102 @@ pub fn seed_tables(cells: &[Cell], order: &[String], ks: &[usize]) -> (String, S
         }
     }
     (md, csv)
+}
+
+/// Bootstrap resamples of the paired statistics.
+const RESAMPLES: usize = 2000;
+
+/// Markdown and CSV of every method's paired difference to each baseline, per paired metric:
+/// mean, 95% bootstrap interval over users (pooled over seeds), relative difference, p-value;
+/// a significant difference (interval excludes 0 and p < 0.05) is marked a win or a loss.
+pub fn paired_tables(
+    cells: &[Cell],
+    order: &[String],
+    seeds: &[u64],
+    baselines: &[String],
+) -> (String, String) {
+    let mut md = String::new();
+    let mut csv = String::from("method,baseline,metric,users,diff,lo,hi,relative_pct,p\n");
+    let values = |m: &str, key: &str| -> Option<Vec<Vec<f64>>> {
+        seeds
+            .iter()
+            .map(|&s| {
+                cells
+                    .iter()
+                    .find(|c| c.method == m && c.seed == s)
+                    .and_then(|c| c.per_user.get(key).cloned())
+            })
+            .collect()
+    };
+    for b in baselines.iter().filter(|b| order.contains(b)) {
+        md.push_str(&format!(
+            "\n**Paired differences to `{b}`** (test users; per user the mean over seeds of method - \
+             {b}; 95% percentile bootstrap over users, {RESAMPLES} resamples; p two-sided)\n\n\
+             | method | metric | diff | 95% CI | relative | p | |\n|---|---|---:|---|---:|---:|---|\n"
+        ));
+        for m in order.iter().filter(|m| *m != b) {
+            for &(mode, metric, k) in PAIRED {
+                let key = format!("{mode} {metric}@{k}");
+                let (Some(mv), Some(bv)) = (values(m, &key), values(b, &key)) else {
+                    continue;
+                };
+                let Some((diff, base)) = crate::stats::pool_seeds(&mv, &bv) else {
+                    continue;
+                };
+                let d = crate::stats::paired_bootstrap(&diff, &base, RESAMPLES, 0);
+                let rel = d.relative_pct().map_or("-".into(), |r| format!("{r:+.1}%"));
+                let mark = match (d.significant(), d.mean > 0.0) {
+                    (true, true) => "**win**",
+                    (true, false) => "**loss**",
+                    _ => "tie",
+                };
+                md.push_str(&format!(
+                    "| {m} | {key} | {:+.4} | [{:+.4}, {:+.4}] | {rel} | {:.3} | {mark} |\n",
+                    d.mean, d.lo, d.hi, d.p
+                ));
+                csv.push_str(&format!(
+                    "{m},{b},{key},{},{},{},{},{},{}\n",
+                    d.n,
+                    d.mean,
+                    d.lo,
+                    d.hi,
+                    d.relative_pct().unwrap_or(f64::NAN),
+                    d.p
+                ));
+            }
+        }
+    }
+    (md, csv)
+}
+
+/// `per_user.csv`: one row per (method, seed, user) with the paired metrics.
+fn per_user_csv(cells: &[Cell], cases: &[EvalCase]) -> String {
+    let keys: Vec<String> = PAIRED
+        .iter()
+        .map(|(mode, metric, k)| format!("{mode} {metric}@{k}"))
+        .collect();
+    let mut out = format!("method,seed,user,{}\n", keys.join(","));
+    for c in cells.iter().filter(|c| !c.per_user.is_empty()) {
+        for (u, case) in cases.iter().enumerate() {
+            let vals: Vec<String> = keys
+                .iter()
+                .map(|k| {
+                    c.per_user
+                        .get(k)
+                        .and_then(|v| v.get(u))
+                        .map_or(String::new(), |v| v.to_string())
+                })
+                .collect();
+            out.push_str(&format!(
+                "{},{},{},{}\n",
+                c.method,
+                c.seed,
+                case.user,
+                vals.join(",")
+            ));
+        }
+    }
+    out
 }
 
 fn seed_mean(curves: &[&Vec<StepRecord>], f: impl Fn(&StepRecord) -> f64) -> Vec<(f64, f64)> {
@@ -255,25 +396,27 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     for method in methods {
         let Some(method) = method else {
             let sft = open_run(spec.init, Checkpoint::Best, spec.device)?.named("sft");
-            let report = evaluate(&c, &sft)?;
+            let (report, users) = evaluate(&c, &sft)?;
             for &seed in spec.seeds {
                 cells.push(Cell {
                     method: "sft".into(),
                     seed,
                     report: report.clone(),
+                    per_user: users.clone(),
                 });
             }
             order.push("sft".to_string());
             continue;
         };
         for &seed in spec.seeds {
-            let Some((report, cv)) = results.next() else {
+            let Some((report, users, cv)) = results.next() else {
                 return Err(CoreError::Config("a comparison run is missing".into()));
             };
             cells.push(Cell {
                 method: method.name().into(),
                 seed,
                 report,
+                per_user: users,
             });
             curves
                 .entry(method.name().into())
@@ -316,12 +459,14 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
                 method: name.clone(),
                 seed,
                 report,
+                per_user: PerUser::new(),
             });
         }
         order.push(name);
     }
 
     let (md, csv) = seed_tables(&cells, &order, &ev.config().ks);
+    let (paired_md, paired_csv) = paired_tables(&cells, &order, spec.seeds, spec.baselines);
     let first = (spec.config)(Method::Grpo, spec.seeds[0])?;
     let header = format!(
         "# blade compare\n\ndata: {} ({} users, {} items, {} policy); {} test users; reward: `{}`; seeds: {:?}; \
@@ -338,11 +483,13 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         first.prompts_per_step,
         first.group_size
     );
-    let md = header + &md;
+    let md = header + &md + &paired_md;
     let out = spec.out;
     let write = |name: &str, bytes: &[u8]| write_atomic(&out.join(name), bytes);
     write("results.md", md.as_bytes())?;
     write("results.csv", csv.as_bytes())?;
+    write("paired.csv", paired_csv.as_bytes())?;
+    write("per_user.csv", per_user_csv(&cells, c.cases).as_bytes())?;
     let json = serde_json::to_string_pretty(&cells).map_err(|e| CoreError::file(out, e))?;
     write("reports.json", json.as_bytes())?;
     // every run's own curves.csv, prefixed with its method and seed
@@ -541,7 +688,7 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
                     format!("{}-{axis}-l{lambda}-s{seed}", method.name())
                 };
                 let dir = out.join("runs").join(name);
-                let (report, _) = run_one(c, method, reward.as_ref(), seed, &dir)?;
+                let (report, _, _) = run_one(c, method, reward.as_ref(), seed, &dir)?;
                 let g = &report.generation;
                 let (n, f, d) = (
                     g.get("ndcg@10").unwrap_or(f64::NAN),
@@ -566,4 +713,85 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
         )?;
     }
     write_atomic(&out.join("fronts.csv"), csv.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(method: &str, seed: u64, gen_ndcg10: Vec<f64>) -> Cell {
+        let mut per_user = PerUser::new();
+        per_user.insert("generation ndcg@10".into(), gen_ndcg10);
+        Cell {
+            method: method.into(),
+            seed,
+            report: EvalReport {
+                method: method.into(),
+                generation: Default::default(),
+                full_ranking: Default::default(),
+                users: 0,
+                mask_history: true,
+                ks: vec![10],
+                seconds: 0.0,
+            },
+            per_user,
+        }
+    }
+
+    #[test]
+    fn paired_tables_mark_known_wins_losses_and_ties() {
+        let users = 100;
+        let base: Vec<f64> = (0..users).map(|u| (u % 5) as f64 / 10.0).collect();
+        let plus = |d: f64| base.iter().map(|b| b + d).collect::<Vec<_>>();
+        let cells = vec![
+            cell("bon-static", 1, base.clone()),
+            cell("bon-static", 2, base.clone()),
+            // +0.1 on every user and seed: a certain win of +0.1 (+50% of the mean 0.2)
+            cell("blade", 1, plus(0.1)),
+            cell("blade", 2, plus(0.1)),
+            // -0.05 on seed 1, +0.05 on seed 2: per user the mean is 0, a tie
+            cell("grpo", 1, plus(-0.05)),
+            cell("grpo", 2, plus(0.05)),
+            // -0.02 everywhere: a loss
+            cell("sdpo", 1, plus(-0.02)),
+            cell("sdpo", 2, plus(-0.02)),
+        ];
+        let order: Vec<String> = ["bon-static", "blade", "grpo", "sdpo"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let (md, csv) = paired_tables(
+            &cells,
+            &order,
+            &[1, 2],
+            &["bon-static".into(), "absent".into()],
+        );
+        let row = |m: &str| {
+            md.lines()
+                .find(|l| l.starts_with(&format!("| {m} | generation ndcg@10")))
+                .unwrap_or_else(|| panic!("no row for {m} in\n{md}"))
+                .to_string()
+        };
+        assert!(
+            row("blade").contains("+0.1000 | [+0.1000, +0.1000] | +50.0% | 0.000 | **win**"),
+            "{}",
+            row("blade")
+        );
+        assert!(
+            row("grpo").contains("| tie |") && row("grpo").contains("| 1.000 |"),
+            "{}",
+            row("grpo")
+        );
+        assert!(
+            row("sdpo").contains("**loss**") && row("sdpo").contains("-10.0%"),
+            "{}",
+            row("sdpo")
+        );
+        assert!(
+            !md.contains("`absent`"),
+            "a baseline that did not run is skipped"
+        );
+        assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
+        assert!(csv.contains("blade,bon-static,generation ndcg@10,100,"));
+    }
 }

@@ -7,6 +7,7 @@ pub mod compare;
 pub mod data;
 pub mod plot;
 pub mod run;
+pub mod stats;
 pub mod table;
 
 pub use compare::{compare, CompareOutcome, CompareSpec};
