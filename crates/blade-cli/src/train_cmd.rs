@@ -472,6 +472,8 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let device = a.backend.device()?;
     let (ds, split) = a.data.dataset_and_split()?;
     let config = a.sft.config(ds.num_items(), a.data.history_len);
+    // every flag is checked before the run folder is made
+    config.check()?;
     std::fs::create_dir_all(&a.out)?;
     RunManifest {
         kind: RunKind::Item,

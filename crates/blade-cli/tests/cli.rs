@@ -695,3 +695,48 @@ fn bench_prints_speed_ratios_against_a_peer() {
         "{args}"
     );
 }
+
+/// Training flags that burn cannot take are refused with the flag's name before the run folder
+/// exists (a NaN learning rate used to "succeed" and write `"lr": null`).
+#[test]
+fn bad_training_flags_are_named_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, value, expect) in [
+        ("--lr", "nan", "--lr NaN"),
+        ("--lr", "-1", "--lr -1"),
+        ("--lr", "inf", "--lr inf"),
+        ("--epochs", "0", "--epochs 0"),
+        ("--batch-size", "0", "--batch-size 0"),
+        ("--d-model", "0", "--d-model 0"),
+        ("--heads", "3", "--heads 3"),
+        ("--heads", "0", "--heads 0"),
+        ("--dropout", "1.5", "--dropout 1.5"),
+        ("--dropout", "NaN", "--dropout NaN"),
+        ("--list-len", "0", "--list-len 0"),
+        ("--list-len", "100000", "--list-len 100000"),
+        ("--layers", "0", "--layers 0"),
+    ] {
+        let o = blade(
+            &[
+                "train",
+                "--method",
+                "sft",
+                "--out",
+                "r",
+                "--max-train-prompts",
+                "100",
+                &format!("{flag}={value}"),
+            ],
+            dir.path(),
+        );
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && err.contains(expect),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            !dir.path().join("r").exists(),
+            "{flag} {value} left a run folder"
+        );
+    }
+}

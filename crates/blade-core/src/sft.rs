@@ -70,6 +70,72 @@ pub struct SftConfig {
     pub num_workers: usize,
 }
 
+impl SftConfig {
+    /// Checks every setting against what burn and the data can take; an error names the
+    /// command-line flag and what was expected. `catalogue` is the number of items, the
+    /// longest list a user with a full history can still get is `catalogue - max_history`.
+    pub fn check(&self) -> crate::Result<()> {
+        let bad = |m: String| Err(CoreError::Config(m));
+        let m = &self.model;
+        if m.num_items == 0 {
+            return bad("the catalogue is empty".into());
+        }
+        if m.d_model == 0 || m.d_model > 4096 {
+            return bad(format!("--d-model {}: expected 1..=4096", m.d_model));
+        }
+        if m.n_heads == 0 || m.d_model % m.n_heads != 0 {
+            return bad(format!(
+                "--heads {}: expected a positive divisor of --d-model {}",
+                m.n_heads, m.d_model
+            ));
+        }
+        if m.n_layers == 0 || m.n_layers > 64 {
+            return bad(format!("--layers {}: expected 1..=64", m.n_layers));
+        }
+        if !(m.dropout.is_finite() && (0.0..1.0).contains(&m.dropout)) {
+            return bad(format!(
+                "--dropout {}: expected a number in [0, 1)",
+                m.dropout
+            ));
+        }
+        if m.max_history == 0 || m.max_history > 10_000 {
+            return bad(format!(
+                "--history-len {}: expected 1..=10000",
+                m.max_history
+            ));
+        }
+        if m.max_list == 0 || m.max_list + m.max_history > m.num_items {
+            return bad(format!(
+                "--list-len {}: expected 1..={} (the catalogue of {} items minus the {} history \
+                 items a prompt may exclude)",
+                m.max_list,
+                m.num_items.saturating_sub(m.max_history).max(1),
+                m.num_items,
+                m.max_history
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!(
+                "--lr {}: expected a positive finite number",
+                self.lr
+            ));
+        }
+        if self.epochs == 0 {
+            return bad("--epochs 0: expected at least 1".into());
+        }
+        if self.batch_size == 0 {
+            return bad("--batch-size 0: expected at least 1".into());
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return bad(format!(
+                "weight decay {}: expected a finite number >= 0",
+                self.weight_decay
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Which renderer shows the training progress.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Dashboard {
@@ -412,6 +478,7 @@ pub fn train_sft(
     dashboard: Dashboard,
     resume: bool,
 ) -> crate::Result<SftOutcome> {
+    config.check()?;
     if config.model.max_history != split.max_history {
         return Err(CoreError::Config(format!(
             "model max_history {} differs from the split's {}",
