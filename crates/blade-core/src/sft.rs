@@ -83,7 +83,7 @@ impl SftConfig {
         if m.d_model == 0 || m.d_model > 4096 {
             return bad(format!("--d-model {}: expected 1..=4096", m.d_model));
         }
-        if m.n_heads == 0 || m.d_model % m.n_heads != 0 {
+        if m.n_heads == 0 || !m.d_model.is_multiple_of(m.n_heads) {
             return bad(format!(
                 "--heads {}: expected a positive divisor of --d-model {}",
                 m.n_heads, m.d_model
