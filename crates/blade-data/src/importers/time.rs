@@ -23,9 +23,18 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// Years a date may have: far beyond any interaction log, and small enough that every
+/// arithmetic step below stays within `i64` (a file's `99999999999999-01-01` is a bad row, not
+/// an overflow).
+const YEARS: std::ops::RangeInclusive<i64> = -1_000_000..=1_000_000;
+
 /// Seconds since the epoch of midnight UTC of a checked date.
 fn date_seconds(year: i64, month: u32, day: u32) -> Option<i64> {
-    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+    if !YEARS.contains(&year)
+        || !(1..=12).contains(&month)
+        || day == 0
+        || day > days_in_month(year, month)
+    {
         return None;
     }
     Some(days_from_civil(year, month, day) * 86_400)
@@ -131,5 +140,19 @@ mod tests {
             parse_ymd("2011-11-05")
         );
         assert_eq!(parse_steam_posted("Posted March 3."), None);
+    }
+
+    #[test]
+    fn huge_years_are_bad_dates_not_overflows() {
+        for y in ["99999999999999", "-99999999999999", "9223372036854775807", "1000001"] {
+            assert_eq!(parse_ymd(&format!("{y}-01-01")), None, "{y}");
+            assert_eq!(parse_steam_posted(&format!("Posted November 5, {y}.")), None);
+            assert_eq!(
+                parse_goodreads_date(&format!("Fri Aug 25 13:55:02 -0700 {y}")),
+                None
+            );
+        }
+        assert!(parse_ymd("1000000-12-31").is_some());
+        assert!(parse_ymd("-1000000-01-01").is_none(), "a leading minus is not a year here");
     }
 }
