@@ -233,9 +233,19 @@ impl TensorInfo {
         self.dims.iter().rev().map(|&d| d as usize).collect()
     }
 
-    /// Number of elements.
+    /// Number of elements (saturating: [`GgufFile::open`] refuses tensors whose element count
+    /// or byte length does not fit, so a directory it returns never saturates).
     pub fn len(&self) -> usize {
-        self.dims.iter().product::<u64>() as usize
+        self.checked_len().unwrap_or(usize::MAX)
+    }
+
+    /// Number of elements, `None` when the product of the dims overflows.
+    pub fn checked_len(&self) -> Option<usize> {
+        let n = self
+            .dims
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))?;
+        usize::try_from(n).ok()
     }
 
     /// Whether the tensor has no elements.
@@ -246,7 +256,7 @@ impl TensorInfo {
     /// Bytes the tensor occupies, or `None` for an unsupported type.
     pub fn byte_len(&self) -> Option<usize> {
         let (per_block, bytes) = self.ggml_type.block()?;
-        Some(self.len().div_ceil(per_block) * bytes)
+        self.checked_len()?.div_ceil(per_block).checked_mul(bytes)
     }
 }
 
@@ -411,9 +421,18 @@ impl GgufFile {
         let alignment = metadata
             .get("general.alignment")
             .and_then(Value::as_u64)
-            .unwrap_or(32)
-            .max(1);
-        let data_start = c.pos.div_ceil(alignment) * alignment;
+            .unwrap_or(32);
+        if alignment == 0 || alignment > 1 << 20 {
+            return Err(c.fail(format!(
+                "general.alignment = {alignment}; expected 1..={} (llama.cpp writes 32)",
+                1 << 20
+            )));
+        }
+        let data_start = c
+            .pos
+            .div_ceil(alignment)
+            .checked_mul(alignment)
+            .ok_or_else(|| c.fail("the data section's start overflows"))?;
         let me = Self {
             path: path.to_path_buf(),
             version,
@@ -423,8 +442,20 @@ impl GgufFile {
             file_len,
         };
         for t in &me.tensors {
+            if t.checked_len().is_none()
+                || (t.ggml_type.block().is_some() && t.byte_len().is_none())
+            {
+                return Err(me.content(format!(
+                    "tensor `{}` has dims {:?}: its size does not fit in memory",
+                    t.name, t.dims
+                )));
+            }
             if let Some(n) = t.byte_len() {
-                let end = me.data_start + t.offset + n as u64;
+                let end = me
+                    .data_start
+                    .checked_add(t.offset)
+                    .and_then(|e| e.checked_add(n as u64))
+                    .unwrap_or(u64::MAX);
                 if end > file_len {
                     return Err(me.content(format!(
                         "tensor `{}` ends at byte {end}, past the end of the file ({file_len} bytes): truncated download?",
@@ -510,8 +541,8 @@ impl GgufFile {
             source,
         };
         let mut f = File::open(&self.path).map_err(io)?;
-        let start = self.data_start + info.offset;
-        if start + n as u64 > self.file_len {
+        let start = self.data_start.saturating_add(info.offset);
+        if start.saturating_add(n as u64) > self.file_len {
             return Err(self.content(format!("tensor `{name}` runs past the end of the file")));
         }
         f.seek(SeekFrom::Start(start)).map_err(io)?;
@@ -878,5 +909,56 @@ mod tests {
             err.contains("ggml type 12") && err.contains("cannot dequantise"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn header_numbers_that_overflow_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("h.gguf");
+        let mut w = GgufWriter::new();
+        w.tensor("m", &[4, 32], &ramp(128), GgmlType::F32);
+        let bytes = w.to_bytes();
+        // header (24) + name length and "m" (9) + n_dims (4): the two u64 dims, then the
+        // type (u32) and the offset (u64)
+        let (dims_at, offset_at) = (37, 37 + 16 + 4);
+        let patched = |at: usize, words: &[u64]| {
+            let mut b = bytes.clone();
+            for (k, w) in words.iter().enumerate() {
+                b[at + 8 * k..at + 8 * k + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            b
+        };
+        for (what, raw) in [
+            (
+                "a dims product past 2^64",
+                patched(dims_at, &[1 << 40, 1 << 40]),
+            ),
+            ("a byte length past 2^64", patched(dims_at, &[1 << 62, 2])),
+            (
+                "an offset near u64::MAX",
+                patched(offset_at, &[u64::MAX - 3]),
+            ),
+            (
+                "a large but finite size",
+                patched(dims_at, &[1 << 31, 1 << 31]),
+            ),
+        ] {
+            std::fs::write(&path, &raw).unwrap();
+            let err = GgufFile::open(&path).expect_err(what).to_string();
+            assert!(
+                err.contains("h.gguf")
+                    && (err.contains("does not fit") || err.contains("past the end")),
+                "{what}: {err}"
+            );
+        }
+        // general.alignment of u64::MAX (or 0) is refused before any arithmetic
+        for a in [u64::MAX, 0] {
+            let mut w = GgufWriter::new();
+            w.meta("general.alignment", Value::U64(a));
+            w.tensor("m", &[4, 32], &ramp(128), GgmlType::F32);
+            std::fs::write(&path, w.to_bytes()).unwrap();
+            let err = GgufFile::open(&path).unwrap_err().to_string();
+            assert!(err.contains("general.alignment"), "{err}");
+        }
     }
 }

@@ -144,15 +144,26 @@ mod tests {
 
     #[test]
     fn huge_years_are_bad_dates_not_overflows() {
-        for y in ["99999999999999", "-99999999999999", "9223372036854775807", "1000001"] {
+        for y in [
+            "99999999999999",
+            "-99999999999999",
+            "9223372036854775807",
+            "1000001",
+        ] {
             assert_eq!(parse_ymd(&format!("{y}-01-01")), None, "{y}");
-            assert_eq!(parse_steam_posted(&format!("Posted November 5, {y}.")), None);
+            assert_eq!(
+                parse_steam_posted(&format!("Posted November 5, {y}.")),
+                None
+            );
             assert_eq!(
                 parse_goodreads_date(&format!("Fri Aug 25 13:55:02 -0700 {y}")),
                 None
             );
         }
         assert!(parse_ymd("1000000-12-31").is_some());
-        assert!(parse_ymd("-1000000-01-01").is_none(), "a leading minus is not a year here");
+        assert!(
+            parse_ymd("-1000000-01-01").is_none(),
+            "a leading minus is not a year here"
+        );
     }
 }
