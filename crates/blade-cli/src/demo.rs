@@ -149,8 +149,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     reports.push(evaluate_one(&ev, &sft_run, cases)?.0);
     if a.align_steps > 0 {
         let catalog = CatalogInfo::from_dataset(&ds, &split);
-        let reward =
-            parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
+        let reward = parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
         let dashboard = if a.jobs > 1 {
             Dashboard::Plain
         } else {

@@ -517,8 +517,7 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     let device = a.backend.device()?;
     let (ds, split) = info.data.dataset_and_split()?;
     let catalog = CatalogInfo::from_dataset(&ds, &split);
-    let reward =
-        parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
+    let reward = parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = a.align.config(method, a.sft.seed, true)?;
     let inputs = AlignInputs {
         split: &split,

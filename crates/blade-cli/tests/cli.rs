@@ -356,7 +356,9 @@ fn compare_writes_tables_curves_and_pictures() {
     );
     let err = stderr(&o);
     assert!(
-        err.contains("unknown reward `ildd`") && err.contains('^'),
+        err.contains("unknown reward `ildd`")
+            && err.contains('^')
+            && !err.contains("--reward --reward"),
         "{err}"
     );
 }

@@ -153,6 +153,12 @@ fn run_one(
     let done = same_reward
         && std::fs::read_to_string(dir.join("align.json")).ok() == serde_json::to_string(&cfg).ok();
     if !done {
+        // `summary.json` is written last: remove it first, so that a retrain killed half-way
+        // is never taken for a finished run by the next comparison
+        let summary = dir.join("summary.json");
+        if summary.exists() {
+            std::fs::remove_file(&summary).map_err(|e| CoreError::file(&summary, e))?;
+        }
         let inputs = AlignInputs {
             split: c.split,
             catalog: c.catalog,
@@ -342,8 +348,8 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     let info = RunManifest::load_sft(spec.init)?;
     let (ds, split) = info.data.dataset_and_split()?;
     let catalog = CatalogInfo::from_dataset(&ds, &split);
-    let reward = parse_reward(spec.reward, &catalog)
-        .map_err(|e| CoreError::Config(format!("--reward {e}")))?;
+    let reward =
+        parse_reward(spec.reward, &catalog).map_err(|e| CoreError::Config(e.to_string()))?;
     let methods: Vec<Option<Method>> = spec
         .methods
         .iter()
@@ -679,8 +685,8 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
                 } else {
                     format!("{base} + {lambda}*{term}")
                 };
-                let reward = parse_reward(&spec, c.catalog)
-                    .map_err(|e| CoreError::Config(format!("{spec}: {e}")))?;
+                let reward =
+                    parse_reward(&spec, c.catalog).map_err(|e| CoreError::Config(e.to_string()))?;
                 // lambda = 0 is the table's own run of this method and seed
                 let name = if lambda == 0.0 {
                     format!("{}-s{seed}", method.name())
