@@ -194,40 +194,40 @@ fn compare_writes_tables_curves_and_pictures() {
         dir.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = blade(
-        &[
-            "compare",
-            "--init",
-            "sft",
-            "--out",
-            "cmp",
-            "--methods",
-            "sft,bon-static,blade",
-            "--seeds",
-            "1,2",
-            "--steps",
-            "2",
-            "--prompts-per-step",
-            "8",
-            "--group-size",
-            "4",
-            "--reference-lists",
-            "4",
-            "--bon-n",
-            "4",
-            "--eval-every",
-            "0",
-            "--bon-inference",
-            "4",
-            "--lambdas",
-            "0.5",
-            "--front-methods",
-            "blade",
-            "--jobs",
-            "2",
-        ],
-        dir.path(),
-    );
+    let compare: &[&str] = &[
+        "compare",
+        "--init",
+        "sft",
+        "--out",
+        "cmp",
+        "--methods",
+        "sft,bon-static,blade",
+        "--seeds",
+        "1,2",
+        "--steps",
+        "2",
+        "--prompts-per-step",
+        "8",
+        "--group-size",
+        "4",
+        "--reference-lists",
+        "4",
+        "--bon-n",
+        "4",
+        "--eval-every",
+        "0",
+    ];
+    let extra = [
+        "--bon-inference",
+        "4",
+        "--lambdas",
+        "0.5",
+        "--front-methods",
+        "blade",
+        "--jobs",
+        "2",
+    ];
+    let o = blade(&[compare, &extra[..]].concat(), dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let cmp = dir.path().join("cmp");
     for f in [
@@ -295,34 +295,7 @@ fn compare_writes_tables_curves_and_pictures() {
     };
     let parallel = cell(&reports(&cmp));
     std::fs::remove_dir_all(cmp.join("runs/blade-s1")).unwrap();
-    let o = blade(
-        &[
-            "compare",
-            "--init",
-            "sft",
-            "--out",
-            "cmp",
-            "--methods",
-            "sft,bon-static,blade",
-            "--seeds",
-            "1,2",
-            "--steps",
-            "2",
-            "--prompts-per-step",
-            "8",
-            "--group-size",
-            "4",
-            "--reference-lists",
-            "4",
-            "--bon-n",
-            "4",
-            "--eval-every",
-            "0",
-            "--jobs",
-            "1",
-        ],
-        dir.path(),
-    );
+    let o = blade(&[compare, &["--jobs", "1"][..]].concat(), dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cell(&reports(&cmp)), parallel, "--jobs changed a result");
 

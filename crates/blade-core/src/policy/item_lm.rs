@@ -117,19 +117,11 @@ impl IncrementalDecoder<'_> {
         }
         let j = lists.first().map_or(0, Vec::len);
         let device = m.devices()[0].clone();
-        let e = m.encode(self.histories, lists, j);
-        let [batch, seq] = [e.batch, e.len];
-        let tokens = Tensor::<2, Int>::from_data(TensorData::new(e.tokens, [batch, seq]), &device);
-        let pad = Tensor::<2, Bool>::from_data(TensorData::new(e.pad, [batch, seq]), &device);
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-        let x = m.item_emb.forward(tokens) + m.pos_emb.forward(positions);
-        let mask = generate_autoregressive_mask(batch, seq, &device);
-        let h = m.encoder.forward_autoregressive_inference(
-            TransformerEncoderInput::new(x)
-                .mask_pad(pad)
-                .mask_attn(mask),
-            &mut self.cache,
-        );
+        let (tokens, pad) = m.encode(self.histories, lists, j).tensors(&device);
+        let seq = tokens.dims()[1];
+        let h = m
+            .encoder
+            .forward_autoregressive_inference(m.encoder_input(tokens, pad), &mut self.cache);
         let last = m.norm.forward(h.narrow(1, seq - 1, 1));
         m.host_rows(m.head.forward(last).reshape([n, m.num_items]))
     }
@@ -141,6 +133,17 @@ struct Encoded {
     pad: Vec<bool>,
     batch: usize,
     len: usize,
+}
+
+impl Encoded {
+    /// `[batch, len]` token ids and padding mask on `device`.
+    fn tensors(self, device: &Device) -> (Tensor<2, Int>, Tensor<2, Bool>) {
+        let shape = [self.batch, self.len];
+        (
+            Tensor::from_data(TensorData::new(self.tokens, shape), device),
+            Tensor::from_data(TensorData::new(self.pad, shape), device),
+        )
+    }
 }
 
 impl ItemLm {
@@ -211,17 +214,24 @@ impl ItemLm {
     /// - `tokens`: `[batch, seq]` (token ids), `pad`: `[batch, seq]` (true = padding)
     /// - output: `[batch, seq, d_model]`
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
+        let h = self.encoder.forward(self.encoder_input(tokens, pad));
+        self.norm.forward(h)
+    }
+
+    /// Item + position embeddings with the padding and causal masks.
+    fn encoder_input(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad: Tensor<2, Bool>,
+    ) -> TransformerEncoderInput {
         let [batch, seq] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
         let x = self.item_emb.forward(tokens) + self.pos_emb.forward(positions);
         let mask = generate_autoregressive_mask(batch, seq, &device);
-        let h = self.encoder.forward(
-            TransformerEncoderInput::new(x)
-                .mask_pad(pad)
-                .mask_attn(mask),
-        );
-        self.norm.forward(h)
+        TransformerEncoderInput::new(x)
+            .mask_pad(pad)
+            .mask_attn(mask)
     }
 
     /// Item logits at the list slots: slot `j` is the distribution of list item `j+1`.
@@ -235,10 +245,7 @@ impl ItemLm {
         list_len: usize,
         device: &Device,
     ) -> Tensor<3> {
-        let e = self.encode(histories, lists, list_len);
-        let tokens =
-            Tensor::<2, Int>::from_data(TensorData::new(e.tokens, [e.batch, e.len]), device);
-        let pad = Tensor::<2, Bool>::from_data(TensorData::new(e.pad, [e.batch, e.len]), device);
+        let (tokens, pad) = self.encode(histories, lists, list_len).tensors(device);
         let hidden = self.forward_hidden(tokens, pad);
         let hidden = hidden.narrow(1, self.max_history, list_len + 1);
         self.head.forward(hidden)
@@ -256,12 +263,10 @@ impl ItemLm {
         }
         let j = lists.first().map_or(0, Vec::len);
         let device = self.devices()[0].clone();
-        let e = self.encode(histories, lists, j);
-        let tokens =
-            Tensor::<2, Int>::from_data(TensorData::new(e.tokens, [e.batch, e.len]), &device);
-        let pad = Tensor::<2, Bool>::from_data(TensorData::new(e.pad, [e.batch, e.len]), &device);
+        let (tokens, pad) = self.encode(histories, lists, j).tensors(&device);
+        let seq = tokens.dims()[1];
         // the head only at the last position: the next item's distribution
-        let last = self.forward_hidden(tokens, pad).narrow(1, e.len - 1, 1);
+        let last = self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1);
         self.host_rows(self.head.forward(last).reshape([n, self.num_items]))
     }
 
