@@ -53,12 +53,19 @@ pub(crate) fn best_vs_worst(scored: &ScoredGroups) -> Vec<Preference> {
         .collect()
 }
 
-/// Global list indices of each preference's winner and of its `j`-th loser.
-pub(crate) fn pair_rows(prefs: &[Preference], g: usize, j: usize) -> (Vec<usize>, Vec<usize>) {
-    prefs
+/// Per preference, the winner's log-ratio to the reference minus its first loser's:
+/// `(log pi - log pi_ref)(winner) - (log pi - log pi_ref)(loser)`, the margin DPO and BoNBoN's
+/// IPO term act on.
+pub(crate) fn winner_margin(new_logp: &Tensor<1>, inputs: &LossInputs) -> Tensor<1> {
+    let h = new_logp.clone() - inputs.ref_logp.clone();
+    let g = inputs.g;
+    let (w, l): (Vec<usize>, Vec<usize>) = inputs
+        .signal
+        .preferences
         .iter()
-        .map(|p| (p.group * g + p.winner, p.group * g + p.losers[j]))
-        .unzip()
+        .map(|p| (p.group * g + p.winner, p.group * g + p.losers[0]))
+        .unzip();
+    select(&h, &w) - select(&h, &l)
 }
 
 impl<P: AlignPolicy> Objective<P> for BonbonConfig {
@@ -88,13 +95,12 @@ impl<P: AlignPolicy> Objective<P> for BonbonConfig {
         if prefs.is_empty() {
             return Ok((sft * self.alpha, LossParts::default()));
         }
-        let h = new_logp.clone() - inputs.ref_logp.clone();
-        let (w, l) = pair_rows(prefs, inputs.g, 0);
         let n = inputs.g as f32;
         let harmonic: f32 = (1..inputs.g).map(|i| 1.0 / i as f32).sum();
         let margin = (n - 1.0) * harmonic;
-        let diff = select(&h, &w) - select(&h, &l);
-        let ipo = (diff - margin).powi_scalar(2).mean();
+        let ipo = (winner_margin(new_logp, inputs) - margin)
+            .powi_scalar(2)
+            .mean();
         Ok((
             sft * self.alpha + ipo * (1.0 - self.alpha),
             LossParts::default(),

@@ -8,10 +8,10 @@
 use burn::config::Config;
 use burn::prelude::*;
 
-use super::bonbon::{best_vs_worst, pair_rows};
+use super::bonbon::{best_vs_worst, winner_margin};
 use super::{bad, raw_values, LossInputs, LossParts, Method, Objective, Signal};
 use crate::align::config::OptimConfig;
-use crate::align::loss::{select, softplus};
+use crate::align::loss::softplus;
 use crate::align::policy::AlignPolicy;
 use crate::align::rollout::ScoredGroups;
 use crate::target::BayesianTarget;
@@ -59,10 +59,8 @@ impl<P: AlignPolicy> Objective<P> for DpoConfig {
         if prefs.is_empty() {
             return Ok((new_logp.clone().sum() * 0.0, LossParts::default()));
         }
-        let h = new_logp.clone() - inputs.ref_logp.clone();
-        let (w, l) = pair_rows(prefs, inputs.g, 0);
         // -log sigmoid(x) = softplus(-x)
-        let x = (select(&h, &w) - select(&h, &l)) * self.beta;
+        let x = winner_margin(new_logp, inputs) * self.beta;
         Ok((softplus(x.neg()).mean(), LossParts::default()))
     }
 }
