@@ -399,10 +399,16 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         run_one(&c, *m, reward.as_ref(), *seed, dir)
     })?
     .into_iter();
+    // the SFT reference, loaded once for its own row and for best-of-N at inference
+    let sft = if methods.contains(&None) || spec.bon_inference > 0 {
+        Some(open_run(spec.init, Checkpoint::Best, spec.device)?.named("sft"))
+    } else {
+        None
+    };
     for method in methods {
         let Some(method) = method else {
-            let sft = open_run(spec.init, Checkpoint::Best, spec.device)?.named("sft");
-            let (report, users) = evaluate(&c, &sft)?;
+            let Some(sft) = &sft else { continue };
+            let (report, users) = evaluate(&c, sft)?;
             for &seed in spec.seeds {
                 cells.push(Cell {
                     method: "sft".into(),
@@ -431,8 +437,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         }
         order.push(method.name().to_string());
     }
-    if spec.bon_inference > 0 {
-        let sft = open_run(spec.init, Checkpoint::Best, spec.device)?;
+    if let Some(sft) = sft.as_ref().filter(|_| spec.bon_inference > 0) {
         let oracle = is_accuracy(spec.reward);
         let name = format!(
             "bon-inference@{}{}",
@@ -441,7 +446,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         );
         for &seed in spec.seeds {
             let lists = best_of_n_lists(
-                &sft,
+                sft,
                 c.cases,
                 reward.as_ref(),
                 &catalog,
