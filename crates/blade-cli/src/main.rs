@@ -73,4 +73,33 @@ mod tests {
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
     }
+
+    #[test]
+    fn tau_auto_reaches_the_blade_config() {
+        use blade_core::align::{Method, MethodConfig};
+        use clap::Parser;
+        let config = |tau: &str, extra: &[&str]| {
+            let mut args = vec![
+                "blade", "train", "--method", "blade", "--out", "x", "--tau", tau,
+            ];
+            args.extend_from_slice(extra);
+            let super::Command::Train(t) = super::Cli::try_parse_from(args)?.command else {
+                unreachable!()
+            };
+            match t.align.config(Method::Blade, 1, true) {
+                Ok(c) => Ok(c),
+                Err(e) => Err(clap::Error::raw(clap::error::ErrorKind::ValueValidation, e)),
+            }
+        };
+        let MethodConfig::Blade(auto) = config("auto", &[]).unwrap().method else {
+            unreachable!()
+        };
+        assert!(auto.tau_auto);
+        let MethodConfig::Blade(fixed) = config("0.5", &[]).unwrap().method else {
+            unreachable!()
+        };
+        assert!(!fixed.tau_auto && fixed.tau == 0.5);
+        let err = config("1.5", &[]).unwrap_err().to_string();
+        assert!(err.contains("[0, 1] or `auto`"), "{err}");
+    }
 }

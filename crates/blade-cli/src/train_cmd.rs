@@ -174,6 +174,9 @@ pub struct AlignArgs {
     /// Prompt pool: last:N (each user's N most recent windows), all, or sample:N.
     #[arg(long, default_value_t = defaults().prompt_pool)]
     pub prompt_pool: PromptPool,
+    /// Reward targets of a training prompt: its next N training items (1 = the next item).
+    #[arg(long, default_value_t = defaults().train_targets)]
+    pub train_targets: usize,
     /// Steps between validation evaluations and checkpoints.
     #[arg(long, default_value_t = defaults().eval_every)]
     pub eval_every: usize,
@@ -189,9 +192,10 @@ pub struct AlignArgs {
     /// N of the best-of-N target (bon-static, blade, bond).
     #[arg(long)]
     pub bon_n: Option<usize>,
-    /// BLADE: target mixing weight tau (0 = static BoN).
+    /// BLADE: target mixing weight tau in [0, 1] (0 = static BoN), or `auto` (empirical Bayes,
+    /// per prompt; docs/METHOD.md section 3).
     #[arg(long)]
-    pub tau: Option<f64>,
+    pub tau: Option<TauArg>,
     /// BLADE: a fixed prior concentration kappa instead of --tau.
     #[arg(long)]
     pub kappa: Option<f64>,
@@ -216,6 +220,28 @@ pub struct AlignArgs {
     /// DPO: beta.
     #[arg(long)]
     pub dpo_beta: Option<f32>,
+}
+
+/// `--tau`: a fixed mixing weight or `auto`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum TauArg {
+    /// A fixed `tau`.
+    Fixed(f64),
+    /// Empirical Bayes per prompt.
+    Auto,
+}
+
+impl std::str::FromStr for TauArg {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if s == "auto" {
+            return Ok(Self::Auto);
+        }
+        match s.parse::<f64>() {
+            Ok(t) if (0.0..=1.0).contains(&t) => Ok(Self::Fixed(t)),
+            _ => Err(format!("`{s}`: expected a number in [0, 1] or `auto`")),
+        }
+    }
 }
 
 fn defaults() -> AlignConfig {
@@ -265,11 +291,17 @@ impl AlignArgs {
             };
             method_flag(self.bon_n, "--bon-n", &bon, method, strict, &mut f)?;
             let blade = [Method::Blade];
-            let (mut tau, mut gamma) = match &mut mc {
-                M::Blade(c) => (Some(&mut c.tau), Some(&mut c.gamma)),
-                _ => (None, None),
+            let (mut tau, mut auto, mut gamma) = match &mut mc {
+                M::Blade(c) => (Some(&mut c.tau), Some(&mut c.tau_auto), Some(&mut c.gamma)),
+                _ => (None, None, None),
             };
-            method_flag(self.tau, "--tau", &blade, method, strict, &mut tau)?;
+            let fixed = match self.tau {
+                Some(TauArg::Fixed(t)) => Some(t),
+                _ => None,
+            };
+            method_flag(fixed, "--tau", &blade, method, strict, &mut tau)?;
+            let is_auto = (self.tau == Some(TauArg::Auto)).then_some(true);
+            method_flag(is_auto, "--tau", &blade, method, strict, &mut auto)?;
             method_flag(self.gamma, "--gamma", &blade, method, strict, &mut gamma)?;
             let mut kappa = match &mut mc {
                 M::Blade(c) => Some(&mut c.kappa),
@@ -373,6 +405,7 @@ impl AlignArgs {
             .with_optim(optim)
             .with_reference_lists(self.reference_lists)
             .with_prompt_pool(self.prompt_pool)
+            .with_train_targets(self.train_targets)
             .with_eval_every(self.eval_every)
             .with_valid_users(self.valid_users)
             .with_select(self.select.clone())

@@ -46,7 +46,26 @@ pub enum Concentration {
     /// current evidence weight `W`. `tau = 0` means `kappa = infinity`, i.e. exactly the static
     /// reference CDF (vBoN); `tau = 1` ignores the reference once evidence exists.
     Tau(f64),
+    /// Empirical Bayes (METHOD.md section 3, "tau auto"): each prompt's `tau` is the value of
+    /// [`AUTO_TAU_GRID`] under which the posterior predictive gave the prompt's past groups the
+    /// highest likelihood (decayed by `gamma`, shrunk towards the mean over prompts). `tau = 0`
+    /// until a prompt's evidence has predicted anything.
+    Auto,
 }
+
+/// Candidate mixing weights of [`Concentration::Auto`]: 0, 0.05, ..., 1.
+pub const AUTO_TAU_GRID: [f64; 21] = {
+    let mut grid = [0.0; 21];
+    let mut i = 0;
+    while i < 21 {
+        grid[i] = i as f64 / 20.0;
+        i += 1;
+    }
+    grid
+};
+/// Pseudo-count of "a value this component has not seen" in the predictive of METHOD.md
+/// section 3 (tau auto): each component is a Chinese-restaurant predictive with unit base density.
+const AUTO_NEW_VALUE: f64 = 1.0;
 
 /// Settings of a [`BayesianTarget`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -135,6 +154,10 @@ pub struct PromptPosterior {
     total_weight: f64,
     /// How many non-empty groups were observed.
     visits: u64,
+    /// [`Concentration::Auto`]: per candidate of [`AUTO_TAU_GRID`], the decayed log predictive
+    /// likelihood of the prompt's groups observed after the first (empty otherwise).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    auto_loglik: Vec<f64>,
 }
 
 impl PromptPosterior {
@@ -160,7 +183,41 @@ impl PromptPosterior {
             .sum()
     }
 
+    /// The log predictive likelihood of `rewards` under the mixture `(1 - tau) p_ref +
+    /// tau p_ev` for every candidate `tau` of [`AUTO_TAU_GRID`] (METHOD.md section 3, tau auto).
+    /// Each component gives a value it holds with weight `c` out of `n` the probability
+    /// `c / (n + 1)`, and a value it lacks `1 / (n + 1)` (a new value at unit base density).
+    fn auto_group_loglik(&self, rewards: &[f32]) -> [f64; AUTO_TAU_GRID.len()] {
+        let m = self.reference.len() as f64;
+        let w = self.total_weight;
+        let mut out = [0.0; AUTO_TAU_GRID.len()];
+        for &r in rewards {
+            let r = r + 0.0;
+            let c_ref = (self.reference.partition_point(|&x| x <= r)
+                - self.reference.partition_point(|&x| x < r)) as f64;
+            let c_ev = self
+                .evidence
+                .iter()
+                .find(|(x, _)| *x == r)
+                .map_or(0.0, |(_, w)| *w);
+            let p_ref = if c_ref > 0.0 { c_ref } else { AUTO_NEW_VALUE } / (m + AUTO_NEW_VALUE);
+            let p_ev = if c_ev > 0.0 { c_ev } else { AUTO_NEW_VALUE } / (w + AUTO_NEW_VALUE);
+            for (o, &tau) in out.iter_mut().zip(AUTO_TAU_GRID.iter()) {
+                *o += ((1.0 - tau) * p_ref + tau * p_ev).ln();
+            }
+        }
+        out
+    }
+
     fn validate(&self, prompt: u64) -> std::result::Result<(), String> {
+        if !(self.auto_loglik.is_empty() || self.auto_loglik.len() == AUTO_TAU_GRID.len())
+            || self.auto_loglik.iter().any(|l| !l.is_finite())
+        {
+            return Err(format!(
+                "prompt {prompt}: auto_loglik must hold {} finite values",
+                AUTO_TAU_GRID.len()
+            ));
+        }
         if self.reference.iter().any(|r| !r.is_finite()) {
             return Err(format!("prompt {prompt}: non-finite reference reward"));
         }
@@ -181,6 +238,11 @@ impl PromptPosterior {
 pub struct BayesianTarget {
     config: TargetConfig,
     prompts: BTreeMap<u64, PromptPosterior>,
+    /// [`Concentration::Auto`]: the mean over prompts of their `auto_loglik`, recomputed from
+    /// the prompts in a fixed order after every observation and on load (so a resumed run
+    /// chooses exactly as the uninterrupted one).
+    #[serde(skip)]
+    auto_mean: Option<Vec<f64>>,
 }
 
 impl BayesianTarget {
@@ -190,6 +252,7 @@ impl BayesianTarget {
         Ok(Self {
             config,
             prompts: BTreeMap::new(),
+            auto_mean: None,
         })
     }
 
@@ -228,7 +291,20 @@ impl BayesianTarget {
             return Ok(());
         }
         let gamma = self.config.gamma;
+        let auto = self.config.concentration == Concentration::Auto;
+        let mut auto_changed = false;
         let post = self.prompts.entry(prompt).or_default();
+        if auto && post.total_weight > 0.0 && !post.reference.is_empty() {
+            // score the new group under the posterior predictive before it becomes evidence
+            let group = post.auto_group_loglik(rewards);
+            if post.auto_loglik.is_empty() {
+                post.auto_loglik = vec![0.0; AUTO_TAU_GRID.len()];
+            }
+            for (l, g) in post.auto_loglik.iter_mut().zip(group) {
+                *l = *l * gamma + g;
+            }
+            auto_changed = true;
+        }
         let mut evidence: Vec<(f32, f64)> = post
             .evidence
             .iter()
@@ -248,6 +324,9 @@ impl BayesianTarget {
         post.evidence = merged;
         post.total_weight = post.evidence.iter().map(|(_, w)| w).sum();
         post.visits += 1;
+        if auto_changed {
+            self.recount_auto();
+        }
         Ok(())
     }
 
@@ -266,9 +345,20 @@ impl BayesianTarget {
     /// rewards has no prior mass, so its finite `kappa` is 0.
     pub fn kappa(&self, prompt: u64) -> f64 {
         let post = self.prompts.get(&prompt);
+        let tau_kappa = |t: f64| {
+            if t <= 0.0 {
+                f64::INFINITY
+            } else {
+                self.evidence_weight(prompt) * (1.0 - t) / t
+            }
+        };
         let kappa = match self.config.concentration {
             Concentration::Tau(t) if t <= 0.0 => return f64::INFINITY,
-            Concentration::Tau(t) => self.evidence_weight(prompt) * (1.0 - t) / t,
+            Concentration::Tau(t) => tau_kappa(t),
+            Concentration::Auto => match self.auto_tau(prompt) {
+                t if t <= 0.0 => return f64::INFINITY,
+                t => tau_kappa(t),
+            },
             Concentration::Kappa(k) => k,
         };
         if post.is_none_or(|p| p.reference.is_empty()) {
@@ -294,8 +384,44 @@ impl BayesianTarget {
             Concentration::Tau(t) if t <= 0.0 => 0.0,
             _ if no_prior => 1.0,
             Concentration::Tau(t) => t,
+            Concentration::Auto => self.auto_tau(prompt),
             Concentration::Kappa(k) => (w / (k + w)).clamp(0.0, 1.0),
         }
+    }
+
+    /// [`Concentration::Auto`]'s choice for the prompt: the candidate of [`AUTO_TAU_GRID`] that
+    /// maximises the prompt's decayed log predictive likelihood plus the mean of all
+    /// prompts' (one prompt's worth of shrinkage); the smallest such candidate on ties, so 0
+    /// before anything was predicted. Outside [`Concentration::Auto`] nothing is recorded and it
+    /// is 0; [`tau`](Self::tau) is the mixing weight in use in every mode.
+    pub fn auto_tau(&self, prompt: u64) -> f64 {
+        let own = self.prompts.get(&prompt).map(|p| &p.auto_loglik);
+        let mut best = (f64::NEG_INFINITY, 0.0);
+        for (i, &tau) in AUTO_TAU_GRID.iter().enumerate() {
+            let mut score = own.and_then(|l| l.get(i)).copied().unwrap_or(0.0);
+            if let Some(mean) = &self.auto_mean {
+                score += mean[i];
+            }
+            if score > best.0 + 1e-12 {
+                best = (score, tau);
+            }
+        }
+        best.1
+    }
+
+    /// The distribution of [`auto_tau`](Self::auto_tau) over the known prompts: `(mean, share
+    /// of prompts at 0, share at 1)`; `None` outside [`Concentration::Auto`] or with no prompt.
+    pub fn auto_tau_summary(&self) -> Option<(f64, f64, f64)> {
+        if self.config.concentration != Concentration::Auto || self.prompts.is_empty() {
+            return None;
+        }
+        let taus: Vec<f64> = self.prompts.keys().map(|&p| self.auto_tau(p)).collect();
+        let n = taus.len() as f64;
+        Some((
+            taus.iter().sum::<f64>() / n,
+            taus.iter().filter(|&&t| t <= 0.0).count() as f64 / n,
+            taus.iter().filter(|&&t| t >= 1.0).count() as f64 / n,
+        ))
     }
 
     /// The prior `F_ref(t) = #{reference <= t} / M` (binary search); `0.5` without reference.
@@ -423,7 +549,23 @@ impl BayesianTarget {
             post.evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
             post.total_weight = post.evidence.iter().map(|(_, w)| w).sum();
         }
+        target.recount_auto();
         Ok(target)
+    }
+}
+
+impl BayesianTarget {
+    /// Rebuilds the mean over prompts that [`Concentration::Auto`] shrinks towards.
+    fn recount_auto(&mut self) {
+        let mut sum = vec![0.0; AUTO_TAU_GRID.len()];
+        let mut count = 0;
+        for post in self.prompts.values().filter(|p| !p.auto_loglik.is_empty()) {
+            count += 1;
+            for (s, l) in sum.iter_mut().zip(&post.auto_loglik) {
+                *s += l;
+            }
+        }
+        self.auto_mean = (count > 0).then(|| sum.iter().map(|s| s / count as f64).collect());
     }
 }
 
@@ -696,5 +838,72 @@ mod tests {
         assert!(t.set_reference(4, &[f32::INFINITY]).is_err());
         assert_eq!(t.evidence_weight(4), 0.0);
         assert_eq!(t.reference_cdf_le(4, 1.0), 1.0);
+    }
+
+    #[test]
+    fn auto_tau_by_hand() {
+        let mut t = target(Concentration::Auto, 1.0);
+        t.set_reference(1, &[0.0, 1.0]).unwrap();
+        // nothing predicted yet: tau 0, the static reference CDF exactly
+        assert_eq!((t.tau(1), t.kappa(1)), (0.0, f64::INFINITY));
+        t.observe(1, &[1.0, 1.0]).unwrap();
+        assert_eq!(t.tau(1), 0.0, "the first group only becomes evidence");
+        assert_eq!(t.cdf_le(1, 0.5), 0.5);
+        // [0.0]: p_ref = 1/3 (one of two values, + 1 pseudo-count), p_ev = 1/3 (a value the
+        // evidence lacks): every tau predicts it equally, so the smallest wins
+        let mut flat = t.clone();
+        flat.observe(1, &[0.0]).unwrap();
+        assert_eq!(flat.auto_tau(1), 0.0);
+        // [1.0]: p_ref = 1/3, p_ev = 2/3, log-likelihood ln((1 + tau) / 3) rises with tau
+        t.observe(1, &[1.0]).unwrap();
+        assert_eq!(t.auto_tau(1), 1.0);
+        assert_eq!((t.tau(1), t.kappa(1)), (1.0, 0.0));
+        let want = [0.0, 0.5, 1.0].map(|tau: f64| ((1.0 + tau) / 3.0).ln());
+        let got = &t.prompts[&1].auto_loglik;
+        for (i, w) in [0, 10, 20].into_iter().zip(want) {
+            assert!((got[i] - w).abs() < 1e-12, "grid {i}: {} vs {w}", got[i]);
+        }
+        assert_eq!(t.auto_tau_summary(), Some((1.0, 0.0, 1.0)));
+        assert_eq!(
+            target(Concentration::Tau(0.3), 1.0).auto_tau_summary(),
+            None
+        );
+    }
+
+    #[test]
+    fn auto_tau_follows_a_policy_that_moved_and_stays_put_for_one_that_did_not() {
+        let reference: Vec<f32> = (0..16).map(|i| [0.0, 0.0, 0.0, 0.3][i % 4]).collect();
+        let same: Vec<f32> = (0..8).map(|i| [0.0, 0.0, 0.0, 0.3][i % 4]).collect();
+        let moved = [0.6f32, 0.6, 0.9, 0.6, 0.9, 0.6, 0.6, 0.3];
+        let run = |group: &[f32]| {
+            let mut t = target(Concentration::Auto, 0.9);
+            for p in 0..20u64 {
+                t.set_reference(p, &reference).unwrap();
+                for _ in 0..4 {
+                    t.observe(p, group).unwrap();
+                }
+            }
+            t
+        };
+        let (still, shifted) = (run(&same), run(&moved));
+        let (m_still, _, _) = still.auto_tau_summary().unwrap();
+        let (m_moved, _, at_one) = shifted.auto_tau_summary().unwrap();
+        assert!(m_moved >= 0.9 && at_one > 0.5, "moved: mean tau {m_moved}");
+        assert!(m_still <= 0.5, "unmoved: mean tau {m_still}");
+        // the chosen tau is the mixing weight the posterior uses
+        // (F_ref(0.3) = 1; one reward in eight of every group is <= 0.3)
+        let tau = shifted.tau(3);
+        assert!((shifted.cdf_le(3, 0.3) - ((1.0 - tau) + tau / 8.0)).abs() < 1e-12);
+        // saving and loading keeps every choice exactly (the mean over prompts is rebuilt)
+        let dir = std::env::temp_dir().join(format!("blade-auto-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("target.json");
+        shifted.save(&path).unwrap();
+        let back = BayesianTarget::load(&path).unwrap();
+        assert_eq!(back, shifted);
+        for p in 0..20 {
+            assert_eq!(back.tau(p), shifted.tau(p));
+        }
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

@@ -268,10 +268,10 @@ fn every_option_changes_what_it_should() {
     assert_eq!(sel.summary.ceilings_valid.prompts, split.valid.len());
 
     // prompt pools
-    let last1 = prompt_pool(&split, PromptPool::Last(1));
-    let last2 = prompt_pool(&split, PromptPool::Last(2));
-    let all = prompt_pool(&split, PromptPool::All);
-    let sample = prompt_pool(&split, PromptPool::Sample(30));
+    let last1 = prompt_pool(&split, PromptPool::Last(1), 1);
+    let last2 = prompt_pool(&split, PromptPool::Last(2), 1);
+    let all = prompt_pool(&split, PromptPool::All, 1);
+    let sample = prompt_pool(&split, PromptPool::Sample(30), 1);
     let windows: usize = split
         .train_sequences
         .iter()
@@ -290,6 +290,27 @@ fn every_option_changes_what_it_should() {
         &inputs,
     );
     assert!(pooled.curves[1].reward.is_finite());
+    // multi-item targets: the window's next items of the training sequence, never past it
+    let three = prompt_pool(&split, PromptPool::All, 3);
+    assert_eq!(three.len(), all.len());
+    let mut at = 0;
+    for seq in &split.train_sequences {
+        for t in 1..seq.len() {
+            let p = &three[at];
+            assert_eq!(p.targets, seq[t..(t + 3).min(seq.len())].to_vec());
+            assert_eq!(all[at].targets, vec![seq[t]]);
+            at += 1;
+        }
+    }
+    assert!(three.iter().any(|p| p.targets.len() == 3));
+    let multi = run(
+        &base(Method::Grpo, 1)
+            .with_prompt_pool(PromptPool::All)
+            .with_train_targets(3),
+        &inputs,
+    );
+    assert!(multi.curves[1].reward.is_finite());
+    assert!(base(Method::Grpo, 1).with_train_targets(0).check().is_err());
 
     // a method's settings cannot reach another: BLADE's tau is BLADE's
     let mut bad = base(Method::Blade, 1);

@@ -296,6 +296,10 @@ pub struct AlignConfig {
     /// Which training windows form the prompt pool.
     #[config(default = "PromptPool::Last(1)")]
     pub prompt_pool: PromptPool,
+    /// Reward targets of a training prompt: its next item and the `train_targets - 1` items
+    /// after it in the user's training sequence (docs/METHOD.md section 9). 1 = next item only.
+    #[config(default = 1)]
+    pub train_targets: usize,
     /// Exclude each prompt's earlier items from its lists.
     #[config(default = true)]
     pub mask_history: bool,
@@ -364,6 +368,12 @@ impl AlignConfig {
         }
         if !(o.std_eps.is_finite() && o.std_eps > 0.0) {
             return bad(format!("std_eps must be finite and > 0, got {}", o.std_eps));
+        }
+        if self.train_targets == 0 || self.train_targets > 1000 {
+            return bad(format!(
+                "train targets must be in 1..=1000, got {}",
+                self.train_targets
+            ));
         }
         if self.reference_lists == 0 {
             return bad("reference lists M must be at least 1".into());

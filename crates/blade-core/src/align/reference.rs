@@ -107,10 +107,13 @@ pub(crate) fn reference_cache<P: Policy>(
     pool: &[PoolPrompt],
     valid: &[PoolPrompt],
 ) -> crate::Result<ReferenceCache> {
-    let pool_name = match cfg.prompt_pool {
+    let mut pool_name = match cfg.prompt_pool {
         PromptPool::Last(n) => format!("per_user={n}"),
         other => format!("prompt_pool={other}"),
     };
+    if cfg.train_targets > 1 {
+        pool_name.push_str(&format!(" train_targets={}", cfg.train_targets));
+    }
     let key = format!(
         "pool={} {pool_name} M={} K={} reward={} mask={}",
         pool.len(),

@@ -18,8 +18,9 @@ use crate::reward::{score_group, CatalogInfo, ListReward, RewardContext};
 pub struct PoolPrompt {
     /// Up to `L` items, oldest first.
     pub history: Vec<ItemId>,
-    /// The next item (the reward's target).
-    pub target: ItemId,
+    /// The reward's targets: the next item, then (with `train_targets > 1`) the items after
+    /// it in the user's training sequence. Held-out prompts have one target.
+    pub targets: Vec<ItemId>,
     /// Every item before the target (excluded from lists when masking), sorted.
     pub seen: Vec<ItemId>,
 }
@@ -29,14 +30,15 @@ impl PoolPrompt {
     pub fn from_case(c: &EvalCase) -> Self {
         Self {
             history: c.history.clone(),
-            target: c.target,
+            targets: vec![c.target],
             seen: c.seen.clone(),
         }
     }
 }
 
-/// The alignment prompt pool drawn from the split's training sequences.
-pub fn prompt_pool(split: &Split, pool: PromptPool) -> Vec<PoolPrompt> {
+/// The alignment prompt pool drawn from the split's training sequences; each prompt's reward
+/// targets are its next `targets` training items (fewer at the end of a sequence; at least 1).
+pub fn prompt_pool(split: &Split, pool: PromptPool, targets: usize) -> Vec<PoolPrompt> {
     let per_user = match pool {
         PromptPool::Last(n) => n,
         PromptPool::All | PromptPool::Sample(_) => usize::MAX,
@@ -50,7 +52,7 @@ pub fn prompt_pool(split: &Split, pool: PromptPool) -> Vec<PoolPrompt> {
             seen.dedup();
             out.push(PoolPrompt {
                 history: seq[t.saturating_sub(split.max_history)..t].to_vec(),
-                target: seq[t],
+                targets: seq[t..(t + targets.max(1)).min(seq.len())].to_vec(),
                 seen,
             });
         }
@@ -95,7 +97,7 @@ pub fn contexts<'a>(
             std::iter::repeat_n(
                 RewardContext {
                     history: &p.seen,
-                    targets: std::slice::from_ref(&p.target),
+                    targets: &p.targets,
                     catalog,
                 },
                 g,

@@ -69,12 +69,12 @@ impl Validation<'_> {
                 .iter()
                 .map(|&i| RewardContext {
                     history: &self.prompts[i].seen,
-                    targets: std::slice::from_ref(&self.prompts[i].target),
+                    targets: &self.prompts[i].targets,
                     catalog: inputs.catalog,
                 })
                 .collect();
             for (l, &i) in lists.iter().zip(part) {
-                ndcg += blade_metrics::ndcg_at_k(l, &[self.prompts[i].target], 10);
+                ndcg += blade_metrics::ndcg_at_k(l, &self.prompts[i].targets, 10);
             }
             metric += score_group(self.select.as_ref(), &ctx, &lists)?
                 .iter()
@@ -401,7 +401,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     cfg.check()?;
     let select = parse_reward(&cfg.select, inputs.catalog)
         .map_err(|e| CoreError::Config(format!("the selection metric {e}")))?;
-    let pool = prompt_pool(inputs.split, cfg.prompt_pool);
+    let pool = prompt_pool(inputs.split, cfg.prompt_pool, cfg.train_targets);
     if pool.is_empty() {
         return Err(CoreError::Config("no training windows to align on".into()));
     }

@@ -24,9 +24,12 @@ pub struct BladeConfig {
     /// `N` of the best-of-N distribution being distilled.
     #[config(default = 8)]
     pub bon_n: usize,
-    /// The target mixing weight `tau` in `[0, 1]` (ignored when `kappa` is set).
+    /// The target mixing weight `tau` in `[0, 1]` (ignored when `kappa` is set or `tau_auto`).
     #[config(default = 0.3)]
     pub tau: f64,
+    /// Choose each prompt's `tau` by empirical Bayes (METHOD.md section 3, tau auto).
+    #[config(default = false)]
+    pub tau_auto: bool,
     /// A fixed prior concentration instead of `tau`.
     #[config(default = "None")]
     pub kappa: Option<f64>,
@@ -40,6 +43,7 @@ impl BladeConfig {
         TargetConfig {
             concentration: match self.kappa {
                 Some(k) => Concentration::Kappa(k),
+                None if self.tau_auto => Concentration::Auto,
                 None => Concentration::Tau(self.tau),
             },
             gamma: self.gamma,
@@ -51,6 +55,12 @@ impl BladeConfig {
     pub(crate) fn check(&self, _run: &AlignConfig) -> crate::Result<()> {
         if self.bon_n == 0 {
             return bad(Method::Blade, "bon_n must be at least 1".into());
+        }
+        if self.tau_auto && self.kappa.is_some() {
+            return bad(
+                Method::Blade,
+                "set kappa or tau auto, not both (both choose the prior strength)".into(),
+            );
         }
         self.target_config()
             .validate()
