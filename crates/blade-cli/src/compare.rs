@@ -14,7 +14,9 @@ use crate::train_cmd::{AlignArgs, DashboardArg};
 /// Arguments of `blade compare`.
 #[derive(Args, Debug)]
 pub struct CompareArgs {
-    /// Methods to compare: sft, grpo, rloo, bon-static, bond, bonbon, sdpo, dpo, blade.
+    /// Methods to compare: sft, grpo, rloo, bon-static, bond, bonbon, sdpo, dpo, blade; a method
+    /// may carry its own settings, e.g. `blade:tau=0.1:gamma=1` or `blade:tau=auto` (a sweep in
+    /// one comparison, with paired statistics).
     #[arg(
         long,
         value_delimiter = ',',

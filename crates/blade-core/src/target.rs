@@ -63,9 +63,8 @@ pub const AUTO_TAU_GRID: [f64; 21] = {
     }
     grid
 };
-/// Pseudo-count of "a value this component has not seen" in the predictive of METHOD.md
-/// section 3 (tau auto): each component is a Chinese-restaurant predictive with unit base density.
-const AUTO_NEW_VALUE: f64 = 1.0;
+/// Pseudo-count per reward bin of each component's predictive in METHOD.md section 3 (tau auto).
+const AUTO_PSEUDO_COUNT: f64 = 1.0;
 
 /// Settings of a [`BayesianTarget`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,25 +182,34 @@ impl PromptPosterior {
             .sum()
     }
 
-    /// The log predictive likelihood of `rewards` under the mixture `(1 - tau) p_ref +
-    /// tau p_ev` for every candidate `tau` of [`AUTO_TAU_GRID`] (METHOD.md section 3, tau auto).
-    /// Each component gives a value it holds with weight `c` out of `n` the probability
-    /// `c / (n + 1)`, and a value it lacks `1 / (n + 1)` (a new value at unit base density).
+    /// The log predictive likelihood of `rewards` under the mixture `(1 - tau) P_ref +
+    /// tau P_ev` for every candidate `tau` of [`AUTO_TAU_GRID`] (METHOD.md section 3, tau auto).
+    /// Rewards are binned at the prompt's distinct reference values `v_1 < ... < v_k`
+    /// (`(-inf, v_1), [v_1, v_2), ..., [v_k, inf)`), and each component's bin probabilities are
+    /// its counts (reference copies; evidence weights) with one pseudo-count per bin.
     fn auto_group_loglik(&self, rewards: &[f32]) -> [f64; AUTO_TAU_GRID.len()] {
-        let m = self.reference.len() as f64;
-        let w = self.total_weight;
+        let mut cuts = self.reference.clone();
+        cuts.dedup();
+        let bins = cuts.len() + 1;
+        let bin = |r: f32| cuts.partition_point(|&v| v <= r);
+        let mut ref_counts = vec![0.0; bins];
+        for &r in &self.reference {
+            ref_counts[bin(r)] += 1.0;
+        }
+        let mut ev_counts = vec![0.0; bins];
+        for &(r, w) in &self.evidence {
+            ev_counts[bin(r)] += w;
+        }
+        let (m, w, nb) = (
+            self.reference.len() as f64,
+            self.total_weight,
+            bins as f64 * AUTO_PSEUDO_COUNT,
+        );
         let mut out = [0.0; AUTO_TAU_GRID.len()];
         for &r in rewards {
-            let r = r + 0.0;
-            let c_ref = (self.reference.partition_point(|&x| x <= r)
-                - self.reference.partition_point(|&x| x < r)) as f64;
-            let c_ev = self
-                .evidence
-                .iter()
-                .find(|(x, _)| *x == r)
-                .map_or(0.0, |(_, w)| *w);
-            let p_ref = if c_ref > 0.0 { c_ref } else { AUTO_NEW_VALUE } / (m + AUTO_NEW_VALUE);
-            let p_ev = if c_ev > 0.0 { c_ev } else { AUTO_NEW_VALUE } / (w + AUTO_NEW_VALUE);
+            let b = bin(r + 0.0);
+            let p_ref = (ref_counts[b] + AUTO_PSEUDO_COUNT) / (m + nb);
+            let p_ev = (ev_counts[b] + AUTO_PSEUDO_COUNT) / (w + nb);
             for (o, &tau) in out.iter_mut().zip(AUTO_TAU_GRID.iter()) {
                 *o += ((1.0 - tau) * p_ref + tau * p_ev).ln();
             }
@@ -849,16 +857,17 @@ mod tests {
         t.observe(1, &[1.0, 1.0]).unwrap();
         assert_eq!(t.tau(1), 0.0, "the first group only becomes evidence");
         assert_eq!(t.cdf_le(1, 0.5), 0.5);
-        // [0.0]: p_ref = 1/3 (one of two values, + 1 pseudo-count), p_ev = 1/3 (a value the
-        // evidence lacks): every tau predicts it equally, so the smallest wins
-        let mut flat = t.clone();
-        flat.observe(1, &[0.0]).unwrap();
-        assert_eq!(flat.auto_tau(1), 0.0);
-        // [1.0]: p_ref = 1/3, p_ev = 2/3, log-likelihood ln((1 + tau) / 3) rises with tau
+        // bins (-inf, 0), [0, 1), [1, inf): reference counts 0, 1, 1 of M = 2, evidence 0, 0, 2
+        // of W = 2, one pseudo-count per bin.
+        // [0.0] lands in [0, 1): P_ref = 2/5 beats P_ev = 1/5, so the reference wins (tau 0)
+        let mut back = t.clone();
+        back.observe(1, &[0.0]).unwrap();
+        assert_eq!(back.auto_tau(1), 0.0);
+        // [1.0] lands in [1, inf): P_ref = 2/5, P_ev = 3/5, log-likelihood ln(0.4 + 0.2 tau)
         t.observe(1, &[1.0]).unwrap();
         assert_eq!(t.auto_tau(1), 1.0);
         assert_eq!((t.tau(1), t.kappa(1)), (1.0, 0.0));
-        let want = [0.0, 0.5, 1.0].map(|tau: f64| ((1.0 + tau) / 3.0).ln());
+        let want = [0.0, 0.5, 1.0].map(|tau: f64| (0.4 + 0.2 * tau).ln());
         let got = &t.prompts[&1].auto_loglik;
         for (i, w) in [0, 10, 20].into_iter().zip(want) {
             assert!((got[i] - w).abs() < 1e-12, "grid {i}: {} vs {w}", got[i]);

@@ -161,3 +161,79 @@ fn alignment_resumes_from_its_checkpoint() {
     .to_string();
     assert!(err.contains("/nonexistent/sft"), "{err}");
 }
+
+/// The long-horizon check of issue 10 in CI size: on a reward the policy can push past every
+/// cached reference reward (ILD), the static target saturates (its proxy reward ties while the
+/// raw rewards still differ: gradient decay, METHOD.md section 2), and BLADE's moving target
+/// keeps discriminating wherever the raw rewards differ, with a fixed `tau` and with
+/// `tau auto`. Fails if BLADE's target stops moving.
+#[test]
+fn blade_keeps_discriminating_where_the_static_target_saturates() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let root = tempfile::tempdir().unwrap();
+    let sft = root.path().join("sft");
+    let (ds, split) = setup(&sft);
+    let device = BackendSpec::Flex.device().unwrap();
+    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let reward = parse_reward("ild", &catalog).unwrap();
+    let inputs = AlignInputs {
+        split: &split,
+        catalog: &catalog,
+        reward: reward.as_ref(),
+        init: &sft,
+        device: &device,
+    };
+    let long = |method: blade_core::align::MethodConfig| {
+        AlignConfig::new(method)
+            .with_steps(120)
+            .with_prompts_per_step(16)
+            .with_group_size(8)
+            .with_reference_lists(16)
+            .with_eval_every(0)
+            .with_optim(OptimConfig::new().with_lr(3e-3))
+    };
+    let auto = blade_core::align::methods::BladeConfig::new().with_tau_auto(true);
+    let mut late = Vec::new();
+    for (name, method) in [
+        ("bon-static", Method::BonStatic.default_config()),
+        ("blade", Method::Blade.default_config()),
+        ("blade-auto", blade_core::align::MethodConfig::Blade(auto)),
+    ] {
+        let out = train_align::<ItemLm>(
+            &long(method),
+            &inputs,
+            &root.path().join(name),
+            Dashboard::Plain,
+            false,
+        )
+        .unwrap();
+        // the last 30 steps: share of groups whose signal ties although their rewards differ,
+        // the share at F_ref = 1, and the mean tau
+        let tail = &out.curves[out.curves.len() - 30..];
+        let mean = |f: &dyn Fn(&blade_core::align::StepRecord) -> f64| {
+            tail.iter().map(f).sum::<f64>() / tail.len() as f64
+        };
+        let lost = mean(&|c| c.zero_spread_signal - c.zero_spread_raw);
+        let saturated = mean(&|c| c.saturated);
+        let tau = mean(&|c| c.tau);
+        eprintln!(
+            "{name}: reward {:.4} -> {:.4}, saturated {saturated:.3}, \
+             signal lost {lost:.3}, tau {tau:.3}",
+            out.summary.reference_reward, out.summary.policy_reward
+        );
+        late.push((lost, saturated, tau));
+    }
+    let (static_lost, static_saturated, _) = late[0];
+    assert!(
+        static_saturated > 0.5 && static_lost > 0.3,
+        "the static target should saturate here: saturated {static_saturated:.3}, \
+         groups with differing rewards but a tied signal {static_lost:.3}"
+    );
+    for (name, (lost, _, tau)) in ["blade", "blade-auto"].iter().zip(&late[1..]) {
+        assert!(
+            *lost < 0.05 && *tau > 0.0,
+            "{name}'s target should keep discriminating: {lost:.3} of the groups lost their \
+             signal (bon-static {static_lost:.3}), tau {tau:.3}"
+        );
+    }
+}

@@ -82,6 +82,80 @@ pub struct CompareOutcome {
     pub cells: Vec<Cell>,
 }
 
+/// One entry of `--methods`: a method, optionally with its own settings changed, e.g.
+/// `blade:tau=0.1:gamma=1` or `blade:tau=auto`, so that a sweep is one comparison with paired
+/// statistics. The label names its table row and its run folders (`:` becomes `_`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodVariant {
+    /// The entry as written.
+    pub label: String,
+    /// The method.
+    pub method: Method,
+    /// `(setting, value)` pairs applied to the method's own settings, in order.
+    pub settings: Vec<(String, String)>,
+}
+
+impl MethodVariant {
+    /// Parses `method[:setting=value]*`.
+    pub fn parse(entry: &str) -> Result<Self> {
+        let bad = |m: String| CoreError::Config(format!("--methods {entry}: {m}"));
+        let mut parts = entry.split(':');
+        let method: Method = parts.next().unwrap_or_default().parse().map_err(bad)?;
+        let settings = parts
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) if !k.is_empty() && !v.is_empty() => {
+                    Ok((k.to_string(), v.to_string()))
+                }
+                _ => Err(bad(format!("`{p}`: expected setting=value"))),
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            label: entry.to_string(),
+            method,
+            settings,
+        })
+    }
+
+    /// The folder name of the variant's runs.
+    pub fn dir_name(&self) -> String {
+        self.label.replace(':', "_")
+    }
+
+    /// `cfg` with the variant's settings applied to its method's settings (the fields of the
+    /// method's entry in `align.json`; `tau=auto` sets BLADE's `tau_auto`). An unknown setting
+    /// or a value of the wrong type is an error naming the method's settings.
+    pub fn apply(&self, mut cfg: AlignConfig) -> Result<AlignConfig> {
+        let bad = |m: String| CoreError::Config(format!("--methods {}: {m}", self.label));
+        let mut value = serde_json::to_value(&cfg.method).map_err(|e| bad(e.to_string()))?;
+        let serde_json::Value::Object(fields) = &mut value else {
+            return Err(bad("the method's settings are not an object".into()));
+        };
+        let known: Vec<String> = fields
+            .keys()
+            .filter(|k| k.as_str() != "method")
+            .cloned()
+            .collect();
+        for (k, v) in &self.settings {
+            let (key, v) = match (k.as_str(), v.as_str()) {
+                ("tau", "auto") if fields.contains_key("tau_auto") => ("tau_auto", "true"),
+                _ => (k.as_str(), v.as_str()),
+            };
+            if key == "method" || !fields.contains_key(key) {
+                return Err(bad(format!(
+                    "unknown setting `{k}` of {}; its settings: {}",
+                    self.method.name(),
+                    known.join(", ")
+                )));
+            }
+            let parsed: serde_json::Value = serde_json::from_str(v)
+                .map_err(|_| bad(format!("`{k}={v}`: expected a number or true/false")))?;
+            fields.insert(key.to_string(), parsed);
+        }
+        cfg.method = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        Ok(cfg)
+    }
+}
+
 struct Ctx<'a> {
     s: &'a CompareSpec<'a>,
     split: &'a Split,
@@ -141,12 +215,12 @@ fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<(EvalReport, P
 /// its best checkpoint on validation, as `blade eval` does by default.
 fn run_one(
     c: &Ctx,
-    method: Method,
+    variant: &MethodVariant,
     reward: &dyn ListReward,
     seed: u64,
     dir: &Path,
 ) -> Result<(EvalReport, PerUser, Vec<StepRecord>)> {
-    let cfg = (c.s.config)(method, seed)?;
+    let cfg = variant.apply((c.s.config)(variant.method, seed)?)?;
     // reuse a finished run only if it was trained with these settings *and* this reward
     let same_reward = read_json::<AlignSummary>(&dir.join("summary.json"))
         .is_ok_and(|s| s.reward == reward.name());
@@ -168,13 +242,13 @@ fn run_one(
         };
         (c.s.log)(&format!(
             "== {} seed {seed} ({})",
-            method.name(),
+            variant.label,
             reward.name()
         ));
         align_run(&cfg, &inputs, dir, c.s.dashboard, false)?;
     }
     let curves = read_curves(&dir.join("curves.csv"))?;
-    let run = open_run(dir, Checkpoint::Best, c.s.device)?.named(method.name());
+    let run = open_run(dir, Checkpoint::Best, c.s.device)?.named(&variant.label);
     let (report, users) = evaluate(c, &run)?;
     Ok((report, users, curves))
 }
@@ -350,19 +424,21 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     let catalog = CatalogInfo::from_dataset(&ds, &split);
     let reward =
         parse_reward(spec.reward, &catalog).map_err(|e| CoreError::Config(e.to_string()))?;
-    let methods: Vec<Option<Method>> = spec
+    let methods: Vec<Option<MethodVariant>> = spec
         .methods
         .iter()
         .map(|m| {
             if m == "sft" {
                 Ok(None)
             } else {
-                m.parse()
-                    .map(Some)
-                    .map_err(|e: String| CoreError::Config(format!("--methods {m}: {e}")))
+                MethodVariant::parse(m).map(Some)
             }
         })
         .collect::<Result<_>>()?;
+    for v in methods.iter().flatten() {
+        // a bad setting fails here, before anything trains
+        v.apply((spec.config)(v.method, spec.seeds[0])?)?.check()?;
+    }
     let ev = Evaluator::new(
         &ds,
         &split,
@@ -389,10 +465,10 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     let mut curves: BTreeMap<String, Vec<(u64, Vec<StepRecord>)>> = BTreeMap::new();
     let mut order = Vec::new();
     let mut tasks = Vec::new();
-    for method in methods.iter().flatten() {
+    for variant in methods.iter().flatten() {
         for &seed in spec.seeds {
-            let dir = runs_dir.join(format!("{}-s{seed}", method.name()));
-            tasks.push((*method, seed, dir));
+            let dir = runs_dir.join(format!("{}-s{seed}", variant.dir_name()));
+            tasks.push((variant, seed, dir));
         }
     }
     let mut results = parallel_map(&tasks, spec.jobs, |(m, seed, dir)| {
@@ -405,7 +481,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     } else {
         None
     };
-    for method in methods {
+    for method in &methods {
         let Some(method) = method else {
             let Some(sft) = &sft else { continue };
             let (report, users) = evaluate(&c, sft)?;
@@ -425,17 +501,17 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
                 return Err(CoreError::Config("a comparison run is missing".into()));
             };
             cells.push(Cell {
-                method: method.name().into(),
+                method: method.label.clone(),
                 seed,
                 report,
                 per_user: users,
             });
             curves
-                .entry(method.name().into())
+                .entry(method.label.clone())
                 .or_default()
                 .push((seed, cv));
         }
-        order.push(method.name().to_string());
+        order.push(method.label.clone());
     }
     if let Some(sft) = sft.as_ref().filter(|_| spec.bon_inference > 0) {
         let oracle = is_accuracy(spec.reward);
@@ -680,9 +756,7 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
     ] {
         let mut series = Vec::new();
         for m in c.s.front_methods {
-            let method: Method = m
-                .parse()
-                .map_err(|e: String| CoreError::Config(format!("--front-methods {m}: {e}")))?;
+            let method = MethodVariant::parse(m)?;
             let mut pts = Vec::new();
             for &lambda in c.s.lambdas {
                 let spec = if lambda == 0.0 {
@@ -694,23 +768,23 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
                     parse_reward(&spec, c.catalog).map_err(|e| CoreError::Config(e.to_string()))?;
                 // lambda = 0 is the table's own run of this method and seed
                 let name = if lambda == 0.0 {
-                    format!("{}-s{seed}", method.name())
+                    format!("{}-s{seed}", method.dir_name())
                 } else {
-                    format!("{}-{axis}-l{lambda}-s{seed}", method.name())
+                    format!("{}-{axis}-l{lambda}-s{seed}", method.dir_name())
                 };
                 let dir = out.join("runs").join(name);
-                let (report, _, _) = run_one(c, method, reward.as_ref(), seed, &dir)?;
+                let (report, _, _) = run_one(c, &method, reward.as_ref(), seed, &dir)?;
                 let g = &report.generation;
                 let (n, f, d) = (
                     g.get("ndcg@10").unwrap_or(f64::NAN),
                     g.get("mgu@10").unwrap_or(f64::NAN),
                     g.get("ild@10").unwrap_or(f64::NAN),
                 );
-                csv.push_str(&format!("{},{axis},{lambda},{n},{f},{d}\n", method.name()));
+                csv.push_str(&format!("{},{axis},{lambda},{n},{f},{d}\n", method.label));
                 pts.push((g.get(metric).unwrap_or(f64::NAN), n));
             }
             series.push(Series {
-                label: method.name().into(),
+                label: method.label.clone(),
                 points: pts,
             });
         }
@@ -729,6 +803,51 @@ fn fronts(c: &Ctx, out: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn method_variants_change_only_their_own_settings() {
+        use blade_core::align::MethodConfig;
+        let base = |m: Method| AlignConfig::new(m.default_config());
+        let v = MethodVariant::parse("blade:tau=0.1:gamma=1").unwrap();
+        assert_eq!(
+            (v.method, v.dir_name()),
+            (Method::Blade, "blade_tau=0.1_gamma=1".into())
+        );
+        let MethodConfig::Blade(c) = v.apply(base(Method::Blade)).unwrap().method else {
+            panic!("not blade")
+        };
+        assert_eq!((c.tau, c.gamma, c.tau_auto), (0.1, 1.0, false));
+        let auto = MethodVariant::parse("blade:tau=auto").unwrap();
+        let MethodConfig::Blade(c) = auto.apply(base(Method::Blade)).unwrap().method else {
+            panic!("not blade")
+        };
+        assert!(c.tau_auto);
+        assert_eq!(
+            MethodVariant::parse("grpo")
+                .unwrap()
+                .apply(base(Method::Grpo))
+                .unwrap(),
+            base(Method::Grpo)
+        );
+        let unknown = MethodVariant::parse("grpo:tau=0.1")
+            .unwrap()
+            .apply(base(Method::Grpo))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("unknown setting `tau` of grpo"),
+            "{unknown}"
+        );
+        let typed = MethodVariant::parse("blade:tau=high")
+            .unwrap()
+            .apply(base(Method::Blade))
+            .unwrap_err()
+            .to_string();
+        assert!(typed.contains("`tau=high`"), "{typed}");
+        for bad in ["blade:tau", "blade:=1", "nope:tau=1"] {
+            assert!(MethodVariant::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     fn cell(method: &str, seed: u64, gen_ndcg10: Vec<f64>) -> Cell {
         let mut per_user = PerUser::new();
