@@ -472,7 +472,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         }
     }
     let mut results = parallel_map(&tasks, spec.jobs, |(m, seed, dir)| {
-        run_one(&c, *m, reward.as_ref(), *seed, dir)
+        run_one(&c, m, reward.as_ref(), *seed, dir)
     })?
     .into_iter();
     // the SFT reference, loaded once for its own row and for best-of-N at inference
