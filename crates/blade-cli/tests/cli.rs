@@ -201,7 +201,7 @@ fn compare_writes_tables_curves_and_pictures() {
         "--out",
         "cmp",
         "--methods",
-        "sft,bon-static,blade",
+        "sft,bon-static,blade,blade:tau=auto",
         "--seeds",
         "1,2",
         "--steps",
@@ -251,6 +251,10 @@ fn compare_writes_tables_curves_and_pictures() {
         "{md}"
     );
     assert!(md.contains(" ± "));
+    // a method variant has its own row and run folders
+    assert!(md.contains("| blade:tau=auto |"), "{md}");
+    let auto = std::fs::read_to_string(cmp.join("runs/blade_tau=auto-s1/align.json")).unwrap();
+    assert!(auto.contains("\"tau_auto\":true"), "{auto}");
     assert!(
         md.contains("Paired differences to `bon-static`")
             && md.contains("Paired differences to `sft`")
@@ -582,6 +586,11 @@ fn every_run_command_accepts_an_llm_run() {
     let out = run(&demo);
     assert!(
         out.contains("| blade |") && out.contains("| sft |"),
+        "{out}"
+    );
+    // each aligned method is compared with SFT user by user, and the demo says what one seed is
+    assert!(
+        out.contains("test NDCG@10 (generation) vs SFT") && out.contains("not evidence"),
         "{out}"
     );
 

@@ -144,6 +144,41 @@ fn alignment_resumes_from_its_checkpoint() {
         target_before, target_after,
         "the restored posterior kept collecting evidence"
     );
+    // --resume without a readable checkpoint is an error, and the run is left as it was
+    let fresh = root.path().join("never-trained");
+    let e = train_align::<ItemLm>(
+        &small(Method::Blade, 1),
+        &inputs,
+        &fresh,
+        Dashboard::Plain,
+        true,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(
+        e.contains("state.json") && e.contains("cannot resume"),
+        "{e}"
+    );
+    assert!(
+        !fresh.exists(),
+        "a failed resume created {}",
+        fresh.display()
+    );
+    std::fs::write(dir.join("state.json"), "{not json").unwrap();
+    let model_before = std::fs::read(dir.join("model.bpk")).unwrap();
+    let e = train_align::<ItemLm>(
+        &small(Method::Blade, 5),
+        &inputs,
+        &dir,
+        Dashboard::Plain,
+        true,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("not an alignment checkpoint state"), "{e}");
+    assert_eq!(std::fs::read(dir.join("model.bpk")).unwrap(), model_before);
     // a missing SFT folder is a clear error
     let bad = AlignInputs {
         init: Path::new("/nonexistent/sft"),

@@ -118,7 +118,7 @@ impl MethodVariant {
 
     /// The folder name of the variant's runs.
     pub fn dir_name(&self) -> String {
-        self.label.replace(':', "_")
+        label_dir(&self.label)
     }
 
     /// `cfg` with the variant's settings applied to its method's settings (the fields of the
@@ -154,6 +154,11 @@ impl MethodVariant {
         cfg.method = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
         Ok(cfg)
     }
+}
+
+/// The folder name of a method label's runs (`blade:tau=0.1` -> `blade_tau=0.1`).
+fn label_dir(label: &str) -> String {
+    label.replace(':', "_")
 }
 
 struct Ctx<'a> {
@@ -583,7 +588,9 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     let mut all = String::new();
     for (m, runs) in &curves {
         for (seed, _) in runs {
-            let path = runs_dir.join(format!("{m}-s{seed}")).join("curves.csv");
+            let path = runs_dir
+                .join(format!("{}-s{seed}", label_dir(m)))
+                .join("curves.csv");
             let text = std::fs::read_to_string(&path).map_err(|e| CoreError::file(&path, e))?;
             let mut lines = text.lines();
             let header = lines.next().unwrap_or_default();
@@ -598,7 +605,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     write("curves.csv", all.as_bytes())?;
     // the static ceilings of the training pool (same SFT run, reward and M for every method)
     let ceilings = curves.iter().next().and_then(|(m, runs)| {
-        let dir = runs_dir.join(format!("{m}-s{}", runs.first()?.0));
+        let dir = runs_dir.join(format!("{}-s{}", label_dir(m), runs.first()?.0));
         read_json::<AlignSummary>(&dir.join("summary.json"))
             .ok()
             .map(|s| s.ceilings_pool)

@@ -407,16 +407,27 @@ pub fn train_align<P: AlignPolicy + 'static>(
     }
     let reference = P::load_run(inputs.init, inputs.device)?;
     reference.check_fit(cfg.list_len, inputs.split.max_history)?;
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
     let ad = inputs.device.clone().autodiff();
     let state_path = dir.join("state.json");
+    // a resume without a readable checkpoint is an error: restarting silently from step 0
+    // would overwrite the run that was meant to continue
     let resumed: Option<RunState> = if resume {
-        std::fs::read_to_string(&state_path)
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+        let text = std::fs::read_to_string(&state_path).map_err(|e| {
+            CoreError::file(
+                &state_path,
+                format!("cannot resume: no readable alignment checkpoint ({e}); run without --resume to start this folder afresh"),
+            )
+        })?;
+        Some(serde_json::from_str(&text).map_err(|e| {
+            CoreError::file(
+                &state_path,
+                format!("cannot resume: not an alignment checkpoint state ({e})"),
+            )
+        })?)
     } else {
         None
     };
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
     let policy_src = if resumed.is_some() { dir } else { inputs.init };
     let policy = P::load_run(policy_src, &ad)?;
     let mut optim = AdamConfig::new().init();
