@@ -15,8 +15,39 @@ use blade_data::{Dataset, Split};
 /// draws; training tests take this lock to stay deterministic.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn setup(dir: &Path) -> (Dataset, Split) {
-    common::synthetic_sft(dir, 160, 80, 3)
+/// A small synthetic dataset with an SFT run in `<root>/sft`.
+struct Fixture {
+    root: tempfile::TempDir,
+    sft: std::path::PathBuf,
+    split: Split,
+    catalog: CatalogInfo,
+    device: burn::tensor::Device,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        let root = tempfile::tempdir().unwrap();
+        let sft = root.path().join("sft");
+        let (ds, split): (Dataset, Split) = common::synthetic_sft(&sft, 160, 80, 3);
+        let catalog = CatalogInfo::from_dataset(&ds, &split);
+        Self {
+            root,
+            sft,
+            split,
+            catalog,
+            device: BackendSpec::Flex.device().unwrap(),
+        }
+    }
+
+    fn inputs<'a>(&'a self, reward: &'a dyn blade_core::reward::ListReward) -> AlignInputs<'a> {
+        AlignInputs {
+            split: &self.split,
+            catalog: &self.catalog,
+            reward,
+            init: &self.sft,
+            device: &self.device,
+        }
+    }
 }
 
 fn small(method: Method, steps: usize) -> AlignConfig {
@@ -32,22 +63,13 @@ fn small(method: Method, steps: usize) -> AlignConfig {
 #[test]
 fn every_method_trains_and_blade_improves_its_reward() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let root = tempfile::tempdir().unwrap();
-    let sft = root.path().join("sft");
-    let (ds, split) = setup(&sft);
-    let device = BackendSpec::Flex.device().unwrap();
-    let catalog = CatalogInfo::from_dataset(&ds, &split);
-    let reward = parse_reward("ndcg@10 + 0.2*ild", &catalog).unwrap();
-    let inputs = AlignInputs {
-        split: &split,
-        catalog: &catalog,
-        reward: reward.as_ref(),
-        init: &sft,
-        device: &device,
-    };
+    let f = Fixture::new();
+    let reward = parse_reward("ndcg@10 + 0.2*ild", &f.catalog).unwrap();
+    let inputs = f.inputs(reward.as_ref());
+    let (root, sft) = (f.root.path(), f.sft.as_path());
 
     for method in Method::ALL {
-        let dir = root.path().join(method.name());
+        let dir = root.join(method.name());
         let out = train_align::<ItemLm>(&small(method, 3), &inputs, &dir, Dashboard::Plain, false)
             .unwrap();
         assert!(
@@ -79,7 +101,7 @@ fn every_method_trains_and_blade_improves_its_reward() {
         }
     }
 
-    let dir = root.path().join("blade-long");
+    let dir = root.join("blade-long");
     let out = train_align::<ItemLm>(
         &small(Method::Blade, 40),
         &inputs,
@@ -104,20 +126,11 @@ fn every_method_trains_and_blade_improves_its_reward() {
 #[test]
 fn alignment_resumes_from_its_checkpoint() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let root = tempfile::tempdir().unwrap();
-    let sft = root.path().join("sft");
-    let (ds, split) = setup(&sft);
-    let device = BackendSpec::Flex.device().unwrap();
-    let catalog = CatalogInfo::from_dataset(&ds, &split);
-    let reward = parse_reward("ndcg@10", &catalog).unwrap();
-    let inputs = AlignInputs {
-        split: &split,
-        catalog: &catalog,
-        reward: reward.as_ref(),
-        init: &sft,
-        device: &device,
-    };
-    let dir = root.path().join("blade");
+    let f = Fixture::new();
+    let reward = parse_reward("ndcg@10", &f.catalog).unwrap();
+    let inputs = f.inputs(reward.as_ref());
+    let root = f.root.path();
+    let dir = root.join("blade");
     train_align::<ItemLm>(
         &small(Method::Blade, 2),
         &inputs,
@@ -145,7 +158,7 @@ fn alignment_resumes_from_its_checkpoint() {
         "the restored posterior kept collecting evidence"
     );
     // --resume without a readable checkpoint is an error, and the run is left as it was
-    let fresh = root.path().join("never-trained");
+    let fresh = root.join("never-trained");
     let e = train_align::<ItemLm>(
         &small(Method::Blade, 1),
         &inputs,
@@ -187,7 +200,7 @@ fn alignment_resumes_from_its_checkpoint() {
     let err = train_align::<ItemLm>(
         &small(Method::Blade, 1),
         &bad,
-        &root.path().join("x"),
+        &root.join("x"),
         Dashboard::Plain,
         false,
     )
@@ -205,19 +218,10 @@ fn alignment_resumes_from_its_checkpoint() {
 #[test]
 fn blade_keeps_discriminating_where_the_static_target_saturates() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let root = tempfile::tempdir().unwrap();
-    let sft = root.path().join("sft");
-    let (ds, split) = setup(&sft);
-    let device = BackendSpec::Flex.device().unwrap();
-    let catalog = CatalogInfo::from_dataset(&ds, &split);
-    let reward = parse_reward("ild", &catalog).unwrap();
-    let inputs = AlignInputs {
-        split: &split,
-        catalog: &catalog,
-        reward: reward.as_ref(),
-        init: &sft,
-        device: &device,
-    };
+    let f = Fixture::new();
+    let reward = parse_reward("ild", &f.catalog).unwrap();
+    let inputs = f.inputs(reward.as_ref());
+    let root = f.root.path();
     let long = |method: blade_core::align::MethodConfig| {
         AlignConfig::new(method)
             .with_steps(120)
@@ -237,7 +241,7 @@ fn blade_keeps_discriminating_where_the_static_target_saturates() {
         let out = train_align::<ItemLm>(
             &long(method),
             &inputs,
-            &root.path().join(name),
+            &root.join(name),
             Dashboard::Plain,
             false,
         )
