@@ -153,13 +153,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let (sft_report, sft_lists) = evaluate_one(&ev, &sft_run, cases)?;
     reports.push(sft_report);
     // per test user, NDCG@10 of the generated list: the paired comparison with SFT
+    const PAIRED_KEY: &str = "generation ndcg@10";
     let ndcg10 = |lists: &blade_core::EvalLists| -> Vec<f64> {
-        lists
-            .generated
-            .iter()
-            .zip(cases)
-            .map(|(l, c)| blade_metrics::ndcg_at_k(l, &[c.target], 10))
-            .collect()
+        blade_exp::compare::per_user(lists, cases)
+            .remove(PAIRED_KEY)
+            .unwrap_or_default()
     };
     let sft_users = ndcg10(&sft_lists);
     if a.align_steps > 0 {
@@ -217,16 +215,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 .collect();
             let d = blade_exp::stats::paired_bootstrap(&diff, &sft_users, 2000, 0);
             let note = format!(
-                "{note}; test NDCG@10 (generation) vs SFT {:+.4} [{:+.4}, {:+.4}], p = {:.2}: {}",
+                "{note}; test NDCG@10 (generation) vs SFT {:+.4} [{:+.4}, {:+.4}], p = {:.2}: a {}",
                 d.mean,
                 d.lo,
                 d.hi,
                 d.p,
-                match (d.significant(), d.mean > 0.0) {
-                    (false, _) => "a tie",
-                    (true, true) => "a win",
-                    (true, false) => "a loss",
-                }
+                d.verdict()
             );
             Ok((report, note))
         })?;

@@ -186,7 +186,9 @@ const PAIRED: &[(&str, &str, usize)] = &[
     ("full-rank", "ndcg", 10),
 ];
 
-fn per_user(lists: &EvalLists, cases: &[EvalCase]) -> PerUser {
+/// Per test user, the paired metrics of `lists` against each case's target (keys as in
+/// `per_user.csv`, e.g. `"generation ndcg@10"`).
+pub fn per_user(lists: &EvalLists, cases: &[EvalCase]) -> PerUser {
     let mut out = PerUser::new();
     for &(mode, metric, k) in PAIRED {
         let rows = if mode == "generation" {
@@ -353,10 +355,9 @@ pub fn paired_tables(
                 };
                 let d = crate::stats::paired_bootstrap(&diff, &base, RESAMPLES, 0);
                 let rel = d.relative_pct().map_or("-".into(), |r| format!("{r:+.1}%"));
-                let mark = match (d.significant(), d.mean > 0.0) {
-                    (true, true) => "**win**",
-                    (true, false) => "**loss**",
-                    _ => "tie",
+                let mark = match d.verdict() {
+                    "tie" => "tie".to_string(),
+                    v => format!("**{v}**"),
                 };
                 md.push_str(&format!(
                     "| {m} | {key} | {:+.4} | [{:+.4}, {:+.4}] | {rel} | {:.3} | {mark} |\n",

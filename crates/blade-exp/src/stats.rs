@@ -34,6 +34,16 @@ impl PairedDiff {
         (self.lo > 0.0 || self.hi < 0.0) && self.p < 0.05
     }
 
+    /// `"win"` or `"loss"` when [`significant`](Self::significant) (by the sign of the mean
+    /// difference), `"tie"` otherwise.
+    pub fn verdict(&self) -> &'static str {
+        match (self.significant(), self.mean > 0.0) {
+            (true, true) => "win",
+            (true, false) => "loss",
+            (false, _) => "tie",
+        }
+    }
+
     /// The difference relative to the baseline's mean, in percent (`None` for a zero baseline).
     pub fn relative_pct(&self) -> Option<f64> {
         (self.baseline_mean.abs() > 0.0).then(|| 100.0 * self.mean / self.baseline_mean)
