@@ -352,27 +352,21 @@ impl BayesianTarget {
     /// [`Concentration::Tau`] mode (`f64::INFINITY` for `tau = 0`). A prompt without reference
     /// rewards has no prior mass, so its finite `kappa` is 0.
     pub fn kappa(&self, prompt: u64) -> f64 {
-        let post = self.prompts.get(&prompt);
-        let tau_kappa = |t: f64| {
-            if t <= 0.0 {
-                f64::INFINITY
-            } else {
-                self.evidence_weight(prompt) * (1.0 - t) / t
-            }
+        let no_prior = self
+            .prompts
+            .get(&prompt)
+            .is_none_or(|p| p.reference.is_empty());
+        // the same cases, in the same order, as `tau`
+        let from_tau = |t: f64| match t {
+            t if t <= 0.0 => f64::INFINITY,
+            t => self.evidence_weight(prompt) * (1.0 - t) / t,
         };
-        let kappa = match self.config.concentration {
-            Concentration::Tau(t) if t <= 0.0 => return f64::INFINITY,
-            Concentration::Tau(t) => tau_kappa(t),
-            Concentration::Auto => match self.auto_tau(prompt) {
-                t if t <= 0.0 => return f64::INFINITY,
-                t => tau_kappa(t),
-            },
+        match self.config.concentration {
+            Concentration::Tau(t) if t <= 0.0 => f64::INFINITY,
+            _ if no_prior => 0.0,
+            Concentration::Tau(t) => from_tau(t),
+            Concentration::Auto => from_tau(self.auto_tau(prompt)),
             Concentration::Kappa(k) => k,
-        };
-        if post.is_none_or(|p| p.reference.is_empty()) {
-            0.0
-        } else {
-            kappa
         }
     }
 
@@ -873,6 +867,10 @@ mod tests {
             assert!((got[i] - w).abs() < 1e-12, "grid {i}: {} vs {w}", got[i]);
         }
         assert_eq!(t.auto_tau_summary(), Some((1.0, 0.0, 1.0)));
+        // a prompt without reference rewards has no prior mass in auto mode too: tau 1, kappa 0
+        let mut bare = target(Concentration::Auto, 1.0);
+        bare.observe(2, &[0.5]).unwrap();
+        assert_eq!((bare.tau(2), bare.kappa(2)), (1.0, 0.0));
         assert_eq!(
             target(Concentration::Tau(0.3), 1.0).auto_tau_summary(),
             None
