@@ -81,10 +81,17 @@ impl WeightSource for GgufFile {
                 None => self.get_strings("tokenizer.ggml.tokens")?.len(),
             },
         };
+        let n_layers = self.get_u64(&k("block_count"))?;
+        check_layers(
+            GgufFile::path(self),
+            &k("block_count"),
+            n_layers,
+            self.tensors.len(),
+        )?;
         let cfg = LlamaConfig {
             vocab_size,
             d_model: self.get_u64(&k("embedding_length"))? as usize,
-            n_layers: self.get_u64(&k("block_count"))? as usize,
+            n_layers: n_layers as usize,
             n_heads,
             n_kv_heads: self
                 .get(&k("attention.head_count_kv"))
@@ -107,6 +114,20 @@ impl WeightSource for GgufFile {
             qkv_bias: self.tensor_info("blk.0.attn_q.bias").is_some(),
             arch,
         };
+        let key = |s: &str| format!("{}.{s}", cfg.arch);
+        check_rope_and_eps(
+            GgufFile::path(self),
+            (&key("rope.freq_base"), cfg.rope_theta),
+            (&key("attention.layer_norm_rms_epsilon"), cfg.rms_eps),
+        )?;
+        check_positive(
+            GgufFile::path(self),
+            &[
+                (&key("embedding_length"), cfg.d_model),
+                (&key("feed_forward_length"), cfg.d_ff),
+                (&key("context_length"), cfg.max_seq_len),
+            ],
+        )?;
         cfg.validate().map_err(|w| ferr(GgufFile::path(self), w))?;
         Ok(cfg)
     }
@@ -122,6 +143,84 @@ impl WeightSource for GgufFile {
         self.get_str("general.architecture")
             .is_ok_and(|a| NEOX_ARCHS.contains(&a))
     }
+}
+
+/// Refuses a layer count the file cannot hold: every layer is several tensors, so a file with
+/// `tensors` tensors has at most that many layers (this bounds what loading allocates).
+fn check_layers(path: &Path, key: &str, n_layers: u64, tensors: usize) -> Result<(), LoadError> {
+    if n_layers > tensors as u64 {
+        return Err(ferr(
+            path,
+            format!(
+                "`{key}` is {n_layers}, but the file holds only {tensors} tensors (each layer \
+                 needs 9): corrupt metadata?"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a rotary base that is not a positive finite number (as `f32`) and an RMSNorm
+/// epsilon that is negative or not finite; each pair is `(key, value)`.
+fn check_rope_and_eps(
+    path: &Path,
+    (theta_key, theta): (&str, f32),
+    (eps_key, eps): (&str, f64),
+) -> Result<(), LoadError> {
+    if !(theta.is_finite() && theta > 0.0) {
+        return Err(ferr(
+            path,
+            format!("`{theta_key}` is {theta}; expected a positive finite number (e.g. 10000)"),
+        ));
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(ferr(
+            path,
+            format!("`{eps_key}` is {eps}; expected a small non-negative number (e.g. 1e-5)"),
+        ));
+    }
+    Ok(())
+}
+
+/// Refuses a width or a context length of 0 (the layers and the rotary table need at least one);
+/// `values` are `(key, value)` pairs.
+fn check_positive(path: &Path, values: &[(&str, usize)]) -> Result<(), LoadError> {
+    match values.iter().find(|(_, v)| *v == 0) {
+        Some((key, _)) => Err(ferr(path, format!("`{key}` is 0; expected at least 1"))),
+        None => Ok(()),
+    }
+}
+
+/// Checks that every token id of `tokenizer` has a row in the model's embedding of
+/// `embedding_rows` rows (a model may have more rows than tokens, not fewer); `path` names the
+/// file in the error. Call it where a model and its tokenizer are put together.
+pub fn check_vocab_fits(
+    path: &Path,
+    tokenizer: &Tokenizer,
+    embedding_rows: usize,
+) -> Result<(), LoadError> {
+    let n = tokenizer.vocab_size();
+    if n > embedding_rows {
+        return Err(ferr(
+            path,
+            format!(
+                "the tokenizer has {n} token ids but the embedding only {embedding_rows} rows: \
+                 the tokenizer does not belong to this model"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Bytes per element of the safetensors dtypes, `None` for dtypes blade does not know.
+fn st_dtype_size(dtype: &str) -> Option<u64> {
+    Some(match dtype {
+        "F64" | "I64" | "U64" => 8,
+        "F32" | "I32" | "U32" => 4,
+        "F16" | "BF16" | "I16" | "U16" => 2,
+        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
+        _ => return None,
+    })
 }
 
 /// One tensor's entry in a safetensors header.
@@ -189,9 +288,36 @@ fn read_st_header(path: &Path) -> Result<BTreeMap<String, StEntry>, LoadError> {
             off.first().and_then(Json::as_u64),
             off.get(1).and_then(Json::as_u64),
         ) {
-            (Some(s), Some(e)) if s <= e && base + e <= len => (s, e),
-            _ => return Err(bad("data_offsets out of the file: truncated download?")),
+            (Some(s), Some(e)) if off.len() == 2 && s <= e => (s, e),
+            _ => {
+                return Err(bad(
+                    "data_offsets is not a pair [start, end] with start <= end",
+                ))
+            }
         };
+        if base.checked_add(e).is_none_or(|end| end > len) {
+            return Err(bad(&format!(
+                "data_offsets [{s}, {e}] end past the end of the file ({len} bytes, data from \
+                 byte {base}): truncated download?"
+            )));
+        }
+        let elements = shape
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
+        let Some(elements) = elements else {
+            return Err(bad(&format!(
+                "shape {shape:?} has more elements than fit in memory"
+            )));
+        };
+        if let Some(size) = st_dtype_size(&dtype) {
+            if elements.checked_mul(size) != Some(e - s) {
+                return Err(bad(&format!(
+                    "shape {shape:?} of {dtype} needs {} bytes, data_offsets [{s}, {e}] hold {}",
+                    elements.saturating_mul(size),
+                    e - s
+                )));
+            }
+        }
         out.insert(
             name,
             StEntry {
@@ -307,10 +433,17 @@ impl WeightSource for SafetensorsModel {
         };
         let arch = c["model_type"].as_str().unwrap_or("llama").to_string();
         let n_heads = need("num_attention_heads")?;
+        let n_layers = need("num_hidden_layers")?;
+        check_layers(
+            &path,
+            "num_hidden_layers",
+            n_layers as u64,
+            self.entries.len(),
+        )?;
         let cfg = LlamaConfig {
             vocab_size: need("vocab_size")?,
             d_model: need("hidden_size")?,
-            n_layers: need("num_hidden_layers")?,
+            n_layers,
             n_heads,
             n_kv_heads: c["num_key_value_heads"]
                 .as_u64()
@@ -326,6 +459,19 @@ impl WeightSource for SafetensorsModel {
                 .contains_key("model.layers.0.self_attn.q_proj.bias"),
             arch,
         };
+        check_rope_and_eps(
+            &path,
+            ("rope_theta", cfg.rope_theta),
+            ("rms_norm_eps", cfg.rms_eps),
+        )?;
+        check_positive(
+            &path,
+            &[
+                ("hidden_size", cfg.d_model),
+                ("intermediate_size", cfg.d_ff),
+                ("max_position_embeddings", cfg.max_seq_len),
+            ],
+        )?;
         cfg.validate().map_err(|w| ferr(&path, w))?;
         Ok(cfg)
     }
@@ -517,16 +663,31 @@ pub fn gguf_tokenizer(f: &GgufFile) -> Result<Tokenizer, LoadError> {
     let merges = f.get_strings("tokenizer.ggml.merges")?;
     let pre = PreTokenizer::from_gguf_name(f.get_str("tokenizer.ggml.pre").unwrap_or("default"))
         .map_err(|e| ferr(f.path(), e.to_string()))?;
-    let id = |k: &str| f.get(k).and_then(|v| v.as_u64()).map(|v| v as u32);
-    Tokenizer::from_parts(
+    let id = |k: &str| -> Result<Option<u32>, LoadError> {
+        match f.get(k).and_then(|v| v.as_u64()) {
+            None => Ok(None),
+            Some(v) => u32::try_from(v)
+                .map(Some)
+                .map_err(|_| ferr(f.path(), format!("`{k}` is {v}, not a token id"))),
+        }
+    };
+    let tokenizer = Tokenizer::from_parts(
         tokens,
         types,
         merges,
         pre,
-        id("tokenizer.ggml.bos_token_id"),
-        id("tokenizer.ggml.eos_token_id"),
+        id("tokenizer.ggml.bos_token_id")?,
+        id("tokenizer.ggml.eos_token_id")?,
     )
-    .map_err(|e| ferr(f.path(), e.to_string()))
+    .map_err(|e| ferr(f.path(), e.to_string()))?;
+    // The model and its tokenizer meet here for GGUF: both are in this file.
+    if let Some(rows) = f
+        .tensor_info("token_embd.weight")
+        .and_then(|t| t.shape().first().copied())
+    {
+        check_vocab_fits(f.path(), &tokenizer, rows)?;
+    }
+    Ok(tokenizer)
 }
 
 /// Writes a safetensors file of F32 tensors (atomically).

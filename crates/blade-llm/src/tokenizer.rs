@@ -425,6 +425,10 @@ impl fmt::Debug for Tokenizer {
     }
 }
 
+/// How many unused ids a `tokenizer.json` may leave below its largest id (its id table is
+/// dense, so this bounds the table by the number of tokens in the file).
+const MAX_ID_GAPS: usize = 1 << 16;
+
 /// Splits a merge line `"a b"` at its first space after the first character (as llama.cpp does).
 fn split_merge(line: &str) -> Option<(&str, &str)> {
     let first = line.chars().next()?.len_utf8();
@@ -560,6 +564,19 @@ impl Tokenizer {
             .map(|&(id, _, _)| id as usize + 1)
             .max()
             .unwrap_or(0);
+        // The id table is dense: bound it by what the file holds, so that one huge id (e.g.
+        // 4294967295) is an error rather than a table of billions of entries.
+        if size > entries.len() + MAX_ID_GAPS {
+            let (id, text, _) = entries
+                .iter()
+                .max_by_key(|&&(id, _, _)| id)
+                .expect("size > 0 implies an entry");
+            return Err(bad(format!(
+                "token {text:?} has id {id}, but the file holds only {} tokens (ids may leave at \
+                 most {MAX_ID_GAPS} unused): corrupt tokenizer?",
+                entries.len()
+            )));
+        }
         let mut tokens = vec![String::new(); size];
         let mut types = vec![TYPE_UNUSED; size];
         for (id, text, kind) in entries {
