@@ -153,6 +153,15 @@ pub fn import(format: Format, path: &Path, opts: &ImportOptions) -> Result<RawDa
     }
 }
 
+/// Parses one Python literal (`str(dict)` as in the Steam files: dicts, lists, tuples, strings,
+/// numbers, `True`/`False`/`None`) into JSON; the error says what was expected where.
+///
+/// Exposed for the fuzz harnesses (`crates/blade-fuzz`); the importers call it per line.
+#[doc(hidden)]
+pub fn parse_python_literal(text: &str) -> std::result::Result<serde_json::Value, String> {
+    python_literal::parse(text)
+}
+
 /// Opens `path` for reading, decompressing it when its name ends in `.gz`.
 pub(crate) fn open(path: &Path) -> Result<Box<dyn Read>> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
