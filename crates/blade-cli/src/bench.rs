@@ -89,12 +89,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
     let mut sft_epoch = None;
     if a.init.is_none() {
         std::fs::create_dir_all(&sft_dir)?;
-        RunManifest {
-            kind: RunKind::Item,
-            method: "sft".into(),
-            data: data.clone(),
-        }
-        .save(&sft_dir)?;
+        RunManifest::new(RunKind::Item, "sft", &data, &ds).save(&sft_dir)?;
         let sft = SftArgs {
             epochs: 1,
             batch_size: 256,

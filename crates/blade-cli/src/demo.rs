@@ -113,12 +113,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let kind = match a.llm.policy {
         PolicyKind::Item => {
             std::fs::create_dir_all(&run_dir)?;
-            RunManifest {
-                kind: RunKind::Item,
-                method: "sft".into(),
-                data: data.clone(),
-            }
-            .save(&run_dir)?;
+            RunManifest::new(RunKind::Item, "sft", &data, &ds).save(&run_dir)?;
             let config = sft.config(ds.num_items(), data.history_len);
             train_sft(
                 &config,
@@ -131,7 +126,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             RunKind::Item
         }
         PolicyKind::Llm => {
-            llm_sft(&a.llm, &sft, &data, &device, &run_dir)?;
+            llm_sft(&a.llm, &sft, &data, &device, &run_dir, false)?;
             RunKind::Llm
         }
     };

@@ -58,8 +58,10 @@ pub fn parse_strategy(s: &str) -> Result<DecodeStrategy> {
     match s.split_once(':') {
         None if s == "greedy" => Ok(DecodeStrategy::Greedy),
         Some(("beam", w)) => match w.parse::<usize>() {
-            Ok(w) if w > 0 => Ok(DecodeStrategy::Beam(w)),
-            _ => bail!("--strategy {s}: the beam width must be a positive integer"),
+            // each beam keeps a scored copy of the catalogue per slot: past a few hundred
+            // beams the search costs minutes per user without changing the lists
+            Ok(w) if (1..=256).contains(&w) => Ok(DecodeStrategy::Beam(w)),
+            _ => bail!("--strategy {s}: the beam width must be an integer in 1..=256"),
         },
         _ => bail!("--strategy {s}: expected `greedy` or `beam:W`"),
     }
@@ -135,11 +137,30 @@ pub fn run(a: EvalArgs) -> Result<()> {
         .iter()
         .map(|r| RunManifest::load(r))
         .collect::<blade_core::Result<Vec<_>>>()?;
-    let data = match manifests.first() {
-        Some(m) => m.data.clone(),
-        None => a.data.clone(),
+    // every run is checked against the data it is evaluated on (its catalogue stamp)
+    let data = manifests
+        .first()
+        .map_or_else(|| a.data.clone(), |m| m.data.clone());
+    let (ds, split) = match manifests.first() {
+        Some(m) => m.dataset_and_split(&a.runs[0])?,
+        None => a.data.dataset_and_split()?,
     };
-    let (ds, split) = data.dataset_and_split()?;
+    for (m, r) in manifests.iter().zip(&a.runs).skip(1) {
+        if let Some(stamp) = &m.catalog {
+            let now = blade_exp::run::CatalogStamp::of(&ds);
+            if *stamp != now {
+                bail!(
+                    "--run {}: trained on a catalogue of {} items (hash {}), but the runs are \
+                     evaluated on {} items (hash {}) from the first --run's data",
+                    r.display(),
+                    stamp.items,
+                    stamp.hash,
+                    now.items,
+                    now.hash
+                );
+            }
+        }
+    }
     let cases = cases(&split, &a.split)?;
     let cases = &cases[..a.max_eval_users.unwrap_or(cases.len()).min(cases.len())];
     let config = EvalConfig {

@@ -33,7 +33,7 @@ pub struct RecommendArgs {
 /// Runs `blade recommend`: the list after the user's whole history (test time).
 pub fn run(a: RecommendArgs) -> Result<()> {
     let info = RunManifest::load(&a.run)?;
-    let (ds, split) = info.data.dataset_and_split()?;
+    let (ds, split) = info.dataset_and_split(&a.run)?;
     let Some(uid) = ds.user_raw_ids.iter().position(|u| *u == a.user) else {
         bail!(
             "--user {}: no such user in {} (ids are the dataset's own, e.g. `{}`)",

@@ -177,9 +177,12 @@ pub struct AlignArgs {
     /// Reward targets of a training prompt: its next N training items (1 = the next item).
     #[arg(long, default_value_t = defaults().train_targets)]
     pub train_targets: usize,
-    /// Steps between validation evaluations and checkpoints.
+    /// Steps between validation evaluations (each followed by a checkpoint; 0 = at the end).
     #[arg(long, default_value_t = defaults().eval_every)]
     pub eval_every: usize,
+    /// Steps between checkpoints besides those after validations (0 = none besides them).
+    #[arg(long, default_value_t = defaults().checkpoint_every)]
+    pub checkpoint_every: usize,
     /// Validate on the first N validation users only.
     #[arg(long)]
     pub valid_users: Option<usize>,
@@ -407,6 +410,7 @@ impl AlignArgs {
             .with_prompt_pool(self.prompt_pool)
             .with_train_targets(self.train_targets)
             .with_eval_every(self.eval_every)
+            .with_checkpoint_every(self.checkpoint_every)
             .with_valid_users(self.valid_users)
             .with_select(self.select.clone())
             .with_patience(self.align_patience)
@@ -493,7 +497,7 @@ pub struct LlmArgs {
 pub fn run(a: TrainArgs) -> Result<()> {
     if a.llm.policy == PolicyKind::Llm && a.method == "sft" {
         let device = a.backend.device()?;
-        return llm_sft(&a.llm, &a.sft, &a.data, &device, &a.out);
+        return llm_sft(&a.llm, &a.sft, &a.data, &device, &a.out, a.resume);
     }
     if a.method != "sft" {
         let method: Method = a
@@ -505,15 +509,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
     let device = a.backend.device()?;
     let (ds, split) = a.data.dataset_and_split()?;
     let config = a.sft.config(ds.num_items(), a.data.history_len);
-    // every flag is checked before the run folder is made
+    // every flag is checked before the run folder is made; train_sft checks a resume against
+    // the run before it writes anything, and the manifest is written once training succeeded
     config.check()?;
-    std::fs::create_dir_all(&a.out)?;
-    RunManifest {
-        kind: RunKind::Item,
-        method: a.method.clone(),
-        data: a.data.clone(),
-    }
-    .save(&a.out)?;
     let start = Instant::now();
     let outcome = train_sft(
         &config,
@@ -523,6 +521,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         a.dashboard.into(),
         a.resume,
     )?;
+    RunManifest::new(RunKind::Item, &a.method, &a.data, &ds).save(&a.out)?;
     println!(
         "SFT done in {:.1}s: best epoch {} (validation NDCG@10, full ranking, per epoch: {}); model at {}",
         start.elapsed().as_secs_f64(),
@@ -548,7 +547,7 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     };
     let info = RunManifest::load_sft(init)?;
     let device = a.backend.device()?;
-    let (ds, split) = info.data.dataset_and_split()?;
+    let (ds, split) = info.dataset_and_split(init)?;
     let catalog = CatalogInfo::from_dataset(&ds, &split);
     let reward = parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = a.align.config(method, a.sft.seed, true)?;
@@ -595,6 +594,7 @@ pub fn llm_sft(
     data: &DataArgs,
     device: &burn::tensor::Device,
     out: &std::path::Path,
+    resume: bool,
 ) -> Result<()> {
     let Some(weights) = &llm.weights else {
         bail!(
@@ -633,16 +633,12 @@ pub fn llm_sft(
         mask_history: true,
         seed: sft.seed,
     };
-    std::fs::create_dir_all(out)?;
-    RunManifest {
-        kind: RunKind::Llm,
-        method: "sft".into(),
-        data: data.clone(),
-    }
-    .save(out)?;
     let start = Instant::now();
-    let (_, log) =
-        blade_llm::run::train_llm_sft(&run, &cfg, &split, device, out, |l| println!("{l}"))?;
+    let (_, log) = blade_llm::run::train_llm_sft(&run, &cfg, &split, device, out, resume, |l| {
+        println!("{l}")
+    })?;
+    // written once training succeeded: a refused resume leaves the folder as it was
+    RunManifest::new(RunKind::Llm, "sft", data, &ds).save(out)?;
     println!(
         "LLM SFT done in {:.1}s: validation NDCG@10 per epoch: {}; adapters at {}",
         start.elapsed().as_secs_f64(),

@@ -724,3 +724,127 @@ fn bad_training_flags_are_named_before_anything_is_written() {
         );
     }
 }
+
+/// Alignment, evaluation and LLM flags are named with their values, a refused command leaves
+/// nothing behind, and a run whose data changed since training is refused, not mis-scored.
+#[test]
+fn bad_alignment_eval_and_llm_flags_are_named_and_changed_data_is_refused() {
+    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    let dir = tempfile::tempdir().unwrap();
+    let o = blade(
+        &[
+            "train",
+            "--method",
+            "sft",
+            "--out",
+            "sft",
+            "--epochs",
+            "1",
+            "--max-train-prompts",
+            "300",
+            "--dashboard",
+            "plain",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (flag, value, expect) in [
+        ("--reference-lists", "0", "--reference-lists 0"),
+        ("--prompts-per-step", "0", "--prompts-per-step 0"),
+        ("--group-size", "1", "--group-size 1"),
+        ("--beta-kl", "nan", "--beta-kl NaN"),
+        ("--align-lr", "0", "--align-lr 0"),
+        ("--align-k", "0", "--align-k 0"),
+        ("--valid-users", "0", "--valid-users 0"),
+    ] {
+        let o = blade(
+            &[
+                "train",
+                "--method",
+                "blade",
+                "--init",
+                "sft",
+                "--out",
+                "a",
+                &format!("{flag}={value}"),
+            ],
+            dir.path(),
+        );
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && err.contains(expect),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            !dir.path().join("a").exists(),
+            "{flag} {value} left a run folder"
+        );
+    }
+    for (args, expect) in [
+        (vec!["--ks", "1000000000000"], "--ks 1000000000000"),
+        (vec!["--strategy", "beam:100000"], "--strategy beam:100000"),
+    ] {
+        let mut all = vec!["eval", "--run", "sft"];
+        all.extend(args);
+        let o = blade(&all, dir.path());
+        assert!(
+            !o.status.success() && stderr(&o).contains(expect),
+            "{}",
+            stderr(&o)
+        );
+    }
+    // the data changed since training (here: the catalogue cut to 50 items): refused
+    let manifest = dir.path().join("sft/run.json");
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    m["data"]["max_items"] = serde_json::json!(50);
+    std::fs::write(&manifest, m.to_string()).unwrap();
+    for cmd in [
+        vec!["eval", "--run", "sft"],
+        vec!["recommend", "--run", "sft", "--user", "u0"],
+    ] {
+        let o = blade(&cmd, dir.path());
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && err.contains("the dataset changed since"),
+            "{cmd:?}: {err}"
+        );
+    }
+
+    let g = dir.path().join("tiny.gguf");
+    write_tiny_gguf(&g, &TinySpec::default()).unwrap();
+    let g = g.to_str().unwrap();
+    for (flag, value, expect) in [
+        ("--lora-targets", "qq", "--lora-targets qq"),
+        ("--lora-rank", "100000", "--lora-rank 100000"),
+        ("--lora-alpha", "nan", "--lora-alpha NaN"),
+        ("--llm-lr", "0", "--llm-lr"),
+    ] {
+        let o = blade(
+            &[
+                "train",
+                "--method",
+                "sft",
+                "--policy",
+                "llm",
+                "--weights",
+                g,
+                "--max-items",
+                "30",
+                "--out",
+                "l",
+                &format!("{flag}={value}"),
+            ],
+            dir.path(),
+        );
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && err.contains(expect),
+            "{flag} {value}: {err}"
+        );
+        assert!(
+            !dir.path().join("l").exists(),
+            "{flag} {value} left a run folder"
+        );
+    }
+}

@@ -78,10 +78,17 @@ pub struct Evaluator {
 impl Evaluator {
     /// An evaluator for `dataset`'s catalogue, with popularity from `split`'s training part.
     pub fn new(dataset: &Dataset, split: &Split, config: EvalConfig) -> Result<Self> {
-        if config.ks.is_empty() || config.ks.contains(&0) {
-            return Err(CoreError::Config(
-                "cut-offs must be a non-empty list of positive k".into(),
-            ));
+        let n = dataset.catalog.items.len();
+        if config.ks.is_empty() || config.ks.iter().any(|&k| k == 0 || k > n) {
+            return Err(CoreError::Config(format!(
+                "--ks {}: expected cut-offs in 1..={n} (the catalogue's size)",
+                config
+                    .ks
+                    .iter()
+                    .map(|k| k.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )));
         }
         Ok(Self {
             item_genres: dataset

@@ -1,18 +1,18 @@
 //! The core of blade: the [`Policy`] and [`Recommender`] traits, the item-level transformer
-//! policy [`ItemLm`], the `random` and `pop` baselines, supervised fine-tuning (SFT) through
-//! burn-train, and the evaluator that scores generated lists and full rankings.
+//! policy [`ItemLm`], the `random` and `pop` baselines, supervised fine-tuning (SFT) with
+//! crash-consistent checkpoints, and the evaluator that scores generated lists and full rankings.
 //!
 //! Everything takes a burn [`Device`](burn::tensor::Device): the same code path runs on the
 //! CPU (`flex`, `ndarray`), on GPUs through `wgpu` or on `cuda`, whichever features are built.
 
 pub mod align;
 pub mod batch;
+pub mod checkpoint;
 pub mod dashboard;
 pub mod device;
 pub mod error;
 pub mod eval;
 pub mod policy;
-pub mod render;
 pub mod reward;
 pub mod sft;
 pub mod target;

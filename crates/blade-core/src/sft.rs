@@ -1,37 +1,28 @@
-//! Supervised fine-tuning (SFT) of [`ItemLm`] on next-item prediction, through burn-train's
-//! `Learner`: the TUI dashboard (or a plain-text renderer), checkpoints, resume, early stopping
+//! Supervised fine-tuning (SFT) of [`ItemLm`] on next-item prediction: burn-train's terminal
+//! dashboard (or plain text), crash-consistent epoch checkpoints, exact resume, early stopping
 //! and best-epoch selection on validation NDCG@10.
+//!
+//! Every epoch draws its data order and its dropout noise from `(seed, epoch)` alone, and each
+//! epoch's checkpoint (model, AdamW state, progress) is one folder published with one rename
+//! ([`crate::checkpoint`]): a run killed at any moment and resumed with `--resume` ends with the
+//! same model file, byte for byte, as a run never interrupted.
 //!
 //! Each training prompt is a sliding window `history -> next item`; the list slots are taught
 //! the items that actually followed (`y_1 = next`, `y_2 = the one after`, ...), so every list
 //! position of the model learns next-item prediction (METHOD.md section 4, `sft`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 
 use blade_data::{EvalCase, ItemId, Split};
-use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::DataLoaderBuilder;
-use burn::data::dataset::Dataset;
-use burn::optim::AdamWConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
-use burn::tensor::ExecutionError;
-use burn::train::checkpoint::{
-    ComposedCheckpointingStrategy, KeepLastNCheckpoints, MetricCheckpointingStrategy,
-};
-use burn::train::metric::state::{FormatOptions, NumericMetricState};
-use burn::train::metric::store::{Aggregate, Direction, Split as MetricSplit};
-use burn::train::metric::{
-    Adaptor, ItemLazy, LearningRateMetric, LossInput, LossMetric, Metric, MetricAttributes,
-    MetricMetadata, MetricName, Numeric, NumericAttributes, NumericEntry, SerializedEntry,
-};
-use burn::train::renderer::MetricsRenderer;
-use burn::train::{
-    InferenceStep, Learner, MetricEarlyStoppingStrategy, StoppingCondition, SupervisedTraining,
-    TrainOutput, TrainStep,
-};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
+use crate::checkpoint::{checkpoint_name, fnv1a, with_seeded_ids, Checkpoints};
+use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
 use crate::policy::item_lm::{ItemLm, ItemLmConfig, MASK_VALUE};
 use crate::policy::Recommender;
@@ -65,7 +56,7 @@ pub struct SftConfig {
     /// Use at most this many training prompts (the most recent windows are kept first).
     #[config(default = "None")]
     pub max_train_prompts: Option<usize>,
-    /// Data-loading worker threads (0 = load on the training thread).
+    /// Kept for reading older runs' `config.json`; batches are built on the training thread.
     #[config(default = 0)]
     pub num_workers: usize,
 }
@@ -158,92 +149,24 @@ pub struct SftItem {
     pub exclude: Vec<ItemId>,
 }
 
-/// A vector of [`SftItem`]s as a burn dataset.
-#[derive(Debug, Clone)]
-pub struct SftDataset(pub Vec<SftItem>);
-
-impl Dataset<SftItem> for SftDataset {
-    fn get(&self, index: usize) -> std::result::Result<SftItem, burn::data::dataset::DatasetError> {
-        self.0.get(index).cloned().ok_or_else(|| {
-            burn::data::dataset::DatasetError::new(std::io::Error::other(format!(
-                "index {index} out of range"
-            )))
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.0.len()
-    }
-}
-
-/// A batch of SFT examples; tensors are built by the model on its own device.
-#[derive(Debug, Clone)]
-pub struct SftBatch {
-    /// The examples.
-    pub items: Vec<SftItem>,
-}
-
-/// Batches [`SftItem`]s.
-#[derive(Debug, Clone, Default)]
-pub struct SftBatcher;
-
-impl Batcher<SftItem, SftBatch> for SftBatcher {
-    fn batch(&self, items: Vec<SftItem>, _device: &Device) -> SftBatch {
-        SftBatch { items }
-    }
-}
-
-/// Output of one SFT step: the loss and first-slot scores (history-masked) with their targets.
-pub struct SftOutput {
+/// One SFT batch's loss and first-slot scores (history-masked), with the next items.
+struct SftOutput {
     /// Mean cross-entropy. `[1]`
-    pub loss: Tensor<1>,
+    loss: Tensor<1>,
     /// First-slot scores with excluded items masked. `[batch, num_items]`
-    pub scores: Tensor<2>,
-    /// The next item of each prompt. `[batch]`
-    pub targets: Tensor<1, Int>,
-}
-
-impl ItemLazy for SftOutput {
-    fn sync(self) -> std::result::Result<Self, ExecutionError> {
-        self.loss.device().flush()?;
-        Ok(Self {
-            loss: self.loss.without_autodiff(),
-            scores: self.scores.without_autodiff(),
-            targets: self.targets.without_autodiff(),
-        })
-    }
-}
-
-impl Adaptor<LossInput> for SftOutput {
-    fn adapt(&self) -> LossInput {
-        LossInput::new(self.loss.clone())
-    }
-}
-
-/// Input of [`NdcgMetric`].
-pub struct RankInput {
     scores: Tensor<2>,
-    targets: Tensor<1, Int>,
-}
-
-impl Adaptor<RankInput> for SftOutput {
-    fn adapt(&self) -> RankInput {
-        RankInput {
-            scores: self.scores.clone(),
-            targets: self.targets.clone(),
-        }
-    }
+    /// The next item of each prompt.
+    first_targets: Vec<ItemId>,
 }
 
 impl ItemLm {
-    fn sft_forward(&self, batch: SftBatch, slots: usize) -> SftOutput {
+    fn sft_forward(&self, items: &[&SftItem], slots: usize) -> SftOutput {
         let device = self.devices()[0].clone();
-        let n = batch.items.len();
+        let n = items.len();
         let v = self.num_items();
         let slots = slots.clamp(1, self.max_list());
-        let histories: Vec<Vec<ItemId>> = batch.items.iter().map(|i| i.history.clone()).collect();
-        let targets: Vec<Vec<ItemId>> = batch
-            .items
+        let histories: Vec<Vec<ItemId>> = items.iter().map(|i| i.history.clone()).collect();
+        let targets: Vec<Vec<ItemId>> = items
             .iter()
             .map(|i| i.targets.iter().take(slots).copied().collect())
             .collect();
@@ -261,7 +184,7 @@ impl ItemLm {
         let first = logits.clone().narrow(1, 0, 1).reshape([n, v]);
         let loss = ItemLm::cross_entropy(logits, labels, weights);
         let mut mask = vec![0.0f32; n * v];
-        for (r, it) in batch.items.iter().enumerate() {
+        for (r, it) in items.iter().enumerate() {
             for &e in &it.exclude {
                 if let Some(x) = mask.get_mut(r * v + e as usize) {
                     *x = MASK_VALUE;
@@ -269,137 +192,43 @@ impl ItemLm {
             }
         }
         let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, v]), &device);
-        let first_targets: Vec<i64> = targets
-            .iter()
-            .map(|t| t.first().map_or(0, |&x| x as i64))
-            .collect();
         SftOutput {
             loss,
             scores: first.detach() + mask,
-            targets: Tensor::<1, Int>::from_data(TensorData::new(first_targets, [n]), &device),
+            first_targets: targets
+                .iter()
+                .map(|t| t.first().copied().unwrap_or(0))
+                .collect(),
         }
     }
 }
 
-impl TrainStep for ItemLm {
-    type Input = SftBatch;
-    type Output = SftOutput;
-
-    fn step(&self, batch: SftBatch) -> TrainOutput<SftOutput> {
-        let out = self.sft_forward(batch, self.max_list());
-        TrainOutput::new(self, out.loss.backward(), out)
-    }
-}
-
-impl InferenceStep for ItemLm {
-    type Input = SftBatch;
-    type Output = SftOutput;
-
-    fn step(&self, batch: SftBatch) -> SftOutput {
-        self.sft_forward(batch, 1)
-    }
-}
-
-/// NDCG@k of the held-out next item under full ranking, as a burn-train metric. Each epoch's
-/// final value is also appended to a shared log, used to pick the best epoch.
-#[derive(Clone)]
-pub struct NdcgMetric {
+/// Mean NDCG@`k` of each example's next item under full ranking of the first slot's scores
+/// (excluded items masked), in batches of `batch`.
+pub fn sft_valid_ndcg(
+    model: &ItemLm,
+    items: &[SftItem],
     k: usize,
-    name: MetricName,
-    state: NumericMetricState,
-    epochs: Arc<Mutex<Vec<f64>>>,
-}
-
-impl NdcgMetric {
-    /// NDCG at `k`.
-    pub fn new(k: usize) -> Self {
-        Self {
-            k,
-            name: Arc::new(format!("NDCG@{k} (full ranking)")),
-            state: NumericMetricState::default(),
-            epochs: Arc::new(Mutex::new(Vec::new())),
-        }
-    }
-
-    /// Final values of the epochs seen so far.
-    pub fn epoch_values(&self) -> Vec<f64> {
-        self.epochs.lock().map(|v| v.clone()).unwrap_or_default()
-    }
-}
-
-impl Metric for NdcgMetric {
-    type Input = RankInput;
-
-    fn name(&self) -> MetricName {
-        self.name.clone()
-    }
-
-    fn update(
-        &mut self,
-        input: &RankInput,
-        _metadata: &MetricMetadata,
-    ) -> std::result::Result<SerializedEntry, burn::tensor::TensorReadError> {
-        let [n, v] = input.scores.dims();
-        let scores = input.scores.clone().try_into_data_as::<f32>()?;
-        let scores = scores
-            .as_slice::<f32>()
-            .map_err(burn::tensor::TensorReadError::Data)?;
-        let targets = input.targets.clone().try_into_data_as::<i64>()?;
-        let targets = targets
-            .as_slice::<i64>()
-            .map_err(burn::tensor::TensorReadError::Data)?;
-        let mut total = 0.0;
-        for r in 0..n {
-            let row = &scores[r * v..(r + 1) * v];
-            let t = targets[r] as usize;
-            let rank = blade_metrics::rank_of(row, t as u32, &[]);
-            if rank <= self.k {
+    batch: usize,
+) -> crate::Result<f64> {
+    let mut total = 0.0;
+    for chunk in items.chunks(batch.max(1)) {
+        let refs: Vec<&SftItem> = chunk.iter().collect();
+        let out = model.sft_forward(&refs, 1);
+        let v = model.num_items();
+        let scores = out
+            .scores
+            .into_data()
+            .try_into_vec::<f32>()
+            .map_err(|e| CoreError::Tensor(format!("{e:?}")))?;
+        for (r, &t) in out.first_targets.iter().enumerate() {
+            let rank = blade_metrics::rank_of(&scores[r * v..(r + 1) * v], t, &[]);
+            if rank <= k {
                 total += 1.0 / ((rank + 1) as f64).log2();
             }
         }
-        self.state.update(total / n.max(1) as f64, n);
-        Ok(self
-            .state
-            .compute_update(FormatOptions::new(self.name()).precision(4)))
     }
-
-    fn compute(&mut self) -> std::result::Result<SerializedEntry, burn::tensor::TensorReadError> {
-        let entry = self
-            .state
-            .compute_final(FormatOptions::new(self.name()).precision(4));
-        if let NumericEntry::Final(v) | NumericEntry::Value(v) = self.state.final_value() {
-            if let Ok(mut e) = self.epochs.lock() {
-                e.push(v);
-            }
-        }
-        Ok(entry)
-    }
-
-    fn clear(&mut self) {
-        self.state.reset();
-    }
-
-    fn attributes(&self) -> MetricAttributes {
-        NumericAttributes {
-            unit: None,
-            higher_is_better: true,
-        }
-        .into()
-    }
-}
-
-impl Numeric for NdcgMetric {
-    fn value(&self) -> Option<NumericEntry> {
-        Some(self.state.current_value())
-    }
-
-    fn running_value(&self) -> Option<NumericEntry> {
-        Some(self.state.running_value())
-    }
-
-    fn final_value(&self) -> NumericEntry {
-        self.state.final_value()
-    }
+    Ok(total / items.len().max(1) as f64)
 }
 
 /// Training windows of a split as SFT examples (the list slots get the items that followed).
@@ -445,31 +274,138 @@ pub fn eval_items(cases: &[EvalCase], mask_history: bool) -> Vec<SftItem> {
 pub struct SftOutcome {
     /// The selected model (best validation epoch), in inference mode.
     pub model: ItemLm,
-    /// Validation NDCG@10 of every epoch run in this invocation.
+    /// Validation NDCG@10 of every epoch of the run, those before a resume included.
     pub valid_ndcg: Vec<f64>,
+    /// Epochs run by this call (fewer than `valid_ndcg.len()` after a resume).
+    pub epochs_run: usize,
     /// The epoch (1-based) whose weights were kept.
     pub best_epoch: usize,
     /// Where the final model was written.
     pub model_path: PathBuf,
 }
 
-/// The newest epoch with a saved model checkpoint in `dir`, if any.
-pub fn latest_checkpoint(dir: &Path) -> Option<usize> {
-    let entries = std::fs::read_dir(dir.join("checkpoint")).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().to_string();
-            name.strip_prefix("model-")?
-                .strip_suffix(".bpk")?
-                .parse::<usize>()
-                .ok()
-        })
-        .max()
+/// Checkpoint kind of the epoch checkpoints (`checkpoint/epoch-000003`).
+pub const EPOCH_CHECKPOINT: &str = "epoch";
+/// Checkpoint kind of the best epoch's model (`checkpoint/best-000002`).
+pub const BEST_CHECKPOINT: &str = "best";
+
+/// Progress of an SFT run, saved in every epoch checkpoint as `state.json` and, at the end, as
+/// the run's `sft_log.json`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct SftState {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Validation NDCG@10 (full ranking) after each epoch.
+    pub valid_ndcg: Vec<f64>,
+    /// Mean training loss of each epoch.
+    pub train_loss: Vec<f64>,
+    /// The best epoch so far (1-based; 0 = none yet).
+    pub best_epoch: usize,
+    /// Epochs since the best one.
+    pub since_best: usize,
+    /// Set when early stopping ended the run.
+    pub stopped_early: bool,
+    /// Fingerprint of the training and validation examples the run was made with.
+    pub data: String,
 }
 
-/// Trains an [`ItemLm`] with SFT on `split`, writing checkpoints, `config.json` and
-/// `model.bpk` into `dir`. With `resume`, training continues from the newest checkpoint.
+/// The newest epoch with a complete checkpoint in run folder `dir`, if any.
+pub fn latest_checkpoint(dir: &Path) -> Option<usize> {
+    Checkpoints::of_run(dir)
+        .latest(EPOCH_CHECKPOINT)
+        .map(|(n, _)| n)
+}
+
+/// A fingerprint of the examples (catalogue size, every history, target and exclusion).
+fn data_fingerprint(num_items: usize, train: &[SftItem], valid: &[SftItem]) -> String {
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&(num_items as u64).to_le_bytes());
+    for set in [train, valid] {
+        bytes.extend_from_slice(&(set.len() as u64).to_le_bytes());
+        for it in set {
+            for part in [&it.history, &it.targets, &it.exclude] {
+                bytes.extend_from_slice(&(part.len() as u32).to_le_bytes());
+                for &x in part.iter() {
+                    bytes.extend_from_slice(&x.to_le_bytes());
+                }
+            }
+        }
+    }
+    format!("{:016x}", fnv1a(&bytes, 0))
+}
+
+/// A resume must continue the same run: every setting but the stopping ones equal.
+fn check_same_run(saved: &SftConfig, new: &SftConfig, path: &Path) -> crate::Result<()> {
+    let strip = |c: &SftConfig| {
+        // through text, as the run's file was written (f32 settings print in their shortest form)
+        let mut v: serde_json::Value = serde_json::to_string(c)
+            .and_then(|t| serde_json::from_str(&t))
+            .unwrap_or_default();
+        if let Some(o) = v.as_object_mut() {
+            for k in ["epochs", "patience", "num_workers"] {
+                o.remove(k);
+            }
+        }
+        v
+    };
+    let (a, b) = (strip(saved), strip(new));
+    if a == b {
+        return Ok(());
+    }
+    let mut diffs = Vec::new();
+    flat_diff("", &a, &b, &mut diffs);
+    Err(CoreError::file(
+        path,
+        format!(
+            "cannot resume: the run was made with other settings ({}); resume with the run's \
+             settings, or start afresh without --resume",
+            diffs.join(", ")
+        ),
+    ))
+}
+
+fn flat_diff(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = serde_json::Value::Null;
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flat_diff(
+                    &name,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: run {a}, now {b}")),
+        _ => {}
+    }
+}
+
+fn read_state(path: &Path) -> crate::Result<SftState> {
+    let text = std::fs::read_to_string(path).map_err(|e| CoreError::file(path, e))?;
+    serde_json::from_str(&text)
+        .map_err(|e| CoreError::file(path, format!("not an SFT checkpoint state ({e})")))
+}
+
+fn save_json<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
+    let text = serde_json::to_string_pretty(value).map_err(|e| CoreError::file(path, e))?;
+    write_atomic(path, text.as_bytes())
+}
+
+/// Trains an [`ItemLm`] with SFT on `split`, writing `config.json`, the checkpoints
+/// (`checkpoint/`), `sft_log.json` and the best epoch's `model.bpk` into `dir`.
+///
+/// With `resume`, training continues from the newest complete epoch checkpoint: the settings
+/// (all but `epochs` and `patience`) and the data must be the run's, else nothing is written and
+/// the error names what differs. The result is the same, file for file, as an uninterrupted run.
+/// Every check is made before anything is written.
 pub fn train_sft(
     config: &SftConfig,
     split: &Split,
@@ -485,10 +421,6 @@ pub fn train_sft(
             config.model.max_history, split.max_history
         )));
     }
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
-    let cfg_path = dir.join("config.json");
-    write_atomic(&cfg_path, config.to_string().as_bytes())?;
-
     let train = train_items(split, config.model.max_list, config.max_train_prompts);
     let valid = eval_items(&split.valid, config.mask_history);
     if train.is_empty() || valid.is_empty() {
@@ -496,117 +428,181 @@ pub fn train_sft(
             "the split has no training prompts or no validation users".into(),
         ));
     }
+    let data = data_fingerprint(config.model.num_items, &train, &valid);
+    let store = Checkpoints::of_run(dir);
+    let cfg_path = dir.join("config.json");
+    let resumed = if resume {
+        let Some((_, ck)) = store.latest(EPOCH_CHECKPOINT) else {
+            return Err(CoreError::file(
+                store.root(),
+                "cannot resume: no complete SFT checkpoint here; run without --resume to start \
+                 this folder afresh",
+            ));
+        };
+        let saved = SftConfig::load(&cfg_path).map_err(|e| {
+            CoreError::file(
+                &cfg_path,
+                format!("cannot resume: no readable SFT config ({e})"),
+            )
+        })?;
+        check_same_run(&saved, config, &cfg_path)?;
+        let state = read_state(&ck.join("state.json"))?;
+        if state.data != data {
+            return Err(CoreError::file(
+                &cfg_path,
+                format!(
+                    "cannot resume: the data differ from the run's (fingerprint {} now, {} in the \
+                     run): resume with the run's dataset, --history-len and --max-train-prompts",
+                    data, state.data
+                ),
+            ));
+        }
+        Some((ck, state))
+    } else {
+        None
+    };
+
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
+    if resumed.is_some() {
+        store.remove_stale()?;
+    } else {
+        store.clear()?;
+    }
+    write_atomic(&cfg_path, config.to_string().as_bytes())?;
+
     device.seed(config.seed);
     let ad = device.clone().autodiff();
-    let model = config.model.init(&ad);
-
-    let loader = |data: Vec<SftItem>, shuffle: bool| {
-        let mut b = DataLoaderBuilder::new(SftBatcher)
-            .batch_size(config.batch_size)
-            .set_device(ad.clone());
-        if shuffle {
-            b = b.shuffle(config.seed);
-        }
-        if config.num_workers > 0 {
-            b = b.num_workers(config.num_workers);
-        }
-        b.build(SftDataset(data))
-    };
-    let ndcg = NdcgMetric::new(10);
-    let mut training = SupervisedTraining::new(dir, loader(train, true), loader(valid, false))
-        .metrics((LossMetric::new(),))
-        .metric_valid_numeric(ndcg.clone())
-        .metric_train_numeric(LearningRateMetric::new())
-        .with_default_checkpointers()
-        .with_checkpointing_strategy(
-            ComposedCheckpointingStrategy::builder()
-                .add(KeepLastNCheckpoints::new(1))
-                .add(MetricCheckpointingStrategy::new(
-                    &ndcg,
-                    Aggregate::Mean,
-                    Direction::Highest,
-                    MetricSplit::Valid,
-                ))
-                .build(),
-        )
-        .early_stopping(MetricEarlyStoppingStrategy::new(
-            &ndcg,
-            Aggregate::Mean,
-            Direction::Highest,
-            MetricSplit::Valid,
-            StoppingCondition::NoImprovementSince {
-                n_epochs: config.patience.max(1),
-            },
-        ))
-        .num_epochs(config.epochs)
-        // the application's own logger (env_logger in the CLI) stays in charge of log records
-        .with_application_logger(None);
-    let resumed_from = if resume { latest_checkpoint(dir) } else { None };
-    if let Some(epoch) = resumed_from {
-        log::info!("resuming SFT from epoch {epoch} in {}", dir.display());
-        training = training.checkpoint(epoch);
-    }
-    if let Some(r) = renderer(dashboard, &training) {
-        training = training.renderer(r);
-    }
-    let optim = AdamWConfig::new()
+    let mut model = with_seeded_ids(config.model.init(&ad), config.seed);
+    let mut optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay)
         .init();
-    let result = training.launch(Learner::new(model, optim, config.lr));
-
-    let values = ndcg.epoch_values();
-    let first_epoch = resumed_from.map_or(1, |e| e + 1);
-    let (best_idx, _) =
-        values
-            .iter()
-            .enumerate()
-            .fold((0usize, f64::NEG_INFINITY), |acc, (i, &v)| {
-                if v > acc.1 {
-                    (i, v)
-                } else {
-                    acc
-                }
-            });
-    let best_epoch = first_epoch + best_idx;
-    let ckpt = dir
-        .join("checkpoint")
-        .join(format!("model-{best_epoch}.bpk"));
-    let model = if !values.is_empty() && ckpt.exists() {
-        result
-            .model
-            .clone()
-            .try_load_file(&ckpt)
-            .map_err(|e| CoreError::file(&ckpt, format!("{e:?}")))?
-    } else {
-        result.model
+    let mut state = match resumed {
+        Some((ck, state)) => {
+            let p = ck.join("model.bpk");
+            model = model
+                .try_load_file(&p)
+                .map_err(|e| CoreError::file(&p, e))?;
+            let p = ck.join("optim.bpk");
+            optim = optim.load(&p).map_err(|e| CoreError::file(&p, e))?;
+            log::info!(
+                "resuming SFT after epoch {} in {}",
+                state.epoch,
+                dir.display()
+            );
+            state
+        }
+        None => SftState {
+            data,
+            ..SftState::default()
+        },
     };
-    let model = model.valid();
+
+    let bs = config.batch_size;
+    let batches = train.len().div_ceil(bs);
+    let total = config.epochs * batches;
+    let mut dash = LiveDashboard::new(dashboard, "sft", total);
+    dash.begin(total);
+    let mut epochs_run = 0;
+    while state.epoch < config.epochs && !state.stopped_early {
+        if dash.should_stop() {
+            break;
+        }
+        let epoch = state.epoch + 1;
+        // the epoch's data order and dropout noise depend on (seed, epoch) only
+        let mix = fnv1a(&(epoch as u64).to_le_bytes(), config.seed);
+        device.seed(mix);
+        let mut order: Vec<usize> = (0..train.len()).collect();
+        order.shuffle(&mut StdRng::seed_from_u64(mix));
+        let (mut loss_sum, mut seen) = (0.0f64, 0usize);
+        for (b, chunk) in order.chunks(bs).enumerate() {
+            let items: Vec<&SftItem> = chunk.iter().map(|&i| &train[i]).collect();
+            let out = model.sft_forward(&items, config.model.max_list);
+            let value = out
+                .loss
+                .clone()
+                .detach()
+                .into_data()
+                .try_into_vec::<f32>()
+                .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
+                .first()
+                .copied()
+                .unwrap_or(f32::NAN);
+            if !value.is_finite() {
+                return Err(CoreError::Config(format!(
+                    "the SFT loss is {value} at epoch {epoch}, batch {}: lower --lr (now {})",
+                    b + 1,
+                    config.lr
+                )));
+            }
+            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
+            model = optim.step(config.lr, model, grads);
+            loss_sum += f64::from(value) * chunk.len() as f64;
+            seen += chunk.len();
+            dash.train("loss", loss_sum / seen as f64, false);
+            dash.progress((epoch - 1) * batches + b + 1);
+        }
+        let inference = model.valid();
+        let v = sft_valid_ndcg(&inference, &valid, 10, 256)?;
+        dash.valid("valid NDCG@10 (full ranking)", v, true);
+        state.epoch = epoch;
+        state.valid_ndcg.push(v);
+        state.train_loss.push(loss_sum / seen.max(1) as f64);
+        let best_so_far = state
+            .best_epoch
+            .checked_sub(1)
+            .and_then(|i| state.valid_ndcg.get(i).copied());
+        if best_so_far.is_none_or(|b| v > b) {
+            state.best_epoch = epoch;
+            state.since_best = 0;
+            let name = checkpoint_name(BEST_CHECKPOINT, epoch);
+            let stage = store.stage(&name)?;
+            save_model_atomic(&inference, &stage.join("model.bpk"))?;
+            store.publish(&name, &[], false)?;
+        } else {
+            state.since_best += 1;
+            if state.since_best >= config.patience.max(1) {
+                state.stopped_early = true;
+            }
+        }
+        // the epoch's checkpoint: model, optimiser and progress as one folder
+        let name = checkpoint_name(EPOCH_CHECKPOINT, epoch);
+        let stage = store.stage(&name)?;
+        save_model_atomic(&inference, &stage.join("model.bpk"))?;
+        let p = stage.join("optim.bpk");
+        optim.save(&p).map_err(|e| CoreError::file(&p, e))?;
+        save_json(&stage.join("state.json"), &state)?;
+        store.publish(
+            &name,
+            &[checkpoint_name(BEST_CHECKPOINT, state.best_epoch)],
+            true,
+        )?;
+        epochs_run += 1;
+    }
+    dash.finish();
+    if state.best_epoch == 0 {
+        return Err(CoreError::Config(
+            "SFT stopped before its first epoch ended: no model to keep".into(),
+        ));
+    }
+    let best = store
+        .path(&checkpoint_name(BEST_CHECKPOINT, state.best_epoch))
+        .join("model.bpk");
     let model_path = dir.join("model.bpk");
-    save_model_atomic(&model, &model_path)?;
+    let bytes = std::fs::read(&best).map_err(|e| CoreError::file(&best, e))?;
+    write_atomic(&model_path, &bytes)?;
+    save_json(&dir.join("sft_log.json"), &state)?;
+    let model = config
+        .model
+        .init(device)
+        .try_load_file(&model_path)
+        .map_err(|e| CoreError::file(&model_path, e))?;
     Ok(SftOutcome {
         model,
-        valid_ndcg: values,
-        best_epoch,
+        valid_ndcg: state.valid_ndcg,
+        epochs_run,
+        best_epoch: state.best_epoch,
         model_path,
     })
-}
-
-fn renderer(
-    dashboard: Dashboard,
-    training: &SupervisedTraining<ItemLm>,
-) -> Option<Box<dyn MetricsRenderer>> {
-    use std::io::IsTerminal;
-    let tui = match dashboard {
-        Dashboard::Tui => true,
-        Dashboard::Plain => false,
-        Dashboard::Auto => std::io::stdout().is_terminal(),
-    };
-    if tui {
-        let _ = training;
-        None // burn-train's default renderer is the TUI on a terminal
-    } else {
-        Some(Box::new(crate::render::PlainRenderer::new()))
-    }
 }
 
 /// Writes `bytes` to `path` through a temporary file and a rename, so no half-written file
@@ -630,7 +626,7 @@ pub fn save_model_atomic<M: Module>(model: &M, path: &Path) -> crate::Result<()>
     model
         .clone()
         .save_file(&tmp)
-        .map_err(|e| CoreError::file(&tmp, format!("{e:?}")))?;
+        .map_err(|e| CoreError::file(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| CoreError::file(path, e))
 }
 
@@ -654,6 +650,6 @@ pub fn load_item_lm(dir: &Path, device: &Device) -> crate::Result<(SftConfig, It
         .model
         .init(device)
         .try_load_file(&path)
-        .map_err(|e| CoreError::file(&path, format!("{e:?}")))?;
+        .map_err(|e| CoreError::file(&path, e))?;
     Ok((config, model))
 }

@@ -330,7 +330,7 @@ impl BayesianTarget {
         }
         merged.retain(|&(_, w)| w >= MIN_WEIGHT);
         post.evidence = merged;
-        post.total_weight = post.evidence.iter().map(|(_, w)| w).sum();
+        post.total_weight = evidence_weight(&post.evidence);
         post.visits += 1;
         if auto_changed {
             self.recount_auto();
@@ -549,11 +549,17 @@ impl BayesianTarget {
                 .map_err(|e| CoreError::file(path, e))?;
             post.reference.sort_by(f32::total_cmp);
             post.evidence.sort_by(|a, b| a.0.total_cmp(&b.0));
-            post.total_weight = post.evidence.iter().map(|(_, w)| w).sum();
+            post.total_weight = evidence_weight(&post.evidence);
         }
         target.recount_auto();
         Ok(target)
     }
+}
+
+/// The total weight of a posterior's evidence; `+ 0.0` makes an empty sum `0.0` (a float sum
+/// starts at `-0.0`), so that a target saved and loaded again is the same bytes.
+fn evidence_weight(evidence: &[(f32, f64)]) -> f64 {
+    evidence.iter().map(|(_, w)| w).sum::<f64>() + 0.0
 }
 
 impl BayesianTarget {

@@ -1,5 +1,5 @@
-//! SFT through burn-train learns the synthetic data's sequential structure, saves a model that
-//! loads back identically, and resumes from its checkpoints.
+//! SFT learns the synthetic data's sequential structure, saves a model that loads back
+//! identically, resumes from its checkpoints exactly, and refuses a resume with other settings.
 
 use blade_core::sft::{latest_checkpoint, load_item_lm, train_sft, Dashboard};
 use blade_core::{
@@ -79,16 +79,91 @@ fn sft_beats_popularity_saves_and_resumes() {
         assert!((x - y).abs() < 1e-5);
     }
 
-    // resume: two more epochs continue from checkpoint 4
+    // resume: two more epochs continue from checkpoint 4; the best epoch is chosen over all six
     let more = config.clone().with_epochs(6).with_patience(10);
     let resumed = train_sft(&more, &split, &device, dir.path(), Dashboard::Plain, true).unwrap();
     assert_eq!(
-        resumed.valid_ndcg.len(),
-        2,
+        resumed.epochs_run, 2,
         "only epochs 5 and 6 run after resuming"
     );
-    assert!(resumed.best_epoch >= 5);
+    assert_eq!(resumed.valid_ndcg.len(), 6);
+    assert_eq!(&resumed.valid_ndcg[..4], &out.valid_ndcg[..]);
+    let best = resumed
+        .valid_ndcg
+        .iter()
+        .enumerate()
+        .fold(
+            (0, f64::NEG_INFINITY),
+            |a, (i, &v)| if v > a.1 { (i + 1, v) } else { a },
+        );
+    assert_eq!(resumed.best_epoch, best.0);
     assert_eq!(latest_checkpoint(dir.path()), Some(6));
+
+    // resuming a finished run runs nothing and keeps its best model
+    let model_bytes = std::fs::read(&resumed.model_path).unwrap();
+    let again = train_sft(&more, &split, &device, dir.path(), Dashboard::Plain, true).unwrap();
+    assert_eq!(again.epochs_run, 0);
+    assert_eq!(again.best_epoch, resumed.best_epoch);
+    assert_eq!(std::fs::read(&again.model_path).unwrap(), model_bytes);
+
+    // the two-step run (4 epochs, then 2 more) is the same, byte for byte, as 6 epochs at once
+    let straight = tempfile::tempdir().unwrap();
+    let s6 = train_sft(
+        &more,
+        &split,
+        &device,
+        straight.path(),
+        Dashboard::Plain,
+        false,
+    )
+    .unwrap();
+    assert_eq!(s6.valid_ndcg, resumed.valid_ndcg);
+    assert_eq!(std::fs::read(&s6.model_path).unwrap(), model_bytes);
+
+    // a resume with another architecture or other data is refused before anything is written
+    let config_before = std::fs::read(dir.path().join("config.json")).unwrap();
+    let mut other = more.clone();
+    other.model = other.model.with_d_model(16);
+    let err = train_sft(&other, &split, &device, dir.path(), Dashboard::Plain, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("model.d_model: run 32, now 16"), "{err}");
+    let fewer = more.clone().with_max_train_prompts(Some(50));
+    let err = train_sft(&fewer, &split, &device, dir.path(), Dashboard::Plain, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("max_train_prompts"), "{err}");
+    let mut shorter = split.clone();
+    shorter.train_sequences.truncate(100);
+    let err = train_sft(&more, &shorter, &device, dir.path(), Dashboard::Plain, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("the data differ"), "{err}");
+    assert_eq!(
+        std::fs::read(dir.path().join("config.json")).unwrap(),
+        config_before
+    );
+    assert_eq!(std::fs::read(&resumed.model_path).unwrap(), model_bytes);
+}
+
+#[test]
+fn resume_without_a_checkpoint_is_an_error_that_writes_nothing() {
+    let raw = generate(&SyntheticConfig::tiny());
+    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
+    let split = ds.leave_one_out(6);
+    let device = BackendSpec::Flex.device().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let config = SftConfig::new(ItemLmConfig::new(ds.num_items()).with_max_history(6));
+    let err = train_sft(&config, &split, &device, &run, Dashboard::Plain, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cannot resume"), "{err}");
+    assert!(!run.exists());
 }
 
 #[test]

@@ -426,7 +426,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         ));
     }
     let info = RunManifest::load_sft(spec.init)?;
-    let (ds, split) = info.data.dataset_and_split()?;
+    let (ds, split) = info.dataset_and_split(spec.init)?;
     let catalog = CatalogInfo::from_dataset(&ds, &split);
     let reward =
         parse_reward(spec.reward, &catalog).map_err(|e| CoreError::Config(e.to_string()))?;

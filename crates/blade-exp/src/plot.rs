@@ -62,7 +62,22 @@ pub fn line_chart(
     series: &[Series],
     markers: bool,
 ) -> Result<()> {
-    let root = SVGBackend::new(path, (720, 440)).into_drawing_area();
+    // drawn into memory, then written atomically like every other result file
+    let mut svg = String::new();
+    draw_chart(&mut svg, path, title, x_label, y_label, series, markers)?;
+    blade_core::sft::write_atomic(path, svg.as_bytes())
+}
+
+fn draw_chart(
+    svg: &mut String,
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[Series],
+    markers: bool,
+) -> Result<()> {
+    let root = SVGBackend::with_string(svg, (720, 440)).into_drawing_area();
     let err = |e: &dyn std::fmt::Display| CoreError::file(path, e);
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let (x0, x1, y0, y1) = bounds(series);

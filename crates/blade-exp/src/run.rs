@@ -62,6 +62,36 @@ pub struct RunManifest {
     pub method: String,
     /// The data settings, so later commands rebuild the same data and split.
     pub data: DataSpec,
+    /// The catalogue the run was trained on; commands that use the run check that the data
+    /// they rebuild still has it (absent in runs of older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catalog: Option<CatalogStamp>,
+}
+
+/// A catalogue's size and a hash of its content (every item's raw id and title, in order).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CatalogStamp {
+    /// Number of items.
+    pub items: usize,
+    /// FNV-1a hash of the raw ids and titles, hex.
+    pub hash: String,
+}
+
+impl CatalogStamp {
+    /// The stamp of `ds`'s catalogue.
+    pub fn of(ds: &blade_data::Dataset) -> Self {
+        let mut bytes = Vec::new();
+        for it in &ds.catalog.items {
+            for part in [&it.raw_id, &it.title] {
+                bytes.extend_from_slice(&(part.len() as u64).to_le_bytes());
+                bytes.extend_from_slice(part.as_bytes());
+            }
+        }
+        Self {
+            items: ds.catalog.items.len(),
+            hash: format!("{:016x}", blade_core::checkpoint::fnv1a(&bytes, 0)),
+        }
+    }
 }
 
 /// The manifest as written by older versions, which had no `kind`.
@@ -70,6 +100,8 @@ struct RawManifest {
     kind: Option<RunKind>,
     method: String,
     data: DataSpec,
+    #[serde(default)]
+    catalog: Option<CatalogStamp>,
 }
 
 impl RunManifest {
@@ -95,7 +127,43 @@ impl RunManifest {
             kind,
             method: raw.method,
             data: raw.data,
+            catalog: raw.catalog,
         })
+    }
+
+    /// A manifest for a run of `kind` and `method` trained on `ds` built from `data`.
+    pub fn new(kind: RunKind, method: &str, data: &DataSpec, ds: &blade_data::Dataset) -> Self {
+        Self {
+            kind,
+            method: method.into(),
+            data: data.clone(),
+            catalog: Some(CatalogStamp::of(ds)),
+        }
+    }
+
+    /// Rebuilds the run's data and split, and checks that the catalogue is the one the run in
+    /// `dir` was trained on: a catalogue that gained, lost or changed items would be scored
+    /// with the wrong item embeddings (or past their end).
+    pub fn dataset_and_split(
+        &self,
+        dir: &Path,
+    ) -> Result<(blade_data::Dataset, blade_data::Split)> {
+        let (ds, split) = self.data.dataset_and_split()?;
+        if let Some(stamp) = &self.catalog {
+            let now = CatalogStamp::of(&ds);
+            if &now != stamp {
+                return Err(CoreError::file(
+                    dir.join(MANIFEST_FILE),
+                    format!(
+                        "the run was trained on a catalogue of {} items (content hash {}), but \
+                         `--data {}` now gives {} items (hash {}): the dataset changed since; \
+                         rebuild it as it was, or train a new run on it",
+                        stamp.items, stamp.hash, self.data.data, now.items, now.hash
+                    ),
+                ));
+            }
+        }
+        Ok((ds, split))
     }
 
     /// Writes `run.json` into `dir` atomically.
@@ -225,8 +293,8 @@ pub struct AlignedRun {
     pub summary: AlignSummary,
 }
 
-/// Aligns from the SFT run `inputs.init`, whatever its kind, into `out`: writes the manifest
-/// (the SFT run's kind and data, this method), then trains with [`train_align`].
+/// Aligns from the SFT run `inputs.init`, whatever its kind, into `out`: trains with
+/// [`train_align`], then writes the manifest (the SFT run's kind and data, this method).
 pub fn align_run(
     cfg: &AlignConfig,
     inputs: &AlignInputs,
@@ -235,14 +303,13 @@ pub fn align_run(
     resume: bool,
 ) -> Result<AlignedRun> {
     let init = RunManifest::load_sft(inputs.init)?;
-    std::fs::create_dir_all(out).map_err(|e| CoreError::file(out, e))?;
-    RunManifest {
+    let manifest = RunManifest {
         kind: init.kind,
         method: cfg.method.method().name().into(),
         data: init.data,
-    }
-    .save(out)?;
-    Ok(match init.kind {
+        catalog: init.catalog,
+    };
+    let run = match init.kind {
         RunKind::Item => {
             let o = train_align::<ItemLm>(cfg, inputs, out, dashboard, resume)?;
             AlignedRun {
@@ -259,7 +326,10 @@ pub fn align_run(
                 summary: o.summary,
             }
         }
-    })
+    };
+    // written once the run succeeded: a refused or failed command leaves no manifest behind
+    manifest.save(out)?;
+    Ok(run)
 }
 
 #[cfg(test)]
@@ -276,6 +346,10 @@ mod tests {
                 max_items: Some(30),
                 ..DataSpec::default()
             },
+            catalog: Some(CatalogStamp {
+                items: 30,
+                hash: "0123456789abcdef".into(),
+            }),
         };
         m.save(dir.path()).unwrap();
         assert_eq!(RunManifest::load(dir.path()).unwrap(), m);

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use blade_core::batch::PromptBatch;
+use blade_core::checkpoint::{checkpoint_name, fnv1a, with_seeded_ids, Checkpoints};
 use blade_core::error::CoreError;
 use blade_core::policy::{DecodeStrategy, Policy, Recommender};
 use blade_core::sft::{save_model_atomic, train_items};
@@ -59,6 +60,48 @@ fn cerr(path: &Path, e: impl std::fmt::Display) -> CoreError {
     CoreError::file(path, e.to_string())
 }
 
+/// The projections LoRA can adapt.
+pub const LORA_TARGETS: [&str; 7] = ["q", "k", "v", "o", "gate", "up", "down"];
+
+/// Checks LoRA settings against the model: known targets, a rank the projections can hold.
+fn check_lora(l: &LoraConfig, m: &crate::model::LlamaConfig) -> CoreResult<()> {
+    if l.targets.is_empty() {
+        return Err(CoreError::Config(format!(
+            "--lora-targets: name at least one of {}",
+            LORA_TARGETS.join(",")
+        )));
+    }
+    if let Some(t) = l
+        .targets
+        .iter()
+        .find(|t| !LORA_TARGETS.contains(&t.as_str()))
+    {
+        return Err(CoreError::Config(format!(
+            "--lora-targets {t}: no such projection; expected some of {}",
+            LORA_TARGETS.join(",")
+        )));
+    }
+    let smallest = m
+        .head_dim()
+        .saturating_mul(m.n_kv_heads)
+        .min(m.d_model)
+        .min(m.d_ff);
+    if l.rank == 0 || l.rank > smallest {
+        return Err(CoreError::Config(format!(
+            "--lora-rank {}: expected 1..={smallest} (the narrowest projection of this model), \
+             or 0 for full fine-tuning",
+            l.rank
+        )));
+    }
+    if !(l.alpha.is_finite() && l.alpha > 0.0) {
+        return Err(CoreError::Config(format!(
+            "--lora-alpha {}: expected a finite number > 0",
+            l.alpha
+        )));
+    }
+    Ok(())
+}
+
 /// The base model with fresh adapters (or all weights trainable), as the run config says.
 pub fn build_policy(cfg: &LlmRunConfig, device: &Device) -> CoreResult<LlmPolicy> {
     let lm = LanguageModel::load(&cfg.weights, Some(cfg.max_seq_len), device)
@@ -66,8 +109,12 @@ pub fn build_policy(cfg: &LlmRunConfig, device: &Device) -> CoreResult<LlmPolicy
     let mut p =
         LlmPolicy::new(lm, &cfg.titles, cfg.template.clone()).map_err(|e| cerr(&cfg.weights, e))?;
     if let Some(l) = &cfg.lora {
+        check_lora(l, &p.ctx.config)?;
         p.model = p.model.with_lora(l, device);
     }
+    // parameter ids that are the same in every process: the optimiser state saved in a
+    // checkpoint is keyed by them, so a resumed run finds it again
+    p.model = with_seeded_ids(p.model, 0x11a_0001);
     if let Some(ctx) = std::sync::Arc::get_mut(&mut p.ctx) {
         ctx.prompt_k = cfg.prompt_k;
     }
@@ -188,7 +235,7 @@ pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, Ll
             policy.model = policy
                 .model
                 .try_load_file(&path)
-                .map_err(|e| cerr(&path, format!("{e:?}")))?;
+                .map_err(|e| cerr(&path, e))?;
         }
     }
     Ok((cfg, policy))
@@ -263,17 +310,48 @@ pub fn valid_ndcg_llm(policy: &LlmPolicy, split: &Split, n: usize, mask: bool) -
     Ok(total / cases.len() as f64)
 }
 
+/// Progress of LLM SFT, saved in every epoch checkpoint (`state.json`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LlmSftState {
+    epoch: usize,
+    step: usize,
+    records: Vec<LlmSftRecord>,
+    /// Best epoch so far (0 = the base model before training).
+    best_epoch: usize,
+    best_ndcg: f64,
+    /// The settings and data the run was made with (a resume must match them).
+    settings: String,
+}
+
+const EPOCH_CHECKPOINT: &str = "epoch";
+const BEST_CHECKPOINT: &str = "best";
+
 /// Supervised fine-tuning of an LLM title policy; writes the run folder `dir` (best epoch) and
 /// returns the trained policy (inference mode) with its log.
+///
+/// Each epoch ends with a crash-consistent checkpoint (`checkpoint/epoch-N`: the delta, the Adam
+/// state and the progress, published with one rename); the epoch's data order depends on
+/// `(seed, epoch)` only, so a run killed at any moment and resumed with `resume` ends with the
+/// same adapter file, byte for byte, as an uninterrupted run. A resume with other settings or
+/// data is refused before anything is written.
 pub fn train_llm_sft(
     run: &LlmRunConfig,
     cfg: &LlmSftConfig,
     split: &Split,
     device: &Device,
     dir: &Path,
+    resume: bool,
     mut log: impl FnMut(&str),
 ) -> CoreResult<(LlmPolicy, Vec<LlmSftRecord>)> {
+    // 0 epochs is allowed: the run folder then holds the base model (and fresh adapters)
+    if cfg.batch_size == 0 || !(cfg.lr.is_finite() && cfg.lr > 0.0) {
+        return Err(CoreError::Config(format!(
+            "LLM SFT needs --llm-batch >= 1 and a positive finite --llm-lr (got {}, {})",
+            cfg.batch_size, cfg.lr
+        )));
+    }
     let ad = device.clone().autodiff();
+    device.seed(cfg.seed);
     let mut policy = build_policy(run, &ad)?;
     let n_items = policy.num_items();
     let mut items = train_items(split, cfg.target_len.max(1), cfg.max_train_prompts);
@@ -298,24 +376,71 @@ pub fn train_llm_sft(
     if examples.is_empty() {
         return Err(CoreError::Config("no training windows for LLM SFT".into()));
     }
+    // what a resume must share with the run: the model settings, the SFT settings but the
+    // number of epochs, and the examples
+    let settings = {
+        let mut c = cfg.clone();
+        c.epochs = 0;
+        let text = serde_json::to_string(&(run, &c, &examples)).map_err(|e| cerr(dir, e))?;
+        format!("{:016x}", fnv1a(text.as_bytes(), 0))
+    };
+    let store = Checkpoints::of_run(dir);
     let mut optim = AdamConfig::new().init();
-    let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut records = Vec::new();
-    let v0 = valid_ndcg_llm(&policy.valid(), split, cfg.valid_users, cfg.mask_history)?;
-    log(&format!(
-        "epoch 0: valid NDCG@10 {v0:.4} ({} validation users)",
-        cfg.valid_users.min(split.valid.len())
-    ));
-    let mut best = v0;
-    save_llm_run(&policy.valid(), run, dir)?;
-    let mut step = 0usize;
-    for epoch in 1..=cfg.epochs {
+    let mut state = if resume {
+        let Some((_, ck)) = store.latest(EPOCH_CHECKPOINT) else {
+            return Err(cerr(
+                store.root(),
+                "cannot resume: no complete LLM SFT checkpoint here; run without --resume to \
+                 start this folder afresh",
+            ));
+        };
+        let sp = ck.join("state.json");
+        let text = std::fs::read_to_string(&sp).map_err(|e| cerr(&sp, e))?;
+        let state: LlmSftState = serde_json::from_str(&text)
+            .map_err(|e| cerr(&sp, format!("not an LLM SFT checkpoint state ({e})")))?;
+        if state.settings != settings {
+            return Err(cerr(
+                &sp,
+                "cannot resume: the run was made with other settings or data (weights, LoRA, \
+                 prompt, --llm-lr, --llm-batch, --llm-train-prompts, seed or dataset differ); \
+                 resume with the run's, or start afresh without --resume",
+            ));
+        }
+        let (_, restored) = load_llm_run(&ck, &ad)?;
+        policy = restored;
+        let p = ck.join("optim.bpk");
+        optim = optim.load(&p).map_err(|e| cerr(&p, e))?;
+        log(&format!("resuming LLM SFT after epoch {}", state.epoch));
+        store.remove_stale()?;
+        state
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| cerr(dir, e))?;
+        store.clear()?;
+        let v0 = valid_ndcg_llm(&policy.valid(), split, cfg.valid_users, cfg.mask_history)?;
+        log(&format!(
+            "epoch 0: valid NDCG@10 {v0:.4} ({} validation users)",
+            cfg.valid_users.min(split.valid.len())
+        ));
+        let name = checkpoint_name(BEST_CHECKPOINT, 0);
+        save_llm_run(&policy.valid(), run, &store.stage(&name)?)?;
+        store.publish(&name, &[], false)?;
+        LlmSftState {
+            best_ndcg: v0,
+            settings,
+            ..LlmSftState::default()
+        }
+    };
+    while state.epoch < cfg.epochs {
+        let epoch = state.epoch + 1;
         let t0 = Instant::now();
         let mut order: Vec<usize> = (0..examples.len()).collect();
-        order.shuffle(&mut rng);
+        order.shuffle(&mut StdRng::seed_from_u64(fnv1a(
+            &(epoch as u64).to_le_bytes(),
+            cfg.seed,
+        )));
         let (mut loss_sum, mut n) = (0.0, 0usize);
-        let batches = order.len().div_ceil(cfg.batch_size.max(1));
-        for (bi, chunk) in order.chunks(cfg.batch_size.max(1)).enumerate() {
+        let batches = order.len().div_ceil(cfg.batch_size);
+        for (bi, chunk) in order.chunks(cfg.batch_size).enumerate() {
             let prompts = PromptBatch {
                 histories: chunk.iter().map(|&i| examples[i].0.clone()).collect(),
                 exclude: chunk.iter().map(|&i| examples[i].1.clone()).collect(),
@@ -327,14 +452,16 @@ pub fn train_llm_sft(
                 to_vec(loss.clone().detach()).map_err(|e| CoreError::Tensor(e.to_string()))?[0];
             if !value.is_finite() {
                 return Err(CoreError::Config(format!(
-                    "LLM SFT loss is {value} at step {step}"
+                    "the LLM SFT loss is {value} at step {}: lower --llm-lr (now {})",
+                    state.step + 1,
+                    cfg.lr
                 )));
             }
             let grads = GradientsParams::from_grads(loss.backward(), &policy);
             policy = optim.step(cfg.lr, policy, grads);
             loss_sum += f64::from(value) * chunk.len() as f64;
             n += chunk.len();
-            step += 1;
+            state.step += 1;
             if bi % 10 == 0 || bi + 1 == batches {
                 log(&format!(
                     "epoch {epoch} batch {}/{batches}: loss {:.4} ({:.1} s)",
@@ -344,10 +471,11 @@ pub fn train_llm_sft(
                 ));
             }
         }
-        let v = valid_ndcg_llm(&policy.valid(), split, cfg.valid_users, cfg.mask_history)?;
+        let inference = policy.valid();
+        let v = valid_ndcg_llm(&inference, split, cfg.valid_users, cfg.mask_history)?;
         let rec = LlmSftRecord {
             epoch,
-            step,
+            step: state.step,
             loss: loss_sum / n.max(1) as f64,
             valid_ndcg: v,
             seconds: t0.elapsed().as_secs_f64(),
@@ -356,17 +484,43 @@ pub fn train_llm_sft(
             "epoch {epoch}: loss {:.4} | valid NDCG@10 {v:.4} | {:.0} s",
             rec.loss, rec.seconds
         ));
-        records.push(rec);
-        if v >= best {
-            best = v;
-            save_llm_run(&policy.valid(), run, dir)?;
+        state.records.push(rec);
+        state.epoch = epoch;
+        if v >= state.best_ndcg {
+            state.best_ndcg = v;
+            state.best_epoch = epoch;
+            let name = checkpoint_name(BEST_CHECKPOINT, epoch);
+            save_llm_run(&inference, run, &store.stage(&name)?)?;
+            store.publish(&name, &[], false)?;
+        }
+        let name = checkpoint_name(EPOCH_CHECKPOINT, epoch);
+        let stage = store.stage(&name)?;
+        save_llm_run(&inference, run, &stage)?;
+        let p = stage.join("optim.bpk");
+        optim.save(&p).map_err(|e| cerr(&p, e))?;
+        let text = serde_json::to_string_pretty(&state).map_err(|e| cerr(dir, e))?;
+        blade_data::write_atomic(&stage.join("state.json"), text.as_bytes())
+            .map_err(|e| cerr(dir, e))?;
+        store.publish(
+            &name,
+            &[checkpoint_name(BEST_CHECKPOINT, state.best_epoch)],
+            true,
+        )?;
+    }
+    // the run's outputs: the best epoch's files, then the log
+    let best = store.path(&checkpoint_name(BEST_CHECKPOINT, state.best_epoch));
+    for f in [ADAPTER_FILE, FULL_FILE, LLM_RUN_FILE] {
+        let src = best.join(f);
+        if src.exists() {
+            let bytes = std::fs::read(&src).map_err(|e| cerr(&src, e))?;
+            blade_data::write_atomic(&dir.join(f), &bytes).map_err(|e| cerr(dir, e))?;
         }
     }
-    let text = serde_json::to_string_pretty(&records).map_err(|e| cerr(dir, e))?;
+    let text = serde_json::to_string_pretty(&state.records).map_err(|e| cerr(dir, e))?;
     blade_data::write_atomic(&dir.join("sft_log.json"), text.as_bytes())
         .map_err(|e| cerr(dir, e))?;
     let (_, best_policy) = load_llm_run(dir, device)?;
-    Ok((best_policy, records))
+    Ok((best_policy, state.records))
 }
 
 impl blade_core::align::AlignPolicy for LlmPolicy {

@@ -304,9 +304,13 @@ pub struct AlignConfig {
     /// Exclude each prompt's earlier items from its lists.
     #[config(default = true)]
     pub mask_history: bool,
-    /// Steps between validation evaluations and checkpoints (0 = only at the end).
+    /// Steps between validation evaluations, each followed by a checkpoint (0 = only at the
+    /// end).
     #[config(default = 20)]
     pub eval_every: usize,
+    /// Steps between checkpoints besides those after validations (0 = none besides them).
+    #[config(default = 10)]
+    pub checkpoint_every: usize,
     /// Validate on the first N validation users only (all when unset).
     #[config(default = "None")]
     pub valid_users: Option<usize>,
@@ -325,65 +329,74 @@ pub struct AlignConfig {
 impl AlignConfig {
     /// Checks every setting once, before anything is written.
     pub fn check(&self) -> crate::Result<()> {
+        // messages name the command-line flags (`blade train`, `blade compare`)
         let bad = |m: String| Err(CoreError::Config(m));
-        if self.group_size < 2 {
-            return bad(
-                "group size G must be at least 2 (advantages are normalised within a group)".into(),
-            );
+        if self.group_size < 2 || self.group_size > 4096 {
+            return bad(format!(
+                "--group-size {}: expected 2..=4096 (advantages are normalised within a group)",
+                self.group_size
+            ));
         }
-        if self.prompts_per_step == 0 || self.inner_epochs == 0 || self.list_len == 0 {
-            return bad("prompts per step, inner epochs and list length must be positive".into());
+        for (flag, v, max) in [
+            ("--prompts-per-step", self.prompts_per_step, 1_000_000),
+            ("--inner-epochs", self.inner_epochs, 1000),
+            ("--align-k", self.list_len, 1000),
+            ("--reference-lists", self.reference_lists, 100_000),
+        ] {
+            if v == 0 || v > max {
+                return bad(format!("{flag} {v}: expected 1..={max}"));
+            }
         }
         let o = &self.optim;
         if !(o.lr.is_finite() && o.lr > 0.0) {
-            return bad(format!(
-                "the learning rate must be finite and > 0, got {}",
-                o.lr
-            ));
+            return bad(format!("--align-lr {}: expected a finite number > 0", o.lr));
         }
         if !(o.clip_low.is_finite() && (0.0..1.0).contains(&o.clip_low)) {
-            return bad(format!("clip_low must be in [0, 1), got {}", o.clip_low));
+            return bad(format!(
+                "--clip-low {}: expected a number in [0, 1)",
+                o.clip_low
+            ));
         }
         if !(o.clip_high.is_finite() && o.clip_high >= 0.0) {
             return bad(format!(
-                "clip_high must be finite and >= 0, got {}",
+                "--clip-high {}: expected a finite number >= 0",
                 o.clip_high
             ));
         }
         if !(o.beta_kl.is_finite() && o.beta_kl >= 0.0) {
             return bad(format!(
-                "beta_kl must be finite and >= 0, got {}",
+                "--beta-kl {}: expected a finite number >= 0",
                 o.beta_kl
             ));
         }
         if !(o.entropy_coef.is_finite() && o.entropy_coef >= 0.0) {
             return bad(format!(
-                "the entropy coefficient must be finite and >= 0, got {}",
+                "--entropy-coef {}: expected a finite number >= 0",
                 o.entropy_coef
             ));
         }
         if let Some(n) = o.max_grad_norm {
             if !(n.is_finite() && n > 0.0) {
-                return bad(format!("max_grad_norm must be finite and > 0, got {n}"));
+                return bad(format!("--max-grad-norm {n}: expected a finite number > 0"));
             }
         }
         if !(o.std_eps.is_finite() && o.std_eps > 0.0) {
-            return bad(format!("std_eps must be finite and > 0, got {}", o.std_eps));
+            return bad(format!(
+                "--adv-std-eps {}: expected a finite number > 0",
+                o.std_eps
+            ));
         }
         if self.train_targets == 0 || self.train_targets > 1000 {
             return bad(format!(
-                "train targets must be in 1..=1000, got {}",
+                "--train-targets {}: expected 1..=1000",
                 self.train_targets
             ));
         }
-        if self.reference_lists == 0 {
-            return bad("reference lists M must be at least 1".into());
-        }
         if self.valid_users == Some(0) {
-            return bad("valid_users must be at least 1 when set".into());
+            return bad("--valid-users 0: expected at least 1 (or leave it out for all)".into());
         }
         if self.patience == Some(0) {
-            return bad("patience must be at least 1 evaluation when set".into());
+            return bad("--align-patience 0: expected at least 1 evaluation".into());
         }
         self.method.check(self)
     }

@@ -13,9 +13,11 @@
 //!
 //! A run folder holds `align.json` (the config), the aligned policy as written by
 //! [`AlignPolicy::save_run`] (for `ItemLm`: `config.json` + `model.bpk`, loadable like an SFT
-//! run), `best/` (the policy at the best validation metric, the same layout), `optim.bpk`,
-//! `target.json` (the per-prompt posterior), the method's state (BOND: `anchor.bpk`),
-//! `state.json` (step counter), `curves.csv` (one row per step) and `summary.json`. The M
+//! run), `best/` (the policy at the best validation metric, the same layout), `checkpoint/`
+//! (the newest checkpoint `step-N/` with the policy, `optim.bpk`, `target.json` (the per-prompt
+//! posterior), the method's state (BOND: `anchor.bpk`) and `state.json` (progress), published as
+//! one folder, and the best policy so far `best-N/`; see [`crate::checkpoint`]), `curves.csv`
+//! (one row per step) and, written last, `summary.json`: a run without it is not finished. The M
 //! reference lists per prompt are sampled once from the SFT model and cached beside it, in
 //! `<sft run>/reference/<settings hash>.json`, shared by every method and seed.
 

@@ -51,7 +51,7 @@ impl AlignPolicy for ItemLm {
             .with_dropout(0.0)
             .init(device)
             .try_load_file(&path)
-            .map_err(|e| CoreError::file(&path, format!("{e:?}")))
+            .map_err(|e| CoreError::file(&path, e))
     }
 
     /// Writes `model.bpk` and a copy of the SFT run's `config.json`, so that the folder loads

@@ -18,6 +18,7 @@ use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord}
 use super::reference::{ceilings, reference_cache, ReferenceCache};
 use super::rollout::{batch_of, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
 use super::{host, AlignInputs, AlignPolicy};
+use crate::checkpoint::{checkpoint_name, publish_copy, Checkpoints};
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
 use crate::policy::{DecodeStrategy, Recommender, SampleSpec};
@@ -27,6 +28,10 @@ use crate::target::BayesianTarget;
 
 /// Folder of the best checkpoint inside a run folder.
 pub const BEST_DIR: &str = "best";
+/// Checkpoint kind of the step checkpoints (`checkpoint/step-000040`).
+pub const STEP_CHECKPOINT: &str = "step";
+/// Checkpoint kind of the best models kept during a run (`checkpoint/best-000020`).
+pub const BEST_CHECKPOINT: &str = "best";
 
 /// What an alignment run leaves behind.
 pub struct AlignOutcome<P> {
@@ -157,7 +162,7 @@ fn drop_zero_spread(scored: &mut ScoredGroups, signal: &mut Signal) -> usize {
 struct Trainer<'a, P: AlignPolicy> {
     cfg: &'a AlignConfig,
     inputs: &'a AlignInputs<'a>,
-    dir: &'a Path,
+    store: Checkpoints,
     pool: Vec<PoolPrompt>,
     reference: P,
     policy: P,
@@ -338,24 +343,29 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         }
     }
 
-    /// Writes the policy (through [`AlignPolicy::save_run`]), the optimiser, the target, the
-    /// method's state and, last, the step counter.
+    /// Writes one checkpoint, `checkpoint/step-N`: the policy (through
+    /// [`AlignPolicy::save_run`]), the optimiser, the target, the method's state and the run's
+    /// progress, published as one folder (see [`crate::checkpoint`]); older checkpoints and
+    /// best models no longer referenced are removed.
     fn checkpoint(&self, state: &RunState) -> crate::Result<()> {
-        let dir = self.dir;
-        self.policy.valid().save_run(dir, self.inputs.init)?;
-        let p = dir.join("optim.bpk");
-        let tmp = dir.join("optim.tmp.bpk");
-        self.optim
-            .save(&tmp)
-            .map_err(|e| CoreError::file(&tmp, format!("{e:?}")))?;
-        std::fs::rename(&tmp, &p).map_err(|e| CoreError::file(&p, e))?;
-        self.target.save(&dir.join("target.json"))?;
-        self.objective.save_state(dir)?;
-        // the step counter goes last: a crash before it resumes from the previous checkpoint
-        save_json(&dir.join("state.json"), state)
+        let name = checkpoint_name(STEP_CHECKPOINT, state.step);
+        let stage = self.store.stage(&name)?;
+        self.policy.valid().save_run(&stage, self.inputs.init)?;
+        let p = stage.join("optim.bpk");
+        self.optim.save(&p).map_err(|e| CoreError::file(&p, e))?;
+        self.target.save(&stage.join("target.json"))?;
+        self.objective.save_state(&stage)?;
+        save_json(&stage.join("state.json"), state)?;
+        self.store.publish(
+            &name,
+            &[checkpoint_name(BEST_CHECKPOINT, state.best_step)],
+            true,
+        )?;
+        Ok(())
     }
 
-    /// Validates, and keeps the model in `best/` when the selection metric improved.
+    /// Validates, and keeps the model as `checkpoint/best-<step>` when the selection metric
+    /// improved.
     fn validate(
         &self,
         v: &Validation,
@@ -371,9 +381,12 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         )?;
         dash.valid("valid NDCG@10 (greedy lists)", ndcg, true);
         if state.best_metric.is_none_or(|b| metric > b) {
-            let best = self.dir.join(BEST_DIR);
-            std::fs::create_dir_all(&best).map_err(|e| CoreError::file(&best, e))?;
-            self.policy.valid().save_run(&best, self.inputs.init)?;
+            // kept as checkpoint/best-N until the end of the run, published before the step
+            // checkpoint that refers to it
+            let name = checkpoint_name(BEST_CHECKPOINT, step);
+            let stage = self.store.stage(&name)?;
+            self.policy.valid().save_run(&stage, self.inputs.init)?;
+            self.store.publish(&name, &[], false)?;
             state.best_metric = Some(metric);
             state.best_step = step;
             state.evals_since_best = 0;
@@ -408,38 +421,54 @@ pub fn train_align<P: AlignPolicy + 'static>(
     let reference = P::load_run(inputs.init, inputs.device)?;
     reference.check_fit(cfg.list_len, inputs.split.max_history)?;
     let ad = inputs.device.clone().autodiff();
-    let state_path = dir.join("state.json");
-    // a resume without a readable checkpoint is an error: restarting silently from step 0
-    // would overwrite the run that was meant to continue
-    let resumed: Option<RunState> = if resume {
+    let store = Checkpoints::of_run(dir);
+    let cfg_path = dir.join("align.json");
+    // a resume without a complete checkpoint is an error: restarting silently from step 0
+    // would overwrite the run that was meant to continue; so is a resume with other settings
+    let resumed: Option<(PathBuf, RunState)> = if resume {
+        let Some((_, ck)) = store.latest(STEP_CHECKPOINT) else {
+            return Err(CoreError::file(
+                store.root(),
+                "cannot resume: no complete alignment checkpoint here; run without --resume to \
+                 start this folder afresh",
+            ));
+        };
+        check_same_config(&cfg_path, cfg)?;
+        let state_path = ck.join("state.json");
         let text = std::fs::read_to_string(&state_path).map_err(|e| {
             CoreError::file(
                 &state_path,
-                format!("cannot resume: no readable alignment checkpoint ({e}); run without --resume to start this folder afresh"),
+                format!("cannot resume: unreadable state ({e})"),
             )
         })?;
-        Some(serde_json::from_str(&text).map_err(|e| {
+        let state = serde_json::from_str(&text).map_err(|e| {
             CoreError::file(
                 &state_path,
                 format!("cannot resume: not an alignment checkpoint state ({e})"),
             )
-        })?)
+        })?;
+        Some((ck, state))
     } else {
         None
     };
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
-    let policy_src = if resumed.is_some() { dir } else { inputs.init };
+    let policy_src = resumed.as_ref().map_or(inputs.init, |(ck, _)| ck.as_path());
     let policy = P::load_run(policy_src, &ad)?;
     let mut optim = AdamConfig::new().init();
     let mut objective = cfg.method.objective(&reference);
-    if resumed.is_some() {
-        let p = dir.join("optim.bpk");
-        optim = optim
-            .load(&p)
-            .map_err(|e| CoreError::file(&p, format!("{e:?}")))?;
-        objective.load_state(dir)?;
+    if let Some((ck, _)) = resumed.as_ref() {
+        let p = ck.join("optim.bpk");
+        optim = optim.load(&p).map_err(|e| CoreError::file(&p, e))?;
+        objective.load_state(ck)?;
     }
-    save_json(&dir.join("align.json"), cfg)?;
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
+    // from here on the run folder changes: a run that is not finished has no summary.json
+    remove_if_present(&dir.join("summary.json"))?;
+    if resumed.is_some() {
+        store.remove_stale()?;
+    } else {
+        store.clear()?;
+    }
+    save_json(&cfg_path, cfg)?;
 
     let valid = Validation {
         prompts: inputs
@@ -453,7 +482,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     };
     let cache = reference_cache(cfg, inputs, &reference, &pool, &valid.prompts)?;
     let target = match resumed.as_ref() {
-        Some(_) => BayesianTarget::load(&dir.join("target.json"))?,
+        Some((ck, _)) => BayesianTarget::load(&ck.join("target.json"))?,
         None => {
             let mut t = BayesianTarget::new(cfg.method.target_config())?;
             for (i, r) in cache.rewards.iter().enumerate() {
@@ -465,7 +494,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     let mut t = Trainer {
         cfg,
         inputs,
-        dir,
+        store,
         ref_max: cache
             .rewards
             .iter()
@@ -483,7 +512,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
             ..SampleSpec::default()
         },
     };
-    let mut state = resumed.unwrap_or_default();
+    let mut state = resumed.map(|(_, s)| s).unwrap_or_default();
     let name = cfg.method.method().name();
     let mut dash = LiveDashboard::new(dashboard, &format!("align {name}"), cfg.steps);
     dash.begin(cfg.steps);
@@ -554,12 +583,21 @@ pub fn train_align<P: AlignPolicy + 'static>(
         state.curves.push(rec);
         state.step = step;
         // the final state is checkpointed once, after the loop
-        if !last && !state.stopped_early && eval_now {
+        let every = cfg.checkpoint_every > 0 && step.is_multiple_of(cfg.checkpoint_every);
+        if !last && !state.stopped_early && (eval_now || every) {
             t.checkpoint(&state)?;
         }
     }
     dash.finish();
     t.checkpoint(&state)?;
+    // the run's outputs, from the final checkpoint; summary.json goes last
+    t.policy.valid().save_run(dir, inputs.init)?;
+    let best = t
+        .store
+        .path(&checkpoint_name(BEST_CHECKPOINT, state.best_step));
+    if best.is_dir() {
+        publish_copy(&best, &dir.join(BEST_DIR))?;
+    }
     write_curves(&dir.join("curves.csv"), &state.curves)?;
     let summary = summarize(cfg, inputs, &t, &cache, &state)?;
     save_json(&dir.join("summary.json"), &summary)?;
@@ -569,6 +607,69 @@ pub fn train_align<P: AlignPolicy + 'static>(
         model_path: dir.join("model.bpk"),
         summary,
     })
+}
+
+fn remove_if_present(path: &Path) -> crate::Result<()> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(CoreError::file(path, e)),
+    }
+}
+
+/// A resume continues the same run: its `align.json` must match `cfg` in everything but the
+/// number of steps, the validation cadence, patience and checkpoint cadence.
+fn check_same_config(path: &Path, cfg: &AlignConfig) -> crate::Result<()> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        CoreError::file(
+            path,
+            format!("cannot resume: no readable alignment config ({e})"),
+        )
+    })?;
+    let saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        CoreError::file(
+            path,
+            format!("cannot resume: not an alignment config ({e})"),
+        )
+    })?;
+    // through text, as the run's file was written (f32 settings print as their shortest form)
+    let now: serde_json::Value = serde_json::to_string(cfg)
+        .and_then(|t| serde_json::from_str(&t))
+        .map_err(|e| CoreError::file(path, e))?;
+    let strip = |mut v: serde_json::Value| {
+        if let Some(o) = v.as_object_mut() {
+            for k in ["steps", "patience", "checkpoint_every"] {
+                o.remove(k);
+            }
+        }
+        v
+    };
+    let (a, b) = (strip(saved), strip(now));
+    if a == b {
+        return Ok(());
+    }
+    let mut diffs = Vec::new();
+    if let (Some(x), Some(y)) = (a.as_object(), b.as_object()) {
+        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+        for k in keys {
+            if x.get(k) != y.get(k) {
+                let show = |v: Option<&serde_json::Value>| v.map_or("-".into(), |v| v.to_string());
+                diffs.push(format!(
+                    "{k}: run {}, now {}",
+                    show(x.get(k)),
+                    show(y.get(k))
+                ));
+            }
+        }
+    }
+    Err(CoreError::file(
+        path,
+        format!(
+            "cannot resume: the run was made with other settings ({}); resume with the run's \
+             settings, or start afresh without --resume",
+            diffs.join("; ")
+        ),
+    ))
 }
 
 fn summarize<P: AlignPolicy + 'static>(

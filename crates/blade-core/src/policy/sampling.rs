@@ -72,16 +72,21 @@ pub fn greedy_pick(logits: &[f32], blocked: &Blocked) -> Result<(ItemId, f32)> {
             best = Some((i, l));
         }
     }
-    let (item, _) = best.ok_or_else(exhausted)?;
+    let (item, _) = best.ok_or_else(|| exhausted(logits.len(), blocked))?;
     let lse = masked_logsumexp(logits, |i| ok[i]);
     Ok((item as ItemId, logits[item] - lse))
 }
 
-fn exhausted() -> CoreError {
-    CoreError::Config(
-        "no item left to recommend: the list length exceeds the catalogue minus the excluded items"
-            .into(),
-    )
+fn exhausted(n: usize, blocked: &Blocked) -> CoreError {
+    let mut ids = blocked.ids.clone();
+    ids.sort_unstable();
+    ids.dedup();
+    let excluded = ids.iter().filter(|&&i| i < n).count();
+    CoreError::Config(format!(
+        "no item left to recommend: the catalogue has {n} items and {excluded} are excluded \
+         (the prompt's history and the items already in the list); make the list shorter \
+         (--list-len, --align-k, --k) or the history shorter (--history-len)"
+    ))
 }
 
 /// Draws one allowed item with the sampler of `spec`; returns it with its log-probability
@@ -101,7 +106,7 @@ pub fn sample_pick(
         .map(|(i, &l)| (i, l / t))
         .collect();
     if cand.is_empty() {
-        return Err(exhausted());
+        return Err(exhausted(logits.len(), blocked));
     }
     if spec.top_k.is_some() || spec.top_p.is_some() {
         cand.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
@@ -184,7 +189,9 @@ pub fn beam_step(
         }
     }
     if cands.is_empty() {
-        return Err(exhausted());
+        let n = logits.first().map_or(0, Vec::len);
+        let partial = beams.first().map_or(&[][..], |b| &b.items[..]);
+        return Err(exhausted(n, &blocked(exclude, partial)));
     }
     cands.sort_by(|a, b| {
         b.log_prob
@@ -249,7 +256,8 @@ mod tests {
     #[test]
     fn exhausted_catalogue_is_an_error_not_a_panic() {
         let b = blocked(&[0, 1], &[]);
-        assert!(greedy_pick(&[1.0, 2.0], &b).is_err());
+        let e = greedy_pick(&[1.0, 2.0], &b).unwrap_err().to_string();
+        assert!(e.contains("has 2 items and 2 are excluded"), "{e}");
         let mut rng = StdRng::seed_from_u64(0);
         assert!(sample_pick(&[1.0, 2.0], &b, &SampleSpec::default(), &mut rng).is_err());
     }
