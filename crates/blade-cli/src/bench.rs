@@ -56,6 +56,7 @@ fn mean(v: &[f64]) -> f64 {
 
 /// Runs `blade bench`.
 pub fn run(a: BenchArgs) -> Result<()> {
+    crate::common::check_out_folder(&a.out)?;
     if let Some(python) = &a.peer {
         let found = if python.components().count() > 1 {
             python.is_file()

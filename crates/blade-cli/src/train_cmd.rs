@@ -495,6 +495,7 @@ pub struct LlmArgs {
 
 /// Runs `blade train`.
 pub fn run(a: TrainArgs) -> Result<()> {
+    crate::common::check_out_folder(&a.out)?;
     if a.llm.policy == PolicyKind::Llm && a.method == "sft" {
         let device = a.backend.device()?;
         return llm_sft(&a.llm, &a.sft, &a.data, &device, &a.out, a.resume);

@@ -107,6 +107,28 @@ fn import_reports_file_and_line_and_writes_nothing_on_error() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("skipped 1"), "{}", stderr(&o));
+    // a .whl is unpacked for --format recbole only, and must be the known wheel
+    std::fs::write(dir.path().join("fake.whl"), b"PK\x03\x04 not a wheel").unwrap();
+    let o = blade(
+        &[
+            "data", "import", "--format", "csv", "--path", "fake.whl", "--out", "w.json",
+        ],
+        dir.path(),
+    );
+    assert!(stderr(&o).contains("--format recbole"), "{}", stderr(&o));
+    let o = blade(
+        &[
+            "data", "import", "--format", "recbole", "--path", "fake.whl", "--out", "w.json",
+            "--cache", "c",
+        ],
+        dir.path(),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("fake.whl"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!dir.path().join("w.json").exists());
     let o = blade(&["data", "stats", "--data", "ds.json"], dir.path());
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("64"),
@@ -404,6 +426,39 @@ fn llm_commands_run_on_a_tiny_model_and_name_bad_input() {
     let o = blade(&["llm", "info", "--weights", "nope.gguf"], dir.path());
     assert!(!o.status.success());
     assert!(stderr(&o).contains("nope.gguf"), "{}", stderr(&o));
+    // an empty prompt is an error, not a panic; generation stops at the rotary table's end
+    let o = blade(
+        &[
+            "llm",
+            "generate",
+            "--weights",
+            g,
+            "--prompt",
+            "",
+            "--max-tokens",
+            "4",
+        ],
+        dir.path(),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("empty token sequence"),
+        "{}",
+        stderr(&o)
+    );
+    let o = blade(
+        &[
+            "llm",
+            "generate",
+            "--weights",
+            g,
+            "--prompt",
+            "the",
+            "--max-tokens",
+            "5000",
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
 }
 
 /// The LLM policy goes through every command that takes a run: SFT, alignment, eval,
@@ -778,6 +833,15 @@ fn bad_alignment_eval_and_llm_flags_are_named_and_changed_data_is_refused() {
         assert!(
             !dir.path().join("a").exists(),
             "{flag} {value} left a run folder"
+        );
+    }
+    std::fs::write(dir.path().join("afile"), "x").unwrap();
+    for cmd in ["train", "compare"] {
+        let o = blade(&[cmd, "--init", "sft", "--out", "afile"], dir.path());
+        assert!(
+            stderr(&o).contains("--out afile: is a file"),
+            "{cmd}: {}",
+            stderr(&o)
         );
     }
     for (args, expect) in [

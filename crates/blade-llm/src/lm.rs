@@ -91,7 +91,10 @@ impl LanguageModel {
             .map_err(|e| LmError::Tokenizer(e.to_string()))
     }
 
-    fn check_len(&self, n: usize) -> Result<(), LmError> {
+    /// A token sequence the model can read: not empty, within the rotary table, every id a row
+    /// of the embedding.
+    fn check_tokens(&self, tokens: &[u32]) -> Result<(), LmError> {
+        let n = tokens.len();
         if n > self.config.max_seq_len {
             return Err(LmError::Tokenizer(format!(
                 "{n} tokens exceed the model's rotary table of {} positions",
@@ -99,14 +102,25 @@ impl LanguageModel {
             )));
         }
         if n == 0 {
-            return Err(LmError::Tokenizer("an empty token sequence".into()));
+            return Err(LmError::Tokenizer(
+                "an empty token sequence (an empty prompt without a chat template?)".into(),
+            ));
+        }
+        if let Some(&t) = tokens
+            .iter()
+            .find(|&&t| t as usize >= self.config.vocab_size)
+        {
+            return Err(LmError::Tokenizer(format!(
+                "token id {t} is beyond the model's vocabulary of {} ids",
+                self.config.vocab_size
+            )));
         }
         Ok(())
     }
 
     /// Logits of the last position after `tokens` (one forward pass, no cache kept).
     pub fn last_logits(&self, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
-        self.check_len(tokens.len())?;
+        self.check_tokens(tokens)?;
         let device = self.model.embed.val().device();
         let mut cache = KvCache::new(self.config.n_layers);
         let logits = self
@@ -117,18 +131,21 @@ impl LanguageModel {
     }
 
     /// Greedy continuation of `prompt` with the KV cache: at most `max_new` tokens, stopping after
-    /// any of `stop`.
+    /// any of `stop` or when the rotary table is full.
     pub fn greedy(
         &self,
         prompt: &[u32],
         max_new: usize,
         stop: &[u32],
     ) -> Result<Vec<u32>, LmError> {
+        self.check_tokens(prompt)?;
         let device = self.model.embed.val().device();
         let mut cache = KvCache::new(self.config.n_layers);
         let mut out = Vec::new();
         let mut input = prompt.to_vec();
-        for _ in 0..max_new {
+        // every generated token but the last is fed back: the sequence read stays within the table
+        let room = self.config.max_seq_len - prompt.len() + 1;
+        for _ in 0..max_new.min(room) {
             let logits = self
                 .model
                 .forward(ids_tensor(&[input], &device), None, &mut cache);
