@@ -857,6 +857,15 @@ fn bad_alignment_eval_and_llm_flags_are_named_and_changed_data_is_refused() {
             stderr(&o)
         );
     }
+    for v in ["0", "1000000000000"] {
+        let o = blade(&["eval", "--method", "pop", "--history-len", v], dir.path());
+        let expect = format!("--history-len {v}: expected 1..=10000");
+        assert!(
+            !o.status.success() && stderr(&o).contains(&expect),
+            "{}",
+            stderr(&o)
+        );
+    }
     // the data changed since training (here: the catalogue cut to 50 items): refused
     let manifest = dir.path().join("sft/run.json");
     let mut m: serde_json::Value =

@@ -120,6 +120,12 @@ impl DataSpec {
 
     /// Loads the dataset and its leave-one-out split (prompts of `history_len` items).
     pub fn dataset_and_split(&self) -> Result<(Dataset, Split)> {
+        if self.history_len == 0 || self.history_len > 10_000 {
+            return Err(config(format!(
+                "--history-len {}: expected 1..=10000",
+                self.history_len
+            )));
+        }
         let ds = self.load()?;
         let split = ds.leave_one_out(self.history_len);
         if split.test.is_empty() {
