@@ -103,6 +103,8 @@ pub fn run(a: BenchArgs) -> Result<()> {
             list_len: 10,
             max_train_prompts: Some(20_000),
             seed: 42,
+            sft_objective: blade_core::SftObjective::Windows,
+            window_stride: 0,
         };
         let config = sft.config(ds.num_items(), data.history_len);
         let t = Instant::now();

@@ -109,6 +109,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
         list_len: a.list_len,
         max_train_prompts: None,
         seed: 42,
+        sft_objective: blade_core::SftObjective::Windows,
+        window_stride: 0,
     };
     let run_dir = a.out.join("sft");
     let kind = match a.llm.policy {

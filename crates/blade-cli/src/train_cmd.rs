@@ -10,7 +10,7 @@ use blade_core::align::{
 };
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
-use blade_core::{ItemLmConfig, SftConfig};
+use blade_core::{ItemLmConfig, SftConfig, SftObjective};
 use blade_exp::{align_run, RunKind, RunManifest};
 use clap::{Args, ValueEnum};
 
@@ -70,6 +70,14 @@ pub struct SftArgs {
     /// Use at most this many training windows (the most recent per user are kept).
     #[arg(long)]
     pub max_train_prompts: Option<usize>,
+    /// SFT objective: `windows` (every window, list slots taught) or `causal` (SASRec-style:
+    /// a window every --window-stride items, every position taught its next item).
+    #[arg(long, default_value = "windows")]
+    pub sft_objective: SftObjective,
+    /// Items between successive SFT windows (0 = 1 for `windows`, the history length for
+    /// `causal`).
+    #[arg(long, default_value_t = 0)]
+    pub window_stride: usize,
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -93,6 +101,8 @@ impl SftArgs {
             .with_patience(self.patience)
             .with_seed(self.seed)
             .with_max_train_prompts(self.max_train_prompts)
+            .with_objective(self.sft_objective)
+            .with_window_stride(self.window_stride)
     }
 }
 

@@ -24,4 +24,4 @@ pub use eval::{EvalConfig, EvalLists, EvalReport, Evaluator};
 pub use policy::baselines::{PopRecommender, RandomRecommender};
 pub use policy::item_lm::{ItemLm, ItemLmConfig};
 pub use policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec, TokenLogProbs};
-pub use sft::{load_item_lm, train_sft, Dashboard, SftConfig, SftOutcome};
+pub use sft::{load_item_lm, train_sft, Dashboard, SftConfig, SftObjective, SftOutcome};

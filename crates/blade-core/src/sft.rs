@@ -56,12 +56,63 @@ pub struct SftConfig {
     /// Use at most this many training prompts (the most recent windows are kept first).
     #[config(default = "None")]
     pub max_train_prompts: Option<usize>,
+    /// The training objective (see [`SftObjective`]).
+    #[config(default = "SftObjective::Windows")]
+    pub objective: SftObjective,
+    /// Items between the ends of successive training windows of a sequence; 0 = the
+    /// objective's default (1 for `windows`, `max_history` for `causal`).
+    #[config(default = 0)]
+    pub window_stride: usize,
     /// Kept for reading older runs' `config.json`; batches are built on the training thread.
     #[config(default = 0)]
     pub num_workers: usize,
 }
 
+/// What SFT teaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SftObjective {
+    /// Every window `history -> next items` of every sequence; the list slots are taught the
+    /// items that followed (each item is a target in up to `L + K` overlapping windows).
+    Windows,
+    /// SASRec-style: windows every `window_stride` items (default `L`), and every position of
+    /// a window is taught its next item, the history slots as well as the list slots, in one
+    /// causal pass. About `L` times fewer forward passes per epoch than `windows`.
+    Causal,
+}
+
+impl std::str::FromStr for SftObjective {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "windows" => Ok(Self::Windows),
+            "causal" | "sasrec" => Ok(Self::Causal),
+            _ => Err(format!(
+                "--sft-objective {s}: expected `windows` or `causal`"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for SftObjective {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Windows => "windows",
+            Self::Causal => "causal",
+        })
+    }
+}
+
 impl SftConfig {
+    /// Items between successive training windows (the objective's default when unset).
+    pub fn stride(&self) -> usize {
+        match (self.window_stride, self.objective) {
+            (0, SftObjective::Windows) => 1,
+            (0, SftObjective::Causal) => self.model.max_history.max(1),
+            (s, _) => s,
+        }
+    }
+
     /// Checks every setting against what burn and the data can take; an error names the
     /// command-line flag and what was expected. `catalogue` is the number of items, the
     /// longest list a user with a full history can still get is `catalogue - max_history`.
@@ -117,6 +168,12 @@ impl SftConfig {
         if self.batch_size == 0 {
             return bad("--batch-size 0: expected at least 1".into());
         }
+        if self.window_stride > 10_000 {
+            return bad(format!(
+                "--window-stride {}: expected 0..=10000 (0 = the objective's default)",
+                self.window_stride
+            ));
+        }
         if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(format!(
                 "weight decay {}: expected a finite number >= 0",
@@ -160,28 +217,53 @@ struct SftOutput {
 }
 
 impl ItemLm {
-    fn sft_forward(&self, items: &[&SftItem], slots: usize) -> SftOutput {
+    /// The SFT loss of a batch; with `causal`, the history slots are taught too (slot `p` the
+    /// item after it, the last history slot the first target), else only the list slots.
+    fn sft_forward(&self, items: &[&SftItem], slots: usize, causal: bool) -> SftOutput {
         let device = self.devices()[0].clone();
         let n = items.len();
         let v = self.num_items();
+        let l = self.max_history();
         let slots = slots.clamp(1, self.max_list());
         let histories: Vec<Vec<ItemId>> = items.iter().map(|i| i.history.clone()).collect();
         let targets: Vec<Vec<ItemId>> = items
             .iter()
             .map(|i| i.targets.iter().take(slots).copied().collect())
             .collect();
-        let logits = self.teacher_forced_logits(&histories, &targets, slots, &device);
-        let mut labels = Vec::with_capacity(n * slots);
-        let mut weights = Vec::with_capacity(n * slots);
-        for t in &targets {
+        let (logits, width) = if causal {
+            let all = self.causal_logits(&histories, &targets, slots, &device);
+            (all, l + slots)
+        } else {
+            let list = self.teacher_forced_logits(&histories, &targets, slots, &device);
+            (list, slots)
+        };
+        let mut labels = Vec::with_capacity(n * width);
+        let mut weights = Vec::with_capacity(n * width);
+        for (h, t) in histories.iter().zip(&targets) {
+            if causal {
+                // the history is left-padded to L slots, most recent last
+                let h = &h[h.len().saturating_sub(l)..];
+                let pad = l - h.len();
+                for p in 0..l {
+                    let next = if p < pad {
+                        None
+                    } else if p - pad + 1 < h.len() {
+                        Some(h[p - pad + 1])
+                    } else {
+                        t.first().copied()
+                    };
+                    labels.push(next.map_or(0, i64::from));
+                    weights.push(if next.is_some() { 1.0f32 } else { 0.0 });
+                }
+            }
             for j in 0..slots {
                 labels.push(t.get(j).map_or(0, |&x| x as i64));
                 weights.push(if j < t.len() { 1.0f32 } else { 0.0 });
             }
         }
-        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, slots]), &device);
-        let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, slots]), &device);
-        let first = logits.clone().narrow(1, 0, 1).reshape([n, v]);
+        let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, width]), &device);
+        let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, width]), &device);
+        let first = logits.clone().narrow(1, width - slots, 1).reshape([n, v]);
         let loss = ItemLm::cross_entropy(logits, labels, weights);
         let mut mask = vec![0.0f32; n * v];
         for (r, it) in items.iter().enumerate() {
@@ -214,7 +296,7 @@ pub fn sft_valid_ndcg(
     let mut total = 0.0;
     for chunk in items.chunks(batch.max(1)) {
         let refs: Vec<&SftItem> = chunk.iter().collect();
-        let out = model.sft_forward(&refs, 1);
+        let out = model.sft_forward(&refs, 1, false);
         let v = model.num_items();
         let scores = out
             .scores
@@ -233,9 +315,23 @@ pub fn sft_valid_ndcg(
 
 /// Training windows of a split as SFT examples (the list slots get the items that followed).
 pub fn train_items(split: &Split, max_list: usize, max_prompts: Option<usize>) -> Vec<SftItem> {
+    train_windows(split, max_list, max_prompts, 1)
+}
+
+/// Training windows every `stride` items, counted back from each sequence's end (so the most
+/// recent window is always there), as SFT examples.
+pub fn train_windows(
+    split: &Split,
+    max_list: usize,
+    max_prompts: Option<usize>,
+    stride: usize,
+) -> Vec<SftItem> {
+    let stride = stride.max(1);
     let mut items = Vec::new();
     for seq in &split.train_sequences {
-        for t in 1..seq.len() {
+        let mut ends: Vec<usize> = (1..seq.len()).rev().step_by(stride).collect();
+        ends.reverse();
+        for t in ends {
             let start = t.saturating_sub(split.max_history);
             let end = (t + max_list).min(seq.len());
             items.push(SftItem {
@@ -421,7 +517,13 @@ pub fn train_sft(
             config.model.max_history, split.max_history
         )));
     }
-    let train = train_items(split, config.model.max_list, config.max_train_prompts);
+    let train = train_windows(
+        split,
+        config.model.max_list,
+        config.max_train_prompts,
+        config.stride(),
+    );
+    let causal = config.objective == SftObjective::Causal;
     let valid = eval_items(&split.valid, config.mask_history);
     if train.is_empty() || valid.is_empty() {
         return Err(CoreError::Config(
@@ -516,7 +618,7 @@ pub fn train_sft(
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         for (b, chunk) in order.chunks(bs).enumerate() {
             let items: Vec<&SftItem> = chunk.iter().map(|&i| &train[i]).collect();
-            let out = model.sft_forward(&items, config.model.max_list);
+            let out = model.sft_forward(&items, config.model.max_list, causal);
             let value = out
                 .loss
                 .clone()

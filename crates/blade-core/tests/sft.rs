@@ -173,3 +173,78 @@ fn loading_a_folder_without_a_model_is_a_clear_error() {
     let err = load_item_lm(dir.path(), &device).err().unwrap().to_string();
     assert!(err.contains("config.json"), "{err}");
 }
+
+#[test]
+fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
+    use blade_core::sft::{train_items, train_windows};
+    use blade_core::SftObjective;
+    let raw = generate(&SyntheticConfig {
+        users: 200,
+        items: 120,
+        ..SyntheticConfig::tiny()
+    });
+    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
+    let split = ds.leave_one_out(6);
+    // windows every 6 items, counted back from the end: each sequence keeps its last window
+    let all = train_items(&split, 10, None);
+    let strided = train_windows(&split, 10, None, 6);
+    assert!(
+        strided.len() * 4 < all.len(),
+        "{} vs {}",
+        strided.len(),
+        all.len()
+    );
+    for seq in &split.train_sequences {
+        if seq.len() > 1 {
+            let last = &seq[seq.len().saturating_sub(7)..seq.len() - 1];
+            assert!(strided.iter().any(|w| w.history == last));
+        }
+    }
+    let device = BackendSpec::Flex.device().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = SftConfig::new(
+        ItemLmConfig::new(ds.num_items())
+            .with_max_history(6)
+            .with_max_list(10)
+            .with_d_model(32),
+    )
+    .with_epochs(4)
+    .with_lr(3e-3)
+    .with_batch_size(32)
+    .with_objective(SftObjective::Causal);
+    assert_eq!(
+        config.stride(),
+        6,
+        "causal windows default to every L items"
+    );
+    // measured here (validation NDCG@10 after 4 epochs): windows 0.235, causal with every
+    // window 0.247; with a window every 6 items both plateau lower (best of 16 epochs: causal
+    // 0.185, windows 0.169), so the test trains causal on every window
+    let config = config.with_window_stride(1);
+    let out = train_sft(
+        &config,
+        &split,
+        &device,
+        dir.path(),
+        Dashboard::Plain,
+        false,
+    )
+    .unwrap();
+    let ev = Evaluator::new(&ds, &split, EvalConfig::default()).unwrap();
+    let (sft, _) = ev
+        .evaluate(&out.model, &split.test, &mut |_, _| {})
+        .unwrap();
+    let (pop, _) = ev
+        .evaluate(
+            &PopRecommender::new(&split.item_popularity),
+            &split.test,
+            &mut |_, _| {},
+        )
+        .unwrap();
+    let s = sft.full_ranking.get("ndcg@10").unwrap();
+    let p = pop.full_ranking.get("ndcg@10").unwrap();
+    assert!(
+        s > 1.3 * p,
+        "causal SFT NDCG@10 {s:.4} should clearly beat pop {p:.4}"
+    );
+}

@@ -245,9 +245,24 @@ impl ItemLm {
         list_len: usize,
         device: &Device,
     ) -> Tensor<3> {
+        self.position_logits(histories, lists, list_len, self.max_history, device)
+    }
+
+    /// Item logits at every position from `from` on (`from = max_history` is the SEP slot).
+    ///
+    /// # Shapes
+    /// - output: `[histories.len(), max_history + list_len + 1 - from, num_items]`
+    fn position_logits(
+        &self,
+        histories: &[Vec<ItemId>],
+        lists: &[Vec<ItemId>],
+        list_len: usize,
+        from: usize,
+        device: &Device,
+    ) -> Tensor<3> {
         let (tokens, pad) = self.encode(histories, lists, list_len).tensors(device);
         let hidden = self.forward_hidden(tokens, pad);
-        let hidden = hidden.narrow(1, self.max_history, list_len + 1);
+        let hidden = hidden.narrow(1, from, self.max_history + list_len + 1 - from);
         self.head.forward(hidden)
     }
 
@@ -328,6 +343,31 @@ impl ItemLm {
             })
             .collect();
         self.list_logits(histories, &inputs, targets_len.saturating_sub(1), device)
+    }
+
+    /// Logits of every position for the causal (SASRec-style) SFT objective: the `L` history
+    /// slots (slot `p` predicts the item after it) followed by the list slots of
+    /// [`teacher_forced_logits`](Self::teacher_forced_logits).
+    ///
+    /// # Shapes
+    /// - output: `[histories.len(), max_history + targets_len, num_items]`
+    pub fn causal_logits(
+        &self,
+        histories: &[Vec<ItemId>],
+        targets: &[Vec<ItemId>],
+        targets_len: usize,
+        device: &Device,
+    ) -> Tensor<3> {
+        let inputs: Vec<Vec<ItemId>> = targets
+            .iter()
+            .map(|t| {
+                t.iter()
+                    .take(targets_len.saturating_sub(1))
+                    .copied()
+                    .collect()
+            })
+            .collect();
+        self.position_logits(histories, &inputs, targets_len.saturating_sub(1), 0, device)
     }
 
     /// Scores of every item as the first list slot, on the device.
