@@ -104,6 +104,18 @@ impl std::fmt::Display for SftObjective {
 }
 
 impl SftConfig {
+    /// Reads a run's `config.json`; settings added after the run was made (absent from the
+    /// file) take their defaults, so older runs keep loading.
+    pub fn read(path: &Path) -> std::result::Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let mut v: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
+        if let Some(o) = v.as_object_mut() {
+            o.entry("objective").or_insert_with(|| "windows".into());
+            o.entry("window_stride").or_insert_with(|| 0.into());
+        }
+        serde_json::from_value(v).map_err(|e| e.to_string())
+    }
+
     /// Items between successive training windows (the objective's default when unset).
     pub fn stride(&self) -> usize {
         match (self.window_stride, self.objective) {
@@ -541,7 +553,7 @@ pub fn train_sft(
                  this folder afresh",
             ));
         };
-        let saved = SftConfig::load(&cfg_path).map_err(|e| {
+        let saved = SftConfig::read(&cfg_path).map_err(|e| {
             CoreError::file(
                 &cfg_path,
                 format!("cannot resume: no readable SFT config ({e})"),
@@ -735,7 +747,7 @@ pub fn save_model_atomic<M: Module>(model: &M, path: &Path) -> crate::Result<()>
 /// Loads an [`ItemLm`] saved by [`train_sft`] from its run folder (`config.json` + `model.bpk`).
 pub fn load_item_lm(dir: &Path, device: &Device) -> crate::Result<(SftConfig, ItemLm)> {
     let cfg_path = dir.join("config.json");
-    let config = SftConfig::load(&cfg_path).map_err(|e| {
+    let config = SftConfig::read(&cfg_path).map_err(|e| {
         CoreError::file(
             &cfg_path,
             format!("not a readable SFT config ({e}); was this folder made by `blade train`?"),

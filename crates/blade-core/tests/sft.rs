@@ -147,6 +147,14 @@ fn sft_beats_popularity_saves_and_resumes() {
         config_before
     );
     assert_eq!(std::fs::read(&resumed.model_path).unwrap(), model_bytes);
+
+    // a config.json of an older version, without the settings added since, still loads
+    let mut old: serde_json::Value = serde_json::from_slice(&config_before).unwrap();
+    old.as_object_mut().unwrap().remove("objective");
+    old.as_object_mut().unwrap().remove("window_stride");
+    std::fs::write(dir.path().join("config.json"), old.to_string()).unwrap();
+    let (cfg, _) = load_item_lm(dir.path(), &device).unwrap();
+    assert_eq!(cfg.objective, blade_core::SftObjective::Windows);
 }
 
 #[test]

@@ -36,7 +36,7 @@ pub trait AlignPolicy: Policy + Module {
 
 fn load_sft_config(dir: &Path) -> crate::Result<SftConfig> {
     let cfg_path = dir.join("config.json");
-    SftConfig::load(&cfg_path)
+    SftConfig::read(&cfg_path)
         .map_err(|e| CoreError::file(&cfg_path, format!("not an SFT run folder ({e})")))
 }
 
