@@ -16,6 +16,27 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+/// A one-epoch SFT run on `prompts` windows of the built-in data, into `dir/out`.
+fn small_sft(dir: &Path, out: &str, prompts: &str) {
+    let o = blade(
+        &[
+            "train",
+            "--method",
+            "sft",
+            "--out",
+            out,
+            "--epochs",
+            "1",
+            "--max-train-prompts",
+            prompts,
+            "--dashboard",
+            "plain",
+        ],
+        dir,
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 #[test]
 fn unknown_or_missing_backends_name_the_flag_or_feature() {
     let dir = tempfile::tempdir().unwrap();
@@ -199,23 +220,7 @@ fn baselines_evaluate_and_dump_lists_on_synthetic_data() {
 #[test]
 fn compare_writes_tables_curves_and_pictures() {
     let dir = tempfile::tempdir().unwrap();
-    let o = blade(
-        &[
-            "train",
-            "--method",
-            "sft",
-            "--out",
-            "sft",
-            "--epochs",
-            "1",
-            "--max-train-prompts",
-            "3000",
-            "--dashboard",
-            "plain",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    small_sft(dir.path(), "sft", "3000");
     let compare: &[&str] = &[
         "compare",
         "--init",
@@ -786,23 +791,7 @@ fn bad_training_flags_are_named_before_anything_is_written() {
 fn bad_alignment_eval_and_llm_flags_are_named_and_changed_data_is_refused() {
     use blade_llm::testing::{write_tiny_gguf, TinySpec};
     let dir = tempfile::tempdir().unwrap();
-    let o = blade(
-        &[
-            "train",
-            "--method",
-            "sft",
-            "--out",
-            "sft",
-            "--epochs",
-            "1",
-            "--max-train-prompts",
-            "300",
-            "--dashboard",
-            "plain",
-        ],
-        dir.path(),
-    );
-    assert!(o.status.success(), "{}", stderr(&o));
+    small_sft(dir.path(), "sft", "300");
     for (flag, value, expect) in [
         ("--reference-lists", "0", "--reference-lists 0"),
         ("--prompts-per-step", "0", "--prompts-per-step 0"),

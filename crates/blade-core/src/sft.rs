@@ -5,7 +5,9 @@
 //! Every epoch draws its data order and its dropout noise from `(seed, epoch)` alone, and each
 //! epoch's checkpoint (model, AdamW state, progress) is one folder published with one rename
 //! ([`crate::checkpoint`]): a run killed at any moment and resumed with `--resume` ends with the
-//! same model file, byte for byte, as a run never interrupted.
+//! same model file, byte for byte, as a run never interrupted. (The dropout noise comes from
+//! the backend's generator, which is global to the process: two SFT runs training at the same
+//! time in one process draw from it in turn and are not reproducible; one per process is.)
 //!
 //! Each training prompt is a sliding window `history -> next item`; the list slots are taught
 //! the items that actually followed (`y_1 = next`, `y_2 = the one after`, ...), so every list

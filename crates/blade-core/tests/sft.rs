@@ -8,8 +8,13 @@ use blade_core::{
 use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig};
 
+/// Training draws dropout noise from the backend's one generator, which every thread of a
+/// process shares: tests that train (and compare runs bit for bit) take turns.
+static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn sft_beats_popularity_saves_and_resumes() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let raw = generate(&SyntheticConfig {
         users: 200,
         items: 120,
@@ -45,23 +50,7 @@ fn sft_beats_popularity_saves_and_resumes() {
     assert!(dir.path().join("config.json").exists() && out.model_path.exists());
     assert_eq!(latest_checkpoint(dir.path()), Some(4));
 
-    let ev = Evaluator::new(&ds, &split, EvalConfig::default()).unwrap();
-    let (sft, lists) = ev
-        .evaluate(&out.model, &split.test, &mut |_, _| {})
-        .unwrap();
-    let (pop, _) = ev
-        .evaluate(
-            &PopRecommender::new(&split.item_popularity),
-            &split.test,
-            &mut |_, _| {},
-        )
-        .unwrap();
-    let s = sft.full_ranking.get("ndcg@10").unwrap();
-    let p = pop.full_ranking.get("ndcg@10").unwrap();
-    assert!(
-        s > 1.3 * p,
-        "SFT NDCG@10 {s:.4} should clearly beat pop {p:.4}"
-    );
+    let lists = assert_beats_pop(&ds, &split, &out.model, "SFT");
     assert_eq!(lists.generated.len(), split.test.len());
     for (l, c) in lists.generated.iter().zip(&split.test) {
         assert!(
@@ -184,6 +173,7 @@ fn loading_a_folder_without_a_model_is_a_clear_error() {
 
 #[test]
 fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     use blade_core::sft::{train_items, train_windows};
     use blade_core::SftObjective;
     let raw = generate(&SyntheticConfig {
@@ -238,10 +228,18 @@ fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
         false,
     )
     .unwrap();
-    let ev = Evaluator::new(&ds, &split, EvalConfig::default()).unwrap();
-    let (sft, _) = ev
-        .evaluate(&out.model, &split.test, &mut |_, _| {})
-        .unwrap();
+    assert_beats_pop(&ds, &split, &out.model, "causal SFT");
+}
+
+/// Test NDCG@10 (full ranking) of `model` clearly above popularity's; returns its lists.
+fn assert_beats_pop(
+    ds: &Dataset,
+    split: &blade_data::Split,
+    model: &blade_core::ItemLm,
+    what: &str,
+) -> blade_core::EvalLists {
+    let ev = Evaluator::new(ds, split, EvalConfig::default()).unwrap();
+    let (sft, lists) = ev.evaluate(model, &split.test, &mut |_, _| {}).unwrap();
     let (pop, _) = ev
         .evaluate(
             &PopRecommender::new(&split.item_popularity),
@@ -253,6 +251,7 @@ fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
     let p = pop.full_ranking.get("ndcg@10").unwrap();
     assert!(
         s > 1.3 * p,
-        "causal SFT NDCG@10 {s:.4} should clearly beat pop {p:.4}"
+        "{what} NDCG@10 {s:.4} should clearly beat pop {p:.4}"
     );
+    lists
 }

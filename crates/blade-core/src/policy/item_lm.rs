@@ -127,6 +127,20 @@ impl IncrementalDecoder<'_> {
     }
 }
 
+/// The list inputs after SEP when teaching `targets`: the targets shifted right by one (the
+/// first `targets_len - 1` of each).
+fn shifted_inputs(targets: &[Vec<ItemId>], targets_len: usize) -> Vec<Vec<ItemId>> {
+    targets
+        .iter()
+        .map(|t| {
+            t.iter()
+                .take(targets_len.saturating_sub(1))
+                .copied()
+                .collect()
+        })
+        .collect()
+}
+
 /// Token ids and padding mask of a batch, on the host.
 struct Encoded {
     tokens: Vec<i64>,
@@ -332,16 +346,7 @@ impl ItemLm {
         targets_len: usize,
         device: &Device,
     ) -> Tensor<3> {
-        // inputs after SEP are the targets shifted right by one
-        let inputs: Vec<Vec<ItemId>> = targets
-            .iter()
-            .map(|t| {
-                t.iter()
-                    .take(targets_len.saturating_sub(1))
-                    .copied()
-                    .collect()
-            })
-            .collect();
+        let inputs = shifted_inputs(targets, targets_len);
         self.list_logits(histories, &inputs, targets_len.saturating_sub(1), device)
     }
 
@@ -358,15 +363,7 @@ impl ItemLm {
         targets_len: usize,
         device: &Device,
     ) -> Tensor<3> {
-        let inputs: Vec<Vec<ItemId>> = targets
-            .iter()
-            .map(|t| {
-                t.iter()
-                    .take(targets_len.saturating_sub(1))
-                    .copied()
-                    .collect()
-            })
-            .collect();
+        let inputs = shifted_inputs(targets, targets_len);
         self.position_logits(histories, &inputs, targets_len.saturating_sub(1), 0, device)
     }
 
