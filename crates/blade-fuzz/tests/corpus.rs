@@ -13,35 +13,74 @@ fn corpus_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus")
 }
 
-#[test]
-fn every_corpus_file_goes_through_its_harness() {
-    let root = corpus_root();
-    let mut failures = Vec::new();
-    for &(name, harness) in TARGETS {
-        let dir = root.join(name);
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-            .map(|e| e.expect("read a corpus entry").path())
-            .filter(|p| p.is_file())
-            .collect();
-        files.sort();
-        assert!(
-            files.iter().any(|f| f
-                .file_name()
+/// Runs every file of `fuzz/corpus/<name>/` through the harness `name` of [`TARGETS`].
+fn replay(name: &str) {
+    let harness = TARGETS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .unwrap_or_else(|| panic!("no harness {name}"))
+        .1;
+    let dir = corpus_root().join(name);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.expect("read a corpus entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    let seeds = files
+        .iter()
+        .filter(|f| {
+            f.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("seed-"))),
-            "{}: no seed files",
-            dir.display()
-        );
-        for file in files {
-            let bytes = std::fs::read(&file).expect("read a corpus file");
-            if catch_unwind(AssertUnwindSafe(|| harness(&bytes))).is_err() {
-                failures.push(format!("{name}: {}", file.display()));
-            }
+                .is_some_and(|n| n.starts_with("seed-"))
+        })
+        .count();
+    assert!(seeds > 0, "{}: no seed files", dir.display());
+    let mut failures = Vec::new();
+    for file in &files {
+        let bytes = std::fs::read(file).expect("read a corpus file");
+        if catch_unwind(AssertUnwindSafe(|| harness(&bytes))).is_err() {
+            failures.push(file.display().to_string());
         }
     }
-    assert!(failures.is_empty(), "panicked on:\n{}", failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{name}: the harness panicked on {} of {} corpus files:\n{}",
+        failures.len(),
+        files.len(),
+        failures.join("\n")
+    );
 }
+
+/// One test per target (they run in parallel), plus a check that the list is complete.
+macro_rules! replay_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                replay(stringify!($name));
+            }
+        )*
+
+        #[test]
+        fn every_target_has_a_replay_test() {
+            let tested = [$(stringify!($name)),*];
+            for (name, _) in TARGETS {
+                assert!(tested.contains(name), "no replay test for {name}");
+            }
+        }
+    };
+}
+
+replay_tests!(
+    importers,
+    python_literal,
+    gguf,
+    safetensors,
+    tokenizer_json,
+    dataset_json,
+    reward_spec,
+);
 
 #[test]
 fn every_target_has_a_fuzz_target_file() {
