@@ -500,3 +500,18 @@ fn missing_files_are_reported_with_their_path() {
     let err = read_csv(&dir.path().join("absent.csv"), None, &STRICT).unwrap_err();
     assert!(matches!(err, DataError::Io { .. }) && err.to_string().contains("absent.csv"));
 }
+
+#[test]
+fn an_unterminated_quote_is_named_as_such_and_io_causes_print_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("q.csv");
+    std::fs::write(&path, "user,item,timestamp\nu1,i1,1\nu1,\"i2,2\nu2,i3,3\n").unwrap();
+    let err = read_csv(&path, None, &STRICT).unwrap_err().to_string();
+    assert!(
+        err.contains("q.csv:3") && err.contains("unterminated quote"),
+        "{err}"
+    );
+    // the I/O cause is in the message and not repeated as a source
+    let err = read_csv(&dir.path().join("absent.csv"), None, &STRICT).unwrap_err();
+    assert!(std::error::Error::source(&err).is_none());
+}

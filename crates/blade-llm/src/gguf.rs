@@ -30,12 +30,13 @@ use half::{bf16, f16};
 #[derive(Debug, thiserror::Error)]
 pub enum GgufError {
     /// The file could not be opened or read.
-    #[error("{path}: {source}")]
+    // the cause is in the message, not a `source()`: chains printed as `{:#}` would repeat it
+    #[error("{path}: {cause}")]
     Io {
         /// The file.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// The file is not a well-formed GGUF file.
     #[error("{path}: not a valid GGUF file: {what}")]
@@ -364,9 +365,9 @@ impl<R: Read> Cursor<R> {
 impl GgufFile {
     /// Reads the header, metadata and tensor directory of `path`.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io {
+        let io = |cause| GgufError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         };
         let file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
@@ -536,9 +537,9 @@ impl GgufFile {
                 info.ggml_type
             ))
         })?;
-        let io = |source| GgufError::Io {
+        let io = |cause| GgufError::Io {
             path: self.path.clone(),
-            source,
+            cause,
         };
         let mut f = File::open(&self.path).map_err(io)?;
         let start = self.data_start.saturating_add(info.offset);

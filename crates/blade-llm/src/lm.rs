@@ -70,6 +70,8 @@ impl LanguageModel {
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_tokenizer_json(&tok_path)
             .map_err(|e| LmError::Tokenizer(e.to_string()))?;
+        // a tokenizer with ids beyond the embedding's rows would index past it at run time
+        crate::load::check_vocab_fits(&tok_path, &tokenizer, config.vocab_size)?;
         let jinja = std::fs::read_to_string(dir.join("tokenizer_config.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

@@ -62,12 +62,13 @@ const QWEN2_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{
 #[derive(Debug, thiserror::Error)]
 pub enum TokenizerError {
     /// A file could not be read.
-    #[error("{}: {source}", path.display())]
+    // the cause is in the message, not a `source()`: chains printed as `{:#}` would repeat it
+    #[error("{}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
         /// The underlying error.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file is not valid JSON.
     #[error("{}: invalid JSON: {source}", path.display())]
@@ -1023,9 +1024,9 @@ impl Tokenizer {
 }
 
 fn read_json(path: &Path) -> Result<Value, TokenizerError> {
-    let text = std::fs::read_to_string(path).map_err(|source| TokenizerError::Io {
+    let text = std::fs::read_to_string(path).map_err(|cause| TokenizerError::Io {
         path: path.to_path_buf(),
-        source,
+        cause,
     })?;
     serde_json::from_str(&text).map_err(|source| TokenizerError::Json {
         path: path.to_path_buf(),

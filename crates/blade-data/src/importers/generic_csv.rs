@@ -189,8 +189,15 @@ impl Table {
     /// Field `index` of the current record, trimmed.
     fn field(&self, index: usize) -> std::result::Result<&str, String> {
         let bytes = self.record.get(index).ok_or_else(|| {
+            // a quote never closed swallows the line ends after it into one field
+            let unterminated = self.record.iter().any(|f| f.contains(&b'\n'));
             format!(
-                "expected {} fields as in the header, found {}",
+                "{}expected {} fields as in the header, found {}",
+                if unterminated {
+                    "unterminated quote: a field opened with `\"` on this line runs past its end; "
+                } else {
+                    ""
+                },
                 self.header.len(),
                 self.record.len()
             )
