@@ -538,7 +538,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         DataError::io(path, e)
-    })
+    })?;
+    // flush the folder's entry too, so the rename survives a power loss; platforms that cannot
+    // open a folder (Windows) keep the atomic rename without this
+    if let Ok(dir) = std::fs::File::open(&parent) {
+        let _ = dir.sync_all();
+    }
+    Ok(())
 }
 
 #[cfg(test)]

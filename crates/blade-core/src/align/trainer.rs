@@ -460,16 +460,6 @@ pub fn train_align<P: AlignPolicy + 'static>(
         optim = optim.load(&p).map_err(|e| CoreError::file(&p, e))?;
         objective.load_state(ck)?;
     }
-    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
-    // from here on the run folder changes: a run that is not finished has no summary.json
-    remove_if_present(&dir.join("summary.json"))?;
-    if resumed.is_some() {
-        store.remove_stale()?;
-    } else {
-        store.clear()?;
-    }
-    save_json(&cfg_path, cfg)?;
-
     let valid = Validation {
         prompts: inputs
             .split
@@ -491,6 +481,16 @@ pub fn train_align<P: AlignPolicy + 'static>(
             t
         }
     };
+    std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
+    // from here on the run folder changes (everything that can fail on the inputs has been
+    // done): a run that is not finished has no summary.json
+    remove_if_present(&dir.join("summary.json"))?;
+    if resumed.is_some() {
+        store.remove_stale()?;
+    } else {
+        store.clear()?;
+    }
+    save_json(&cfg_path, cfg)?;
     let mut t = Trainer {
         cfg,
         inputs,
