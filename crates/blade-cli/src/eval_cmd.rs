@@ -146,20 +146,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         None => a.data.dataset_and_split()?,
     };
     for (m, r) in manifests.iter().zip(&a.runs).skip(1) {
-        if let Some(stamp) = &m.catalog {
-            let now = blade_exp::run::CatalogStamp::of(&ds);
-            if *stamp != now {
-                bail!(
-                    "--run {}: trained on a catalogue of {} items (hash {}), but the runs are \
-                     evaluated on {} items (hash {}) from the first --run's data",
-                    r.display(),
-                    stamp.items,
-                    stamp.hash,
-                    now.items,
-                    now.hash
-                );
-            }
-        }
+        m.check_catalog(&ds, r)?;
     }
     let cases = cases(&split, &a.split)?;
     let cases = &cases[..a.max_eval_users.unwrap_or(cases.len()).min(cases.len())];

@@ -16,6 +16,12 @@ use crate::error::CoreError;
 
 /// The checkpoint folder of a run, relative to the run folder.
 pub const CHECKPOINT_DIR: &str = "checkpoint";
+/// Kind of the per-epoch checkpoints of SFT (`epoch-000003`).
+pub const EPOCH: &str = "epoch";
+/// Kind of the per-step checkpoints of alignment (`step-000040`).
+pub const STEP: &str = "step";
+/// Kind of the best model kept during a run (`best-000020`).
+pub const BEST: &str = "best";
 
 /// The checkpoints of one run.
 #[derive(Debug, Clone)]
@@ -101,18 +107,8 @@ impl Checkpoints {
         let tmp = self.root.join(format!(".{name}.tmp"));
         let dst = self.root.join(name);
         sync_tree(&tmp)?;
-        // a checkpoint of the same name (a run resumed before it) is replaced: move it aside
-        // first, since a rename onto a non-empty folder fails
-        if dst.exists() {
-            let old = self.root.join(format!(".{name}.old.tmp"));
-            remove_any(&old)?;
-            std::fs::rename(&dst, &old).map_err(|e| CoreError::file(&dst, e))?;
-            std::fs::rename(&tmp, &dst).map_err(|e| CoreError::file(&dst, e))?;
-            remove_any(&old)?;
-        } else {
-            std::fs::rename(&tmp, &dst).map_err(|e| CoreError::file(&dst, e))?;
-        }
-        sync_dir(&self.root)?;
+        // a checkpoint of the same name (a run resumed before it) is replaced
+        replace_dir(&tmp, &dst)?;
         if prune {
             let entries =
                 std::fs::read_dir(&self.root).map_err(|e| CoreError::file(&self.root, e))?;
@@ -127,7 +123,8 @@ impl Checkpoints {
     }
 }
 
-fn remove_any(path: &Path) -> crate::Result<()> {
+/// Removes a file or folder; one that is not there is no error.
+pub(crate) fn remove_any(path: &Path) -> crate::Result<()> {
     let r = match std::fs::symlink_metadata(path) {
         Ok(m) if m.is_dir() => std::fs::remove_dir_all(path),
         Ok(_) => std::fs::remove_file(path),
@@ -192,16 +189,100 @@ pub fn publish_copy(src: &Path, dst: &Path) -> crate::Result<()> {
         }
     }
     sync_tree(&tmp)?;
+    replace_dir(&tmp, dst)
+}
+
+/// Renames the finished folder `tmp` to `dst` (a sibling) and flushes their parent. An existing
+/// `dst` is moved aside first, since a rename onto a non-empty folder fails, and removed after.
+fn replace_dir(tmp: &Path, dst: &Path) -> crate::Result<()> {
+    let parent = dst.parent().unwrap_or(Path::new("."));
     if dst.exists() {
+        let name = dst.file_name().unwrap_or_default().to_string_lossy();
         let old = parent.join(format!(".{name}.old.tmp"));
         remove_any(&old)?;
         std::fs::rename(dst, &old).map_err(|e| CoreError::file(dst, e))?;
-        std::fs::rename(&tmp, dst).map_err(|e| CoreError::file(dst, e))?;
+        std::fs::rename(tmp, dst).map_err(|e| CoreError::file(dst, e))?;
         remove_any(&old)?;
     } else {
-        std::fs::rename(&tmp, dst).map_err(|e| CoreError::file(dst, e))?;
+        std::fs::rename(tmp, dst).map_err(|e| CoreError::file(dst, e))?;
     }
     sync_dir(parent)
+}
+
+/// Writes `value` as JSON to `path` atomically.
+pub fn save_json<T: serde::Serialize>(path: &Path, value: &T) -> crate::Result<()> {
+    let text = serde_json::to_string(value).map_err(|e| CoreError::file(path, e))?;
+    crate::sft::write_atomic(path, text.as_bytes())
+}
+
+/// A resume must continue the same run: the run's settings `saved` (as read from its file) and
+/// `now` must agree in everything but the top-level keys in `ignore`. Both are compared through
+/// JSON text, as the file was written (f32 settings print in their shortest form); the error,
+/// on `path`, lists every differing setting as `key.sub: run X, now Y`.
+pub(crate) fn check_same_settings<T: serde::Serialize>(
+    saved: &serde_json::Value,
+    now: &T,
+    ignore: &[&str],
+    path: &Path,
+) -> crate::Result<()> {
+    let now = text_value(now, path)?;
+    let strip = |v: &serde_json::Value| {
+        let mut v = v.clone();
+        if let Some(o) = v.as_object_mut() {
+            for k in ignore {
+                o.remove(*k);
+            }
+        }
+        v
+    };
+    let (a, b) = (strip(saved), strip(&now));
+    if a == b {
+        return Ok(());
+    }
+    let mut diffs = Vec::new();
+    flat_diff("", &a, &b, &mut diffs);
+    Err(CoreError::file(
+        path,
+        format!(
+            "cannot resume: the run was made with other settings ({}); resume with the run's \
+             settings, or start afresh without --resume",
+            diffs.join(", ")
+        ),
+    ))
+}
+
+/// `value` as JSON, through its text form (f32 fields as they print, not widened to f64).
+pub(crate) fn text_value<T: serde::Serialize>(
+    value: &T,
+    path: &Path,
+) -> crate::Result<serde_json::Value> {
+    serde_json::to_string(value)
+        .and_then(|t| serde_json::from_str(&t))
+        .map_err(|e| CoreError::file(path, e))
+}
+
+fn flat_diff(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
+    match (a.as_object(), b.as_object()) {
+        (Some(x), Some(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let null = serde_json::Value::Null;
+                let name = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flat_diff(
+                    &name,
+                    x.get(k).unwrap_or(&null),
+                    y.get(k).unwrap_or(&null),
+                    out,
+                );
+            }
+        }
+        _ if a != b => out.push(format!("{prefix}: run {a}, now {b}")),
+        _ => {}
+    }
 }
 
 /// A stable 64-bit FNV-1a hash, for fingerprints of data and configurations stored in runs.

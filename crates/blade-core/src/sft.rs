@@ -23,7 +23,10 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
-use crate::checkpoint::{checkpoint_name, fnv1a, with_seeded_ids, Checkpoints};
+use crate::checkpoint::{
+    check_same_settings, checkpoint_name, fnv1a, save_json, text_value, with_seeded_ids,
+    Checkpoints, BEST, EPOCH,
+};
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
 use crate::policy::item_lm::{ItemLm, ItemLmConfig, MASK_VALUE};
@@ -394,11 +397,6 @@ pub struct SftOutcome {
     pub model_path: PathBuf,
 }
 
-/// Checkpoint kind of the epoch checkpoints (`checkpoint/epoch-000003`).
-pub const EPOCH_CHECKPOINT: &str = "epoch";
-/// Checkpoint kind of the best epoch's model (`checkpoint/best-000002`).
-pub const BEST_CHECKPOINT: &str = "best";
-
 /// Progress of an SFT run, saved in every epoch checkpoint as `state.json` and, at the end, as
 /// the run's `sft_log.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -421,9 +419,7 @@ pub struct SftState {
 
 /// The newest epoch with a complete checkpoint in run folder `dir`, if any.
 pub fn latest_checkpoint(dir: &Path) -> Option<usize> {
-    Checkpoints::of_run(dir)
-        .latest(EPOCH_CHECKPOINT)
-        .map(|(n, _)| n)
+    Checkpoints::of_run(dir).latest(EPOCH).map(|(n, _)| n)
 }
 
 /// A fingerprint of the examples (catalogue size, every history, target and exclusion).
@@ -444,69 +440,10 @@ fn data_fingerprint(num_items: usize, train: &[SftItem], valid: &[SftItem]) -> S
     format!("{:016x}", fnv1a(&bytes, 0))
 }
 
-/// A resume must continue the same run: every setting but the stopping ones equal.
-fn check_same_run(saved: &SftConfig, new: &SftConfig, path: &Path) -> crate::Result<()> {
-    let strip = |c: &SftConfig| {
-        // through text, as the run's file was written (f32 settings print in their shortest form)
-        let mut v: serde_json::Value = serde_json::to_string(c)
-            .and_then(|t| serde_json::from_str(&t))
-            .unwrap_or_default();
-        if let Some(o) = v.as_object_mut() {
-            for k in ["epochs", "patience", "num_workers"] {
-                o.remove(k);
-            }
-        }
-        v
-    };
-    let (a, b) = (strip(saved), strip(new));
-    if a == b {
-        return Ok(());
-    }
-    let mut diffs = Vec::new();
-    flat_diff("", &a, &b, &mut diffs);
-    Err(CoreError::file(
-        path,
-        format!(
-            "cannot resume: the run was made with other settings ({}); resume with the run's \
-             settings, or start afresh without --resume",
-            diffs.join(", ")
-        ),
-    ))
-}
-
-fn flat_diff(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &mut Vec<String>) {
-    match (a.as_object(), b.as_object()) {
-        (Some(x), Some(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                let null = serde_json::Value::Null;
-                let name = if prefix.is_empty() {
-                    k.clone()
-                } else {
-                    format!("{prefix}.{k}")
-                };
-                flat_diff(
-                    &name,
-                    x.get(k).unwrap_or(&null),
-                    y.get(k).unwrap_or(&null),
-                    out,
-                );
-            }
-        }
-        _ if a != b => out.push(format!("{prefix}: run {a}, now {b}")),
-        _ => {}
-    }
-}
-
 fn read_state(path: &Path) -> crate::Result<SftState> {
     let text = std::fs::read_to_string(path).map_err(|e| CoreError::file(path, e))?;
     serde_json::from_str(&text)
         .map_err(|e| CoreError::file(path, format!("not an SFT checkpoint state ({e})")))
-}
-
-fn save_json<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
-    let text = serde_json::to_string_pretty(value).map_err(|e| CoreError::file(path, e))?;
-    write_atomic(path, text.as_bytes())
 }
 
 /// Trains an [`ItemLm`] with SFT on `split`, writing `config.json`, the checkpoints
@@ -548,7 +485,7 @@ pub fn train_sft(
     let store = Checkpoints::of_run(dir);
     let cfg_path = dir.join("config.json");
     let resumed = if resume {
-        let Some((_, ck)) = store.latest(EPOCH_CHECKPOINT) else {
+        let Some((_, ck)) = store.latest(EPOCH) else {
             return Err(CoreError::file(
                 store.root(),
                 "cannot resume: no complete SFT checkpoint here; run without --resume to start \
@@ -561,7 +498,13 @@ pub fn train_sft(
                 format!("cannot resume: no readable SFT config ({e})"),
             )
         })?;
-        check_same_run(&saved, config, &cfg_path)?;
+        let saved = text_value(&saved, &cfg_path)?;
+        check_same_settings(
+            &saved,
+            config,
+            &["epochs", "patience", "num_workers"],
+            &cfg_path,
+        )?;
         let state = read_state(&ck.join("state.json"))?;
         if state.data != data {
             return Err(CoreError::file(
@@ -670,7 +613,7 @@ pub fn train_sft(
         if best_so_far.is_none_or(|b| v > b) {
             state.best_epoch = epoch;
             state.since_best = 0;
-            let name = checkpoint_name(BEST_CHECKPOINT, epoch);
+            let name = checkpoint_name(BEST, epoch);
             let stage = store.stage(&name)?;
             save_model_atomic(&inference, &stage.join("model.bpk"))?;
             store.publish(&name, &[], false)?;
@@ -681,17 +624,13 @@ pub fn train_sft(
             }
         }
         // the epoch's checkpoint: model, optimiser and progress as one folder
-        let name = checkpoint_name(EPOCH_CHECKPOINT, epoch);
+        let name = checkpoint_name(EPOCH, epoch);
         let stage = store.stage(&name)?;
         save_model_atomic(&inference, &stage.join("model.bpk"))?;
         let p = stage.join("optim.bpk");
         optim.save(&p).map_err(|e| CoreError::file(&p, e))?;
         save_json(&stage.join("state.json"), &state)?;
-        store.publish(
-            &name,
-            &[checkpoint_name(BEST_CHECKPOINT, state.best_epoch)],
-            true,
-        )?;
+        store.publish(&name, &[checkpoint_name(BEST, state.best_epoch)], true)?;
         epochs_run += 1;
     }
     dash.finish();
@@ -701,7 +640,7 @@ pub fn train_sft(
         ));
     }
     let best = store
-        .path(&checkpoint_name(BEST_CHECKPOINT, state.best_epoch))
+        .path(&checkpoint_name(BEST, state.best_epoch))
         .join("model.bpk");
     let model_path = dir.join("model.bpk");
     let bytes = std::fs::read(&best).map_err(|e| CoreError::file(&best, e))?;

@@ -149,21 +149,29 @@ impl RunManifest {
         dir: &Path,
     ) -> Result<(blade_data::Dataset, blade_data::Split)> {
         let (ds, split) = self.data.dataset_and_split()?;
-        if let Some(stamp) = &self.catalog {
-            let now = CatalogStamp::of(&ds);
-            if &now != stamp {
-                return Err(CoreError::file(
-                    dir.join(MANIFEST_FILE),
-                    format!(
-                        "the run was trained on a catalogue of {} items (content hash {}), but \
-                         `--data {}` now gives {} items (hash {}): the dataset changed since; \
-                         rebuild it as it was, or train a new run on it",
-                        stamp.items, stamp.hash, self.data.data, now.items, now.hash
-                    ),
-                ));
-            }
-        }
+        self.check_catalog(&ds, dir)?;
         Ok((ds, split))
+    }
+
+    /// Checks that `ds` (built from `--data` `data`) has the catalogue the run in `dir` was
+    /// trained on; runs of older versions carry no stamp and pass.
+    pub fn check_catalog(&self, ds: &blade_data::Dataset, dir: &Path) -> Result<()> {
+        let Some(stamp) = &self.catalog else {
+            return Ok(());
+        };
+        let now = CatalogStamp::of(ds);
+        if &now == stamp {
+            return Ok(());
+        }
+        Err(CoreError::file(
+            dir.join(MANIFEST_FILE),
+            format!(
+                "the run was trained on a catalogue of {} items (content hash {}), but the data \
+                 now gives {} items (hash {}): the dataset changed since; rebuild it as it was, \
+                 or train a new run on it",
+                stamp.items, stamp.hash, now.items, now.hash
+            ),
+        ))
     }
 
     /// Writes `run.json` into `dir` atomically.

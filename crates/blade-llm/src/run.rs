@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use blade_core::batch::PromptBatch;
-use blade_core::checkpoint::{checkpoint_name, fnv1a, with_seeded_ids, Checkpoints};
+use blade_core::checkpoint::{
+    checkpoint_name, fnv1a, save_json, with_seeded_ids, Checkpoints, BEST, EPOCH,
+};
 use blade_core::error::CoreError;
 use blade_core::policy::{DecodeStrategy, Policy, Recommender};
 use blade_core::sft::{save_model_atomic, train_items};
@@ -323,9 +325,6 @@ struct LlmSftState {
     settings: String,
 }
 
-const EPOCH_CHECKPOINT: &str = "epoch";
-const BEST_CHECKPOINT: &str = "best";
-
 /// Supervised fine-tuning of an LLM title policy; writes the run folder `dir` (best epoch) and
 /// returns the trained policy (inference mode) with its log.
 ///
@@ -387,7 +386,7 @@ pub fn train_llm_sft(
     let store = Checkpoints::of_run(dir);
     let mut optim = AdamConfig::new().init();
     let mut state = if resume {
-        let Some((_, ck)) = store.latest(EPOCH_CHECKPOINT) else {
+        let Some((_, ck)) = store.latest(EPOCH) else {
             return Err(cerr(
                 store.root(),
                 "cannot resume: no complete LLM SFT checkpoint here; run without --resume to \
@@ -421,7 +420,7 @@ pub fn train_llm_sft(
             "epoch 0: valid NDCG@10 {v0:.4} ({} validation users)",
             cfg.valid_users.min(split.valid.len())
         ));
-        let name = checkpoint_name(BEST_CHECKPOINT, 0);
+        let name = checkpoint_name(BEST, 0);
         save_llm_run(&policy.valid(), run, &store.stage(&name)?)?;
         store.publish(&name, &[], false)?;
         LlmSftState {
@@ -489,26 +488,20 @@ pub fn train_llm_sft(
         if v >= state.best_ndcg {
             state.best_ndcg = v;
             state.best_epoch = epoch;
-            let name = checkpoint_name(BEST_CHECKPOINT, epoch);
+            let name = checkpoint_name(BEST, epoch);
             save_llm_run(&inference, run, &store.stage(&name)?)?;
             store.publish(&name, &[], false)?;
         }
-        let name = checkpoint_name(EPOCH_CHECKPOINT, epoch);
+        let name = checkpoint_name(EPOCH, epoch);
         let stage = store.stage(&name)?;
         save_llm_run(&inference, run, &stage)?;
         let p = stage.join("optim.bpk");
         optim.save(&p).map_err(|e| cerr(&p, e))?;
-        let text = serde_json::to_string_pretty(&state).map_err(|e| cerr(dir, e))?;
-        blade_data::write_atomic(&stage.join("state.json"), text.as_bytes())
-            .map_err(|e| cerr(dir, e))?;
-        store.publish(
-            &name,
-            &[checkpoint_name(BEST_CHECKPOINT, state.best_epoch)],
-            true,
-        )?;
+        save_json(&stage.join("state.json"), &state)?;
+        store.publish(&name, &[checkpoint_name(BEST, state.best_epoch)], true)?;
     }
     // the run's outputs: the best epoch's files, then the log
-    let best = store.path(&checkpoint_name(BEST_CHECKPOINT, state.best_epoch));
+    let best = store.path(&checkpoint_name(BEST, state.best_epoch));
     for f in [ADAPTER_FILE, FULL_FILE, LLM_RUN_FILE] {
         let src = best.join(f);
         if src.exists() {

@@ -150,11 +150,7 @@ pub struct AlignSummary {
     pub ceilings_valid: Ceilings,
 }
 
-/// Writes `value` as JSON, atomically.
-pub(crate) fn save_json<T: Serialize>(path: &Path, value: &T) -> crate::Result<()> {
-    let text = serde_json::to_string(value).map_err(|e| CoreError::file(path, e))?;
-    write_atomic(path, text.as_bytes())
-}
+pub(crate) use crate::checkpoint::save_json;
 
 /// Writes `curves.csv`: one row per step, the columns being [`StepRecord`]'s fields.
 pub fn write_curves(path: &Path, curves: &[StepRecord]) -> crate::Result<()> {

@@ -18,7 +18,9 @@ use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord}
 use super::reference::{ceilings, reference_cache, ReferenceCache};
 use super::rollout::{batch_of, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
 use super::{host, AlignInputs, AlignPolicy};
-use crate::checkpoint::{checkpoint_name, publish_copy, Checkpoints};
+use crate::checkpoint::{
+    check_same_settings, checkpoint_name, publish_copy, remove_any, Checkpoints, BEST, STEP,
+};
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
 use crate::policy::{DecodeStrategy, Recommender, SampleSpec};
@@ -28,10 +30,6 @@ use crate::target::BayesianTarget;
 
 /// Folder of the best checkpoint inside a run folder.
 pub const BEST_DIR: &str = "best";
-/// Checkpoint kind of the step checkpoints (`checkpoint/step-000040`).
-pub const STEP_CHECKPOINT: &str = "step";
-/// Checkpoint kind of the best models kept during a run (`checkpoint/best-000020`).
-pub const BEST_CHECKPOINT: &str = "best";
 
 /// What an alignment run leaves behind.
 pub struct AlignOutcome<P> {
@@ -348,7 +346,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
     /// progress, published as one folder (see [`crate::checkpoint`]); older checkpoints and
     /// best models no longer referenced are removed.
     fn checkpoint(&self, state: &RunState) -> crate::Result<()> {
-        let name = checkpoint_name(STEP_CHECKPOINT, state.step);
+        let name = checkpoint_name(STEP, state.step);
         let stage = self.store.stage(&name)?;
         self.policy.valid().save_run(&stage, self.inputs.init)?;
         let p = stage.join("optim.bpk");
@@ -356,11 +354,8 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         self.target.save(&stage.join("target.json"))?;
         self.objective.save_state(&stage)?;
         save_json(&stage.join("state.json"), state)?;
-        self.store.publish(
-            &name,
-            &[checkpoint_name(BEST_CHECKPOINT, state.best_step)],
-            true,
-        )?;
+        self.store
+            .publish(&name, &[checkpoint_name(BEST, state.best_step)], true)?;
         Ok(())
     }
 
@@ -383,7 +378,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         if state.best_metric.is_none_or(|b| metric > b) {
             // kept as checkpoint/best-N until the end of the run, published before the step
             // checkpoint that refers to it
-            let name = checkpoint_name(BEST_CHECKPOINT, step);
+            let name = checkpoint_name(BEST, step);
             let stage = self.store.stage(&name)?;
             self.policy.valid().save_run(&stage, self.inputs.init)?;
             self.store.publish(&name, &[], false)?;
@@ -426,14 +421,31 @@ pub fn train_align<P: AlignPolicy + 'static>(
     // a resume without a complete checkpoint is an error: restarting silently from step 0
     // would overwrite the run that was meant to continue; so is a resume with other settings
     let resumed: Option<(PathBuf, RunState)> = if resume {
-        let Some((_, ck)) = store.latest(STEP_CHECKPOINT) else {
+        let Some((_, ck)) = store.latest(STEP) else {
             return Err(CoreError::file(
                 store.root(),
                 "cannot resume: no complete alignment checkpoint here; run without --resume to \
                  start this folder afresh",
             ));
         };
-        check_same_config(&cfg_path, cfg)?;
+        let text = std::fs::read_to_string(&cfg_path).map_err(|e| {
+            CoreError::file(
+                &cfg_path,
+                format!("cannot resume: no readable alignment config ({e})"),
+            )
+        })?;
+        let saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+            CoreError::file(
+                &cfg_path,
+                format!("cannot resume: not an alignment config ({e})"),
+            )
+        })?;
+        check_same_settings(
+            &saved,
+            cfg,
+            &["steps", "patience", "checkpoint_every"],
+            &cfg_path,
+        )?;
         let state_path = ck.join("state.json");
         let text = std::fs::read_to_string(&state_path).map_err(|e| {
             CoreError::file(
@@ -484,7 +496,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     std::fs::create_dir_all(dir).map_err(|e| CoreError::file(dir, e))?;
     // from here on the run folder changes (everything that can fail on the inputs has been
     // done): a run that is not finished has no summary.json
-    remove_if_present(&dir.join("summary.json"))?;
+    remove_any(&dir.join("summary.json"))?;
     if resumed.is_some() {
         store.remove_stale()?;
     } else {
@@ -592,9 +604,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     t.checkpoint(&state)?;
     // the run's outputs, from the final checkpoint; summary.json goes last
     t.policy.valid().save_run(dir, inputs.init)?;
-    let best = t
-        .store
-        .path(&checkpoint_name(BEST_CHECKPOINT, state.best_step));
+    let best = t.store.path(&checkpoint_name(BEST, state.best_step));
     if best.is_dir() {
         publish_copy(&best, &dir.join(BEST_DIR))?;
     }
@@ -607,69 +617,6 @@ pub fn train_align<P: AlignPolicy + 'static>(
         model_path: dir.join("model.bpk"),
         summary,
     })
-}
-
-fn remove_if_present(path: &Path) -> crate::Result<()> {
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(CoreError::file(path, e)),
-    }
-}
-
-/// A resume continues the same run: its `align.json` must match `cfg` in everything but the
-/// number of steps, the validation cadence, patience and checkpoint cadence.
-fn check_same_config(path: &Path, cfg: &AlignConfig) -> crate::Result<()> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        CoreError::file(
-            path,
-            format!("cannot resume: no readable alignment config ({e})"),
-        )
-    })?;
-    let saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        CoreError::file(
-            path,
-            format!("cannot resume: not an alignment config ({e})"),
-        )
-    })?;
-    // through text, as the run's file was written (f32 settings print as their shortest form)
-    let now: serde_json::Value = serde_json::to_string(cfg)
-        .and_then(|t| serde_json::from_str(&t))
-        .map_err(|e| CoreError::file(path, e))?;
-    let strip = |mut v: serde_json::Value| {
-        if let Some(o) = v.as_object_mut() {
-            for k in ["steps", "patience", "checkpoint_every"] {
-                o.remove(k);
-            }
-        }
-        v
-    };
-    let (a, b) = (strip(saved), strip(now));
-    if a == b {
-        return Ok(());
-    }
-    let mut diffs = Vec::new();
-    if let (Some(x), Some(y)) = (a.as_object(), b.as_object()) {
-        let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-        for k in keys {
-            if x.get(k) != y.get(k) {
-                let show = |v: Option<&serde_json::Value>| v.map_or("-".into(), |v| v.to_string());
-                diffs.push(format!(
-                    "{k}: run {}, now {}",
-                    show(x.get(k)),
-                    show(y.get(k))
-                ));
-            }
-        }
-    }
-    Err(CoreError::file(
-        path,
-        format!(
-            "cannot resume: the run was made with other settings ({}); resume with the run's \
-             settings, or start afresh without --resume",
-            diffs.join("; ")
-        ),
-    ))
 }
 
 fn summarize<P: AlignPolicy + 'static>(
