@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use blade_core::align::{AlignConfig, AlignInputs, Method, OptimConfig};
-use blade_core::reward::{parse_reward, CatalogInfo};
+use blade_core::reward::parse_reward;
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
 use blade_exp::{align_run, open_run, parallel_map, Checkpoint, RunKind, RunManifest};
@@ -159,7 +159,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
     let sft_users = ndcg10(&sft_lists);
     if a.align_steps > 0 {
-        let catalog = CatalogInfo::from_dataset(&ds, &split);
+        let catalog = data.catalog_info(&ds, &split)?;
         let reward = parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
         let dashboard = if a.jobs > 1 {
             Dashboard::Plain

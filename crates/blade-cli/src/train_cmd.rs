@@ -8,7 +8,7 @@ use blade_core::align::{
     AdvantageScaling, AlignConfig, AlignInputs, DynamicSampling, KlEstimator, LossAggregation,
     LrSchedule, Method, OptimConfig, PromptPool, RatioLevel,
 };
-use blade_core::reward::{parse_reward, CatalogInfo};
+use blade_core::reward::parse_reward;
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{ItemLmConfig, SftConfig, SftObjective};
 use blade_exp::{align_run, RunKind, RunManifest};
@@ -470,7 +470,8 @@ pub struct LlmArgs {
     /// item (default) or llm.
     #[arg(long, value_enum, default_value = "item")]
     pub policy: PolicyKind,
-    /// Base weights of the LLM policy: a `.gguf` file or a Hugging Face folder.
+    /// Base weights of the LLM policy: a `.gguf` file, a Hugging Face folder, or a repo id in
+    /// the local Hugging Face cache (`org/name[@revision][:FILE]`).
     #[arg(long)]
     pub weights: Option<PathBuf>,
     /// LoRA rank (0 = full fine-tuning of every weight).
@@ -559,7 +560,7 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     let info = RunManifest::load_sft(init)?;
     let device = a.backend.device()?;
     let (ds, split) = info.dataset_and_split(init)?;
-    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let catalog = info.catalog_info(&ds, &split)?;
     let reward = parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = a.align.config(method, a.sft.seed, true)?;
     let inputs = AlignInputs {
@@ -612,10 +613,8 @@ pub fn llm_sft(
             "--policy llm: give the base model with --weights FILE.gguf (or a Hugging Face folder)"
         );
     };
-    if !weights.exists() {
-        bail!("--weights {}: no such file or folder", weights.display());
-    }
-    let weights = std::fs::canonicalize(weights)?;
+    // absolute, but not canonical: a cached GGUF is a link to an extension-less blob
+    let weights = std::path::absolute(blade_llm::hub::resolve_weights(weights)?)?;
     let (ds, split) = data.dataset_and_split()?;
     let mut template = blade_llm::PromptTemplate::default();
     if let Some(p) = &llm.prompt {

@@ -9,6 +9,7 @@ use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConf
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::Dashboard;
 use blade_core::{BackendSpec, ItemLm};
+use blade_data::synthetic::{generate_with_tastes, SyntheticConfig};
 use blade_data::{Dataset, Split};
 
 /// burn seeds a device globally, so two tests training at once would interleave their random
@@ -29,7 +30,14 @@ impl Fixture {
         let root = tempfile::tempdir().unwrap();
         let sft = root.path().join("sft");
         let (ds, split): (Dataset, Split) = common::synthetic_sft(&sft, 160, 80, 3);
-        let catalog = CatalogInfo::from_dataset(&ds, &split);
+        // the generator's own tastes, for `taste@K` (the same config as `synthetic_sft`)
+        let (_, tastes) = generate_with_tastes(&SyntheticConfig {
+            users: 160,
+            items: 80,
+            ..SyntheticConfig::tiny()
+        });
+        let catalog = CatalogInfo::from_dataset(&ds, &split)
+            .with_user_tastes(tastes.for_dataset(&ds).unwrap());
         Self {
             root,
             sft,
@@ -128,6 +136,55 @@ fn every_method_trains_and_blade_improves_its_reward() {
         mean > 1.02,
         "BLADE should raise its training reward: aligned / reference per seed {ratios:?}"
     );
+}
+
+/// On the known-optimum reward every list has a graded value in [0, 1], the summary reports
+/// the optimum (1: the best list of every prompt), the SFT reference sits well below it, and a
+/// short run of BLADE raises the reward.
+#[test]
+fn taste_reward_has_its_optimum_on_the_curves_and_blade_climbs_it() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let f = Fixture::new();
+    let reward = parse_reward("taste@10", &f.catalog).unwrap();
+    let inputs = f.inputs(reward.as_ref());
+    let out = train_align::<ItemLm>(
+        &small(Method::Blade, 30),
+        &inputs,
+        &f.root.path().join("taste"),
+        Dashboard::Plain,
+        false,
+    )
+    .unwrap();
+    let s = &out.summary;
+    let optimum = s.ceilings_pool.optimum.expect("taste@10 knows its optimum");
+    assert!((optimum - 1.0).abs() < 1e-6, "optimum {optimum}");
+    let c = &s.ceilings_pool;
+    eprintln!(
+        "taste@10: reference {:.4}, E[best of N] {:?}, max of M {:.4}, aligned {:.4}",
+        c.reference_mean, c.expected_bon, c.max_of_m, s.policy_reward
+    );
+    assert!(c.reference_mean > 0.05 && c.max_of_m < 0.999, "{c:?}");
+    assert!(c.reference_mean < c.max_of_m);
+    // every step's mean reward is a graded value, and no group ties (the reward is dense)
+    assert!(out.curves[1..]
+        .iter()
+        .all(|r| r.reward > 0.0 && r.reward < 1.0));
+    assert!(out.curves[1..].iter().all(|r| r.zero_spread_raw < 0.05));
+    assert!(
+        s.policy_reward > 1.02 * s.reference_reward,
+        "BLADE should climb the dense reward: {} -> {}",
+        s.reference_reward,
+        s.policy_reward
+    );
+    // ndcg has no known optimum
+    let ndcg = parse_reward("ndcg@10", &f.catalog).unwrap();
+    let pool = [blade_core::reward::RewardContext {
+        user: Some(0),
+        history: &[],
+        targets: &[1],
+        catalog: &f.catalog,
+    }];
+    assert_eq!(blade_core::reward::mean_optimum(ndcg.as_ref(), &pool), None);
 }
 
 #[test]

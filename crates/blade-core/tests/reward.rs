@@ -60,6 +60,7 @@ fn list(seed: u32, len: u32) -> Vec<ItemId> {
 fn user_reward_works_through_score_checked_and_sums() {
     let cat = catalog();
     let ctx = RewardContext {
+        user: None,
         history: &[1, 2],
         targets: &[4],
         catalog: &cat,
@@ -81,6 +82,7 @@ fn user_reward_works_through_score_checked_and_sums() {
 fn non_finite_rewards_are_errors_naming_the_reward() {
     let cat = catalog();
     let ctx = RewardContext {
+        user: None,
         history: &[],
         targets: &[],
         catalog: &cat,
@@ -114,6 +116,7 @@ fn score_group_keeps_order_and_finds_the_first_bad_list() {
     let targets: Vec<[ItemId; 1]> = (0..n).map(|s| [(s * 3) % 20]).collect();
     let contexts: Vec<RewardContext<'_>> = (0..n as usize)
         .map(|i| RewardContext {
+            user: None,
             history: &histories[i],
             targets: &targets[i],
             catalog: &cat,
@@ -185,6 +188,7 @@ fn parsed_names_parse_back_to_equal_rewards() {
             let (history, l) = (list(seed + 5, 4), list(seed, 10));
             let targets = [seed % 20, (seed * 11) % 20];
             let ctx = RewardContext {
+                user: None,
                 history: &history,
                 targets: &targets,
                 catalog: &cat,
@@ -210,6 +214,7 @@ fn parsed_sum_equals_the_weighted_parts() {
     for seed in 0..20 {
         let l = list(seed, 10);
         let ctx = RewardContext {
+            user: None,
             history: &history,
             targets: &[seed % 20],
             catalog: &cat,

@@ -119,6 +119,68 @@ impl SyntheticConfig {
 /// `Item 17 (Genre3/Genre5)`. Interactions carry no rating and are listed user by user in time
 /// order, with strictly increasing timestamps per user.
 pub fn generate(cfg: &SyntheticConfig) -> RawDataset {
+    generate_with_tastes(cfg).0
+}
+
+/// The generator's latent user tastes: per user, a distribution over genres (sums to 1).
+///
+/// Each taste is the one the generator held when it picked the user's *last* item (the test
+/// target of the leave-one-out split), after every drift event. Keyed by raw user id; the
+/// genre order is `genre_names` (`Genre0`, `Genre1`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserTastes {
+    /// Genre names in the order of each taste vector.
+    pub genre_names: Vec<String>,
+    /// Raw user id -> taste over `genre_names`.
+    pub by_user: BTreeMap<String, Vec<f64>>,
+}
+
+impl UserTastes {
+    /// The tastes of `ds`'s users, indexed by dense user id and re-indexed to `ds`'s genre
+    /// order: what a taste reward looks up per prompt.
+    ///
+    /// # Errors
+    ///
+    /// [`DataError::Invalid`] if a user or genre of `ds` is unknown to the generator (the
+    /// dataset was not made from this config).
+    pub fn for_dataset(&self, ds: &crate::Dataset) -> Result<Vec<Vec<f32>>> {
+        let genre_pos: BTreeMap<&str, usize> = self
+            .genre_names
+            .iter()
+            .enumerate()
+            .map(|(i, g)| (g.as_str(), i))
+            .collect();
+        let order = ds
+            .catalog
+            .genre_names
+            .iter()
+            .map(|g| {
+                genre_pos.get(g.as_str()).copied().ok_or_else(|| {
+                    DataError::Invalid(format!(
+                        "user tastes: genre {g:?} of dataset {} is not a synthetic genre",
+                        ds.name
+                    ))
+                })
+            })
+            .collect::<Result<Vec<usize>>>()?;
+        ds.user_raw_ids
+            .iter()
+            .map(|u| {
+                let t = self.by_user.get(u).ok_or_else(|| {
+                    DataError::Invalid(format!(
+                        "user tastes: user {u:?} of dataset {} is not a synthetic user",
+                        ds.name
+                    ))
+                })?;
+                Ok(order.iter().map(|&g| t[g] as f32).collect())
+            })
+            .collect()
+    }
+}
+
+/// [`generate`], also returning the latent tastes the users were generated with (for rewards
+/// with a known optimum, see [`UserTastes`]). The dataset is the one [`generate`] returns.
+pub fn generate_with_tastes(cfg: &SyntheticConfig) -> (RawDataset, UserTastes) {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
     let n_items = cfg.items;
     let n_genres = cfg.genres.clamp(1, usize::from(u16::MAX));
@@ -153,6 +215,7 @@ pub fn generate(cfg: &SyntheticConfig) -> RawDataset {
         .collect();
 
     let mut interactions = Vec::new();
+    let mut tastes = BTreeMap::new();
     let mut seen = vec![false; n_items];
     let mut weights = vec![0.0; n_items];
     for u in 0..cfg.users {
@@ -213,6 +276,7 @@ pub fn generate(cfg: &SyntheticConfig) -> RawDataset {
             });
             time += rng.random_range(60..86_400);
         }
+        tastes.insert(user, taste);
     }
     log::debug!(
         "synthetic: {} users, {} items, {} interactions (seed {})",
@@ -221,12 +285,17 @@ pub fn generate(cfg: &SyntheticConfig) -> RawDataset {
         interactions.len(),
         cfg.seed
     );
-    RawDataset {
+    let raw = RawDataset {
         name: "synthetic".into(),
         interactions,
         items,
         skipped_rows: 0,
-    }
+    };
+    let tastes = UserTastes {
+        genre_names: (0..n_genres).map(|g| format!("Genre{g}")).collect(),
+        by_user: tastes,
+    };
+    (raw, tastes)
 }
 
 fn clamp_prob(p: f64) -> f64 {
@@ -340,6 +409,55 @@ mod tests {
         }
         assert_eq!(sample(&mut rng, &[0.0, 0.0]), None);
         assert_eq!(sample(&mut rng, &[]), None);
+    }
+
+    #[test]
+    fn tastes_come_with_the_same_dataset_and_explain_the_last_items() {
+        let cfg = SyntheticConfig::tiny();
+        let (raw, tastes) = generate_with_tastes(&cfg);
+        assert_eq!(raw, generate(&cfg));
+        assert_eq!(tastes.by_user.len(), cfg.users);
+        for t in tastes.by_user.values() {
+            assert_eq!(t.len(), cfg.genres);
+            assert!((t.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+        }
+        // the taste held when the last item was picked rates that item above the catalogue mean
+        let genre_of = |item: &str| -> Vec<usize> {
+            raw.items[item]
+                .genres
+                .iter()
+                .map(|g| g["Genre".len()..].parse().unwrap())
+                .collect()
+        };
+        let affinity = |t: &[f64], item: &str| {
+            let gs = genre_of(item);
+            gs.iter().map(|&g| t[g]).sum::<f64>() / gs.len() as f64
+        };
+        let mut last = BTreeMap::new();
+        for i in &raw.interactions {
+            last.insert(i.user.clone(), i.item.clone());
+        }
+        let (mut hit, mut mean) = (0.0, 0.0);
+        for (u, item) in &last {
+            let t = &tastes.by_user[u];
+            hit += affinity(t, item);
+            mean += raw.items.keys().map(|j| affinity(t, j)).sum::<f64>() / raw.items.len() as f64;
+        }
+        // (measured: 1.45x; half the steps follow the neighbourhood instead of the taste)
+        assert!(hit > 1.3 * mean, "last items {hit} vs catalogue {mean}");
+        // re-indexed to a dataset's (sorted) genre order, by dense user
+        let ds = crate::Dataset::from_raw(&raw, &Default::default()).unwrap();
+        let dense = tastes.for_dataset(&ds).unwrap();
+        assert_eq!(dense.len(), ds.num_users());
+        let u = &ds.user_raw_ids[3];
+        for (gi, name) in ds.catalog.genre_names.iter().enumerate() {
+            let g: usize = name["Genre".len()..].parse().unwrap();
+            assert_eq!(dense[3][gi], tastes.by_user[u][g] as f32);
+        }
+        let mut other = ds.clone();
+        other.user_raw_ids[0] = "stranger".into();
+        let err = tastes.for_dataset(&other).unwrap_err().to_string();
+        assert!(err.contains("stranger"), "{err}");
     }
 
     #[test]

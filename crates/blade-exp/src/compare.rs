@@ -10,10 +10,10 @@ use blade_core::align::{
     read_curves, AlignConfig, AlignInputs, AlignSummary, Ceilings, Method, StepRecord,
 };
 use blade_core::policy::bon::best_of_n_lists;
-use blade_core::reward::{parse_reward, CatalogInfo, ListReward};
+use blade_core::reward::{parse_reward, score_group, CatalogInfo, ListReward, RewardContext};
 use blade_core::sft::write_atomic;
 use blade_core::{CoreError, Dashboard, EvalConfig, EvalLists, EvalReport, Evaluator, Result};
-use blade_data::{EvalCase, Split};
+use blade_data::{EvalCase, ItemId, Split};
 use blade_metrics::{ndcg_at_k, recall_at_k};
 use burn::tensor::Device;
 use serde::Serialize;
@@ -165,6 +165,8 @@ struct Ctx<'a> {
     s: &'a CompareSpec<'a>,
     split: &'a Split,
     catalog: &'a CatalogInfo,
+    /// The table's training reward, also scored on the held-out generated lists.
+    reward: &'a dyn ListReward,
     ev: &'a Evaluator,
     cases: &'a [EvalCase],
 }
@@ -185,6 +187,47 @@ const PAIRED: &[(&str, &str, usize)] = &[
     ("generation", "recall", 10),
     ("full-rank", "ndcg", 10),
 ];
+
+/// The key of the training reward scored on each test user's generated list.
+pub const REWARD_KEY: &str = "generation reward";
+
+/// Every key of the paired statistics, in table order: the metrics, then [`REWARD_KEY`].
+fn paired_keys() -> Vec<String> {
+    PAIRED
+        .iter()
+        .map(|(mode, metric, k)| format!("{mode} {metric}@{k}"))
+        .chain([REWARD_KEY.to_string()])
+        .collect()
+}
+
+/// Per test user, `reward` of the generated list (the prompt's user, everything seen before the
+/// target as history, the target) under the [`REWARD_KEY`] key of `out`.
+pub fn add_reward(
+    out: &mut PerUser,
+    generated: &[Vec<ItemId>],
+    cases: &[EvalCase],
+    reward: &dyn ListReward,
+    catalog: &CatalogInfo,
+) -> Result<()> {
+    let targets: Vec<[ItemId; 1]> = cases.iter().map(|c| [c.target]).collect();
+    let ctx: Vec<RewardContext> = cases
+        .iter()
+        .zip(&targets)
+        .map(|(c, t)| RewardContext {
+            user: Some(c.user),
+            history: &c.seen,
+            targets: t,
+            catalog,
+        })
+        .collect();
+    let scores = score_group(reward, &ctx, &generated[..cases.len().min(generated.len())])
+        .map_err(|e| CoreError::Config(e.to_string()))?;
+    out.insert(
+        REWARD_KEY.into(),
+        scores.into_iter().map(f64::from).collect(),
+    );
+    Ok(())
+}
 
 /// Per test user, the paired metrics of `lists` against each case's target (keys as in
 /// `per_user.csv`, e.g. `"generation ndcg@10"`).
@@ -215,7 +258,9 @@ pub fn per_user(lists: &EvalLists, cases: &[EvalCase]) -> PerUser {
 
 fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<(EvalReport, PerUser)> {
     let (report, lists) = c.ev.evaluate(rec, c.cases, &mut |_, _| {})?;
-    Ok((report, per_user(&lists, c.cases)))
+    let mut users = per_user(&lists, c.cases);
+    add_reward(&mut users, &lists.generated, c.cases, c.reward, c.catalog)?;
+    Ok((report, users))
 }
 
 /// Trains (or reuses a finished run of) one method with one reward and seed, then evaluates
@@ -345,8 +390,7 @@ pub fn paired_tables(
              | method | metric | diff | 95% CI | relative | p | |\n|---|---|---:|---|---:|---:|---|\n"
         ));
         for m in order.iter().filter(|m| *m != b) {
-            for &(mode, metric, k) in PAIRED {
-                let key = format!("{mode} {metric}@{k}");
+            for key in paired_keys() {
                 let (Some(mv), Some(bv)) = (values(m, &key), values(b, &key)) else {
                     continue;
                 };
@@ -380,10 +424,7 @@ pub fn paired_tables(
 
 /// `per_user.csv`: one row per (method, seed, user) with the paired metrics.
 fn per_user_csv(cells: &[Cell], cases: &[EvalCase]) -> String {
-    let keys: Vec<String> = PAIRED
-        .iter()
-        .map(|(mode, metric, k)| format!("{mode} {metric}@{k}"))
-        .collect();
+    let keys = paired_keys();
     let mut out = format!("method,seed,user,{}\n", keys.join(","));
     for c in cells.iter().filter(|c| !c.per_user.is_empty()) {
         for (u, case) in cases.iter().enumerate() {
@@ -427,7 +468,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     }
     let info = RunManifest::load_sft(spec.init)?;
     let (ds, split) = info.dataset_and_split(spec.init)?;
-    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let catalog = info.catalog_info(&ds, &split)?;
     let reward =
         parse_reward(spec.reward, &catalog).map_err(|e| CoreError::Config(e.to_string()))?;
     let methods: Vec<Option<MethodVariant>> = spec
@@ -461,6 +502,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         s: spec,
         split: &split,
         catalog: &catalog,
+        reward: reward.as_ref(),
         ev: &ev,
         cases: &split.test[..n_cases],
     };
@@ -548,11 +590,23 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
                 ks: ev.config().ks.clone(),
                 seconds: 0.0,
             };
+            // an oracle sees the test target: an upper bound, kept out of the paired tables
+            let mut users = PerUser::new();
+            if !oracle {
+                users = per_user(
+                    &EvalLists {
+                        generated: lists.clone(),
+                        ranked: lists.clone(),
+                    },
+                    c.cases,
+                );
+                add_reward(&mut users, &lists, c.cases, reward.as_ref(), &catalog)?;
+            }
             cells.push(Cell {
                 method: name.clone(),
                 seed,
                 report,
-                per_user: PerUser::new(),
+                per_user: users,
             });
         }
         order.push(name);
@@ -637,6 +691,9 @@ fn ceiling_lines(series: &[Series], c: &Ceilings) -> Vec<Series> {
     ];
     if let Some(b) = c.expected_bon {
         lines.push(flat("ceiling: E[best of N] of SFT", b));
+    }
+    if let Some(o) = c.optimum {
+        lines.push(flat("optimum: best possible list", o));
     }
     lines
 }
@@ -931,5 +988,38 @@ mod tests {
         );
         assert_eq!(csv.lines().count(), 1 + 3, "{csv}");
         assert!(csv.contains("blade,bon-static,generation ndcg@10,100,"));
+    }
+
+    #[test]
+    fn the_training_reward_on_test_lists_is_paired_too() {
+        use blade_core::reward::Taste;
+        let catalog = CatalogInfo::new(vec![vec![0], vec![1], vec![0, 1]], 2, vec![3, 2, 1]);
+        // user 0 likes genre 0, user 1 genre 1
+        let taste = Taste::new(1, &[vec![1.0, 0.0], vec![0.0, 1.0]], &catalog.item_genres);
+        let case = |user, seen: Vec<ItemId>| EvalCase {
+            user,
+            history: seen.clone(),
+            seen,
+            target: 2,
+        };
+        // user 1 has seen item 1, so its best unseen item is 2 (affinity 0.5 of the best 0.5)
+        let cases = vec![case(0, vec![]), case(1, vec![1])];
+        let mut users = PerUser::new();
+        add_reward(&mut users, &[vec![1], vec![2]], &cases, &taste, &catalog).unwrap();
+        assert_eq!(users[REWARD_KEY], vec![0.0, 1.0]);
+        // the key gets its own rows in the paired tables
+        let with_reward = |method: &str, v: f64| {
+            let mut c = cell(method, 1, vec![0.5; 2]);
+            c.per_user.insert(REWARD_KEY.into(), vec![v; 2]);
+            c
+        };
+        let cells = vec![with_reward("bon-static", 0.4), with_reward("blade", 0.6)];
+        let order = vec!["bon-static".to_string(), "blade".to_string()];
+        let (md, _) = paired_tables(&cells, &order, &[1], &["bon-static".into()]);
+        assert!(
+            md.lines()
+                .any(|l| l.starts_with("| blade | generation reward | +0.2000")),
+            "{md}"
+        );
     }
 }

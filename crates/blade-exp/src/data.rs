@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use blade_core::reward::CatalogInfo;
 use blade_core::{CoreError, Result};
-use blade_data::synthetic::{generate, SyntheticConfig};
+use blade_data::synthetic::{generate, generate_with_tastes, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig, Split};
 use serde::{Deserialize, Serialize};
 
@@ -74,10 +75,7 @@ impl DataSpec {
         };
         match self.data.as_str() {
             "synthetic" => {
-                let raw = generate(&SyntheticConfig {
-                    seed: self.data_seed,
-                    ..SyntheticConfig::default()
-                });
+                let raw = generate(&self.synthetic_config());
                 Ok(Dataset::from_raw(
                     &raw.slice(self.max_items, self.max_users),
                     &prep,
@@ -116,6 +114,25 @@ impl DataSpec {
                 "--data {other}: expected `synthetic`, `ml-100k` or a dataset .json from `blade data import`"
             ))),
         }
+    }
+
+    /// The generator settings of `--data synthetic`.
+    fn synthetic_config(&self) -> SyntheticConfig {
+        SyntheticConfig {
+            seed: self.data_seed,
+            ..SyntheticConfig::default()
+        }
+    }
+
+    /// The catalogue facts rewards see ([`CatalogInfo::from_dataset`]); on the built-in
+    /// synthetic data also the generator's own user tastes, which `taste@K` scores against.
+    pub fn catalog_info(&self, ds: &Dataset, split: &Split) -> Result<CatalogInfo> {
+        let catalog = CatalogInfo::from_dataset(ds, split);
+        if self.data != "synthetic" {
+            return Ok(catalog);
+        }
+        let (_, tastes) = generate_with_tastes(&self.synthetic_config());
+        Ok(catalog.with_user_tastes(tastes.for_dataset(ds)?))
     }
 
     /// Loads the dataset and its leave-one-out split (prompts of `history_len` items).

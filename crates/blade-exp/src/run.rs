@@ -153,6 +153,15 @@ impl RunManifest {
         Ok((ds, split))
     }
 
+    /// The catalogue facts of the run's data for rewards ([`DataSpec::catalog_info`]).
+    pub fn catalog_info(
+        &self,
+        ds: &blade_data::Dataset,
+        split: &blade_data::Split,
+    ) -> Result<blade_core::reward::CatalogInfo> {
+        self.data.catalog_info(ds, split)
+    }
+
     /// Checks that `ds` (built from `--data` `data`) has the catalogue the run in `dir` was
     /// trained on; runs of older versions carry no stamp and pass.
     pub fn check_catalog(&self, ds: &blade_data::Dataset, dir: &Path) -> Result<()> {

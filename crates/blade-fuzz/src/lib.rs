@@ -268,11 +268,13 @@ pub fn dataset_json(data: &[u8]) {
 /// the same name (the documented round trip).
 pub fn reward_spec(data: &[u8]) {
     let spec = String::from_utf8_lossy(data);
-    let catalog = CatalogInfo::new(vec![vec![0], vec![1], vec![0, 1]], 2, vec![3, 2, 1]);
+    let catalog = CatalogInfo::new(vec![vec![0], vec![1], vec![0, 1]], 2, vec![3, 2, 1])
+        .with_user_tastes(vec![vec![0.3, 0.7]]);
     let Ok(reward) = parse_reward(&spec, &catalog) else {
         return;
     };
     let ctx = RewardContext {
+        user: Some(0),
         history: &[0, 1],
         targets: &[2],
         catalog: &catalog,

@@ -42,6 +42,10 @@ pub struct Ceilings {
     /// Mean expected best-of-N reward of the reference (the optimum of the exact BoN objective),
     /// estimated without bias from the M cached rewards; `None` when `N > M`.
     pub expected_bon: Option<f64>,
+    /// Mean reward of the best possible list, where the reward knows it
+    /// ([`crate::reward::ListReward::optimum`], e.g. `taste@K`); `None` otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimum: Option<f64>,
 }
 
 /// The expected maximum of `n` draws without replacement from `values` (sorted ascending): the

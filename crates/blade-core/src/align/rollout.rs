@@ -2,7 +2,7 @@
 //! that every caller uses (training steps, the reference cache, the held-out ceilings and the
 //! final summary).
 
-use blade_data::{EvalCase, ItemId, Split};
+use blade_data::{EvalCase, ItemId, Split, UserId};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -16,6 +16,8 @@ use crate::reward::{score_group, CatalogInfo, ListReward, RewardContext};
 /// One prompt: a window, its next item and the items seen before it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PoolPrompt {
+    /// The prompt's user (dense id).
+    pub user: UserId,
     /// Up to `L` items, oldest first.
     pub history: Vec<ItemId>,
     /// The reward's targets: the next item, then (with `train_targets > 1`) the items after
@@ -29,6 +31,7 @@ impl PoolPrompt {
     /// The prompt of an evaluation case (validation or test).
     pub fn from_case(c: &EvalCase) -> Self {
         Self {
+            user: c.user,
             history: c.history.clone(),
             targets: vec![c.target],
             seen: c.seen.clone(),
@@ -44,13 +47,14 @@ pub fn prompt_pool(split: &Split, pool: PromptPool, targets: usize) -> Vec<PoolP
         PromptPool::All | PromptPool::Sample(_) => usize::MAX,
     };
     let mut out = Vec::new();
-    for seq in &split.train_sequences {
+    for (user, seq) in split.train_sequences.iter().enumerate() {
         let first = seq.len().saturating_sub(per_user).max(1);
         for t in first..seq.len() {
             let mut seen = seq[..t].to_vec();
             seen.sort_unstable();
             seen.dedup();
             out.push(PoolPrompt {
+                user: user as UserId,
                 history: seq[t.saturating_sub(split.max_history)..t].to_vec(),
                 targets: seq[t..(t + targets.max(1)).min(seq.len())].to_vec(),
                 seen,
@@ -96,6 +100,7 @@ pub fn contexts<'a>(
             let p = &pool[i];
             std::iter::repeat_n(
                 RewardContext {
+                    user: Some(p.user),
                     history: &p.seen,
                     targets: &p.targets,
                     catalog,

@@ -15,8 +15,8 @@ use super::config::{AlignConfig, DynamicSampling, RatioLevel};
 use super::loss::{entropy_surrogate, kl_estimate, mean_group_std, vec_tensor, zero_spread_share};
 use super::methods::{LossInputs, Objective, Signal, TokenInputs};
 use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord};
-use super::reference::{ceilings, reference_cache, ReferenceCache};
-use super::rollout::{batch_of, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
+use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
+use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
 use super::{host, AlignInputs, AlignPolicy};
 use crate::checkpoint::{
     check_same_settings, checkpoint_name, publish_copy, remove_any, Checkpoints, BEST, STEP,
@@ -24,7 +24,7 @@ use crate::checkpoint::{
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
 use crate::policy::{DecodeStrategy, Recommender, SampleSpec};
-use crate::reward::{parse_reward, score_group, ListReward, RewardContext};
+use crate::reward::{mean_optimum, parse_reward, score_group, ListReward, RewardContext};
 use crate::sft::Dashboard;
 use crate::target::BayesianTarget;
 
@@ -71,6 +71,7 @@ impl Validation<'_> {
             let ctx: Vec<RewardContext> = part
                 .iter()
                 .map(|&i| RewardContext {
+                    user: Some(self.prompts[i].user),
                     history: &self.prompts[i].seen,
                     targets: &self.prompts[i].targets,
                     catalog: inputs.catalog,
@@ -667,7 +668,18 @@ fn summarize<P: AlignPolicy + 'static>(
         best_metric: state.best_metric,
         steps_run: state.step,
         stopped_early: state.stopped_early,
-        ceilings_pool: ceilings(&cache.rewards, n_bon),
+        ceilings_pool: Ceilings {
+            optimum: mean_optimum(
+                inputs.reward,
+                &contexts(
+                    &t.pool,
+                    &(0..t.pool.len()).collect::<Vec<_>>(),
+                    1,
+                    inputs.catalog,
+                ),
+            ),
+            ..ceilings(&cache.rewards, n_bon)
+        },
         ceilings_valid: ceilings(&cache.valid_rewards, n_bon),
     })
 }

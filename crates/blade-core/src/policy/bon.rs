@@ -49,6 +49,7 @@ pub fn best_of_n_lists(
                 let targets: &[ItemId] = if oracle { t } else { &[] };
                 std::iter::repeat_n(
                     RewardContext {
+                        user: Some(c.user),
                         history: &c.seen,
                         targets,
                         catalog,

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use blade_data::ItemId;
+use blade_data::{ItemId, UserId};
 use blade_metrics::{
     hit_at_k, ild_cosine, ild_jaccard, list_dgu, list_mgu, mrr_at_k, ndcg_at_k, recall_at_k,
 };
@@ -151,6 +151,111 @@ impl ListReward for TailExposure {
     }
 }
 
+/// `taste@K`: a dense reward with a known optimum, from the synthetic generator's own user
+/// tastes ([`super::CatalogInfo::user_tastes`]).
+///
+/// An item's affinity for user `u` is the mean of `taste_u` over the item's genres (how the
+/// generator weighs items, 0 for an item without genres). The reward is the DCG of the list's
+/// affinities over the first K slots, divided by the DCG of the best list: the K items not in
+/// the prompt's history with the highest affinities, in that order. With history masking the
+/// best list scores exactly 1 and every list a graded value in `[0, 1]`; an unmasked list may
+/// repeat history items and exceed 1. The per-user item orders are sorted once, at
+/// construction.
+///
+/// Without a user in the context, or a user the catalogue has no taste for, the score is NaN,
+/// which [`super::score_checked`] reports; [`super::parse_reward`] refuses a catalogue without
+/// tastes up front.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Taste {
+    /// The cut-off.
+    pub k: usize,
+    /// Per user, the item affinities (indexed by item id).
+    affinity: Vec<Vec<f32>>,
+    /// Per user, the item ids by affinity, highest first (ties by id).
+    order: Vec<Vec<ItemId>>,
+}
+
+impl Taste {
+    /// The reward at cut-off `k` over `tastes[u][genre]` and the catalogue's item genres.
+    pub fn new(k: usize, tastes: &[Vec<f32>], item_genres: &[Vec<u16>]) -> Self {
+        let affinity: Vec<Vec<f32>> = tastes
+            .iter()
+            .map(|t| {
+                item_genres
+                    .iter()
+                    .map(|gs| {
+                        let sum: f64 = gs
+                            .iter()
+                            .map(|&g| f64::from(t.get(usize::from(g)).copied().unwrap_or(0.0)))
+                            .sum();
+                        if gs.is_empty() {
+                            0.0
+                        } else {
+                            (sum / gs.len() as f64) as f32
+                        }
+                    })
+                    .collect()
+            })
+            .collect();
+        let order = affinity
+            .iter()
+            .map(|a| {
+                let mut ids: Vec<ItemId> = (0..a.len() as ItemId).collect();
+                ids.sort_by(|&x, &y| a[y as usize].total_cmp(&a[x as usize]).then(x.cmp(&y)));
+                ids
+            })
+            .collect();
+        Self { k, affinity, order }
+    }
+
+    /// The best list for `user` at this cut-off: the K unseen items of highest affinity.
+    pub fn best_list(&self, user: UserId, history: &[ItemId]) -> Vec<ItemId> {
+        self.order.get(user as usize).map_or_else(Vec::new, |o| {
+            o.iter()
+                .copied()
+                .filter(|i| !history.contains(i))
+                .take(self.k)
+                .collect()
+        })
+    }
+
+    fn dcg(affinity: &[f32], list: &[ItemId], k: usize) -> f64 {
+        list.iter()
+            .take(k)
+            .enumerate()
+            .map(|(j, &i)| {
+                let a = affinity.get(i as usize).copied().unwrap_or(0.0);
+                f64::from(a) / ((j + 2) as f64).log2()
+            })
+            .sum()
+    }
+}
+
+impl ListReward for Taste {
+    fn name(&self) -> String {
+        format!("taste@{}", self.k)
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        let Some(u) = ctx.user.filter(|&u| (u as usize) < self.affinity.len()) else {
+            return f32::NAN;
+        };
+        let a = &self.affinity[u as usize];
+        let ideal = Self::dcg(a, &self.best_list(u, ctx.history), self.k);
+        if ideal > 0.0 {
+            (Self::dcg(a, list, self.k) / ideal) as f32
+        } else {
+            0.0
+        }
+    }
+
+    fn optimum(&self, ctx: &RewardContext<'_>) -> Option<f32> {
+        let u = ctx.user?;
+        let best = self.best_list(u, ctx.history);
+        Some(self.score(ctx, &best)).filter(|v| v.is_finite())
+    }
+}
+
 /// `w1*a + w2*b - ...`: a weighted sum of rewards, e.g. the composite
 /// `accuracy + lambda * (fairness or diversity)` of METHOD.md section 5.
 ///
@@ -223,6 +328,7 @@ mod tests {
 
     fn ctx<'a>(cat: &'a CatalogInfo, history: &'a [u32], targets: &'a [u32]) -> RewardContext<'a> {
         RewardContext {
+            user: None,
             history,
             targets,
             catalog: cat,
@@ -288,6 +394,43 @@ mod tests {
         assert!(close(TailExposure.score(&c, &list), reference));
         assert_eq!(TailExposure.score(&c, &[]), 0.0);
         assert_eq!(TailExposure.score(&c, &[0, 1]), 0.0);
+    }
+
+    #[test]
+    fn taste_is_graded_and_the_best_unseen_list_scores_one() {
+        let cat = catalog();
+        // user 0 likes genre 0, user 1 genre 1 (genre 2 a little)
+        let tastes = vec![vec![0.8, 0.1, 0.1], vec![0.0, 0.7, 0.3]];
+        let taste = Taste::new(2, &tastes, &cat.item_genres);
+        assert_eq!(taste.name(), "taste@2");
+        let at = |user, history: &'static [u32]| RewardContext {
+            user: Some(user),
+            ..ctx(&cat, history, &[])
+        };
+        // user 0: affinities 0.8 for items 0 and 5..=9, 0.45 for item 2, 0 for item 4
+        assert_eq!(taste.best_list(0, &[]), vec![0, 5]);
+        assert_eq!(taste.best_list(0, &[0, 5]), vec![6, 7]);
+        assert!(close(taste.score(&at(0, &[]), &[0, 5]), 1.0));
+        assert!(close(taste.score(&at(0, &[0, 5]), &[6, 7]), 1.0));
+        let ideal = 0.8 + 0.8 / 3f64.log2();
+        let graded = (f64::from(0.45f32) + f64::from(0.1f32) / 3f64.log2()) / ideal;
+        assert!(close(taste.score(&at(0, &[]), &[2, 1]), graded));
+        // order matters: the better item first scores higher
+        assert!(taste.score(&at(0, &[]), &[0, 2]) > taste.score(&at(0, &[]), &[2, 0]));
+        // user 1: items 1 (0.7), 2 (0.35), 3 (0.3)
+        assert_eq!(taste.best_list(1, &[1]), vec![2, 3]);
+        assert!(close(taste.score(&at(1, &[]), &[0, 4]), 0.0));
+        // no user, or one without a taste: NaN, which score_checked turns into an error
+        assert!(taste.score(&ctx(&cat, &[], &[]), &[0]).is_nan());
+        assert!(taste.score(&at(7, &[]), &[0]).is_nan());
+        assert!(super::super::score_checked(&taste, &ctx(&cat, &[], &[]), &[0]).is_err());
+        // the optimum is the best list's score; other rewards do not know theirs
+        assert_eq!(taste.optimum(&at(1, &[1])), Some(1.0));
+        assert_eq!(taste.optimum(&ctx(&cat, &[], &[])), None);
+        assert_eq!(Ndcg { k: 10 }.optimum(&at(0, &[])), None);
+        let both = [at(0, &[]), at(1, &[5])];
+        assert_eq!(super::super::mean_optimum(&taste, &both), Some(1.0));
+        assert_eq!(super::super::mean_optimum(&Fairness, &both), None);
     }
 
     #[test]

@@ -15,10 +15,10 @@ mod spec;
 
 use std::fmt;
 
-use blade_data::{Dataset, ItemId, Split};
+use blade_data::{Dataset, ItemId, Split, UserId};
 
 pub use builtin::{Dgu, Diversity, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
-pub use builtin::{TailExposure, WeightedSum};
+pub use builtin::{TailExposure, Taste, WeightedSum};
 pub use error::{RewardError, SpecError};
 pub use spec::{parse_reward, REWARD_NAMES};
 
@@ -37,6 +37,9 @@ pub struct CatalogInfo {
     pub head: Vec<bool>,
     /// Per item, an embedding vector, if the catalogue has them (needed by `ild_cos`).
     pub embeddings: Option<Vec<Vec<f32>>>,
+    /// Per user (dense [`UserId`]), a latent taste over the genres (needed by `taste@K`): the
+    /// synthetic generator's own tastes, so that the best possible list is known.
+    pub user_tastes: Option<Vec<Vec<f32>>>,
 }
 
 impl CatalogInfo {
@@ -49,12 +52,20 @@ impl CatalogInfo {
             popularity,
             head,
             embeddings: None,
+            user_tastes: None,
         }
     }
 
     /// The same facts with item embeddings attached (enables `ild_cos`).
     pub fn with_embeddings(mut self, embeddings: Vec<Vec<f32>>) -> Self {
         self.embeddings = Some(embeddings);
+        self
+    }
+
+    /// The same facts with per-user genre tastes attached (enables `taste@K`); `tastes[u]` has
+    /// one weight per genre.
+    pub fn with_user_tastes(mut self, tastes: Vec<Vec<f32>>) -> Self {
+        self.user_tastes = Some(tastes);
         self
     }
 
@@ -72,6 +83,8 @@ impl CatalogInfo {
 /// Everything a reward is told about one prompt, besides the list it scores.
 #[derive(Debug, Clone, Copy)]
 pub struct RewardContext<'a> {
+    /// The prompt's user, where known (rewards keyed by user, like `taste@K`, need it).
+    pub user: Option<UserId>,
     /// The prompt: the user's recent items, oldest first.
     pub history: &'a [ItemId],
     /// The held-out item(s) the list is judged against (empty at inference).
@@ -91,6 +104,25 @@ pub trait ListReward: Send + Sync {
     /// The reward of `list` (item ids, best first) for the prompt described by `ctx`. Higher is
     /// better. Must be finite; [`score_checked`] reports anything else as an error.
     fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32;
+
+    /// The best value any list of unseen items can score for this prompt, where the reward
+    /// knows it (`taste@K`: 1, its best list); `None` (the default) where it does not. The
+    /// trainer reports its mean over the prompt pool beside the static ceilings.
+    fn optimum(&self, _ctx: &RewardContext<'_>) -> Option<f32> {
+        None
+    }
+}
+
+/// The mean of [`ListReward::optimum`] over `contexts`; `None` unless every prompt has one.
+pub fn mean_optimum(reward: &dyn ListReward, contexts: &[RewardContext<'_>]) -> Option<f64> {
+    if contexts.is_empty() {
+        return None;
+    }
+    let mut total = 0.0;
+    for ctx in contexts {
+        total += f64::from(reward.optimum(ctx)?);
+    }
+    Some(total / contexts.len() as f64)
 }
 
 impl fmt::Debug for dyn ListReward + '_ {

@@ -11,7 +11,7 @@
 //! A single term with weight 1 gives the bare built-in; anything else a [`WeightedSum`].
 
 use super::builtin::{Dgu, Diversity, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
-use super::builtin::{TailExposure, WeightedSum};
+use super::builtin::{TailExposure, Taste, WeightedSum};
 use super::{CatalogInfo, ListReward, RewardError, SpecError};
 
 /// The reward names a spec may use; `@K` marks those that need a cut-off.
@@ -25,6 +25,7 @@ pub const REWARD_NAMES: &[&str] = &[
     "ild",
     "ild_cos",
     "tail",
+    "taste@K",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -259,7 +260,7 @@ impl Parser<'_> {
             )
         };
         let needs_k = match tok.text.as_str() {
-            "ndcg" | "recall" | "mrr" | "hit" => true,
+            "ndcg" | "recall" | "mrr" | "hit" | "taste" => true,
             "fairness" | "fairness_dgu" | "ild" | "ild_cos" | "tail" => false,
             _ => return Err(unknown(self)),
         };
@@ -286,6 +287,15 @@ impl Parser<'_> {
                 problem,
                 "`ild` (genre Jaccard) or a catalogue with embeddings",
             ));
+        }
+        if tok.text == "taste" {
+            let Some(tastes) = &self.catalog.user_tastes else {
+                let problem =
+                    "reward `taste@K` needs the generator's user tastes, but the catalogue has none";
+                return Err(self.err(&tok, problem, "`--data synthetic` (only it has tastes)"));
+            };
+            let reward = Taste::new(k.unwrap_or(0), tastes, &self.catalog.item_genres);
+            return Ok((weight, Box::new(reward)));
         }
         let reward = builtin(&tok.text, k).ok_or_else(|| unknown(self))?;
         Ok((weight, reward))
@@ -394,7 +404,7 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--reward \"ndcg@10 + 0.3*ildd\": unknown reward `ildd` at column 15; expected one of \
-             ndcg@K, recall@K, mrr@K, hit@K, fairness, fairness_dgu, ild, ild_cos, tail\n  \
+             ndcg@K, recall@K, mrr@K, hit@K, fairness, fairness_dgu, ild, ild_cos, tail, taste@K\n  \
              ndcg@10 + 0.3*ildd\n                ^^^^"
         );
         // Columns count characters, not bytes.
@@ -445,5 +455,23 @@ mod tests {
         assert!(e.expected.contains("`ild`"));
         let with = catalog().with_embeddings(vec![vec![1.0]; 3]);
         assert_eq!(parse_reward("ild_cos", &with).unwrap().name(), "ild_cos");
+    }
+
+    #[test]
+    fn taste_needs_user_tastes() {
+        let e = fails(
+            "ndcg@10 + taste@5",
+            11,
+            5,
+            "needs the generator's user tastes",
+        );
+        assert!(e.expected.contains("--data synthetic"), "{e}");
+        fails("taste", 1, 5, "reward `taste` needs a cut-off");
+        let with = catalog().with_user_tastes(vec![vec![0.5, 0.5]]);
+        assert_eq!(parse_reward("taste@5", &with).unwrap().name(), "taste@5");
+        assert_eq!(
+            parse_reward("taste@10 + 0.2*ild", &with).unwrap().name(),
+            "taste@10 + 0.2*ild"
+        );
     }
 }
