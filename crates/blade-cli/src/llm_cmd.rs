@@ -52,9 +52,17 @@ pub struct LlmBenchArgs {
 /// The weights to load.
 #[derive(Args, Debug)]
 pub struct WeightsArg {
-    /// A `.gguf` file, or a Hugging Face folder with config.json, *.safetensors, tokenizer.json.
+    /// A `.gguf` file, a Hugging Face folder with config.json, *.safetensors, tokenizer.json,
+    /// or a repo id in the local Hugging Face cache: `org/name[@revision][:FILE]`.
     #[arg(long)]
     pub weights: PathBuf,
+}
+
+impl WeightsArg {
+    /// The file or folder `--weights` names (a repo id resolved from the Hugging Face cache).
+    pub fn resolve(&self) -> Result<PathBuf> {
+        Ok(blade_llm::hub::resolve_weights(&self.weights)?)
+    }
 }
 
 /// `blade llm info`
@@ -124,10 +132,11 @@ pub fn run(c: LlmCommand) -> Result<()> {
 }
 
 fn info(a: InfoArgs) -> Result<()> {
-    let f = GgufFile::open(&a.w.weights)?;
+    let weights = a.w.resolve()?;
+    let f = GgufFile::open(&weights)?;
     println!(
         "{} (GGUF v{}), {} tensors",
-        a.w.weights.display(),
+        weights.display(),
         f.version,
         f.tensors.len()
     );
@@ -150,7 +159,7 @@ fn info(a: InfoArgs) -> Result<()> {
 }
 
 fn tokenize(a: TokArgs) -> Result<()> {
-    let f = GgufFile::open(&a.w.weights)?;
+    let f = GgufFile::open(&a.w.resolve()?)?;
     let tok = blade_llm::load::gguf_tokenizer(&f)?;
     let mut texts = a.texts.clone();
     if let Some(p) = &a.texts_json {
@@ -203,11 +212,12 @@ fn tokenize(a: TokArgs) -> Result<()> {
 fn load(w: &WeightsArg, b: &BackendArgs) -> Result<LanguageModel> {
     let device = b.device()?;
     let t0 = Instant::now();
-    let lm = LanguageModel::load(&w.weights, Some(4096), &device)
-        .with_context(|| format!("loading {}", w.weights.display()))?;
+    let weights = w.resolve()?;
+    let lm = LanguageModel::load(&weights, Some(4096), &device)
+        .with_context(|| format!("loading {}", weights.display()))?;
     eprintln!(
         "loaded {} ({} layers, d={}, {} heads / {} kv heads, vocab {}) in {:.1} s",
-        w.weights.display(),
+        weights.display(),
         lm.config.n_layers,
         lm.config.d_model,
         lm.config.n_heads,

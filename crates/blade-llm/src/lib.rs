@@ -10,9 +10,11 @@
 //!   and chat templates;
 //! - [`model`]: the Llama-architecture decoder (RMSNorm, rotary embeddings, grouped-query
 //!   attention, SwiGLU, KV cache, LoRA adapters);
-//! - [`load`]: building it from GGUF or Hugging Face safetensors + `config.json`.
+//! - [`load`]: building it from GGUF or Hugging Face safetensors + `config.json`;
+//! - [`hub`]: models by repo id from the local Hugging Face cache, offline.
 
 pub mod gguf;
+pub mod hub;
 pub mod lm;
 pub mod load;
 pub mod model;
