@@ -258,9 +258,21 @@ pub fn per_user(lists: &EvalLists, cases: &[EvalCase]) -> PerUser {
 
 fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<(EvalReport, PerUser)> {
     let (report, lists) = c.ev.evaluate(rec, c.cases, &mut |_, _| {})?;
-    let mut users = per_user(&lists, c.cases);
-    add_reward(&mut users, &lists.generated, c.cases, c.reward, c.catalog)?;
+    let users = paired_per_user(&lists, c.cases, c.reward, c.catalog)?;
     Ok((report, users))
+}
+
+/// The paired metrics of `lists` ([`per_user`]) and the reward of the generated lists
+/// ([`add_reward`]), per test user.
+fn paired_per_user(
+    lists: &EvalLists,
+    cases: &[EvalCase],
+    reward: &dyn ListReward,
+    catalog: &CatalogInfo,
+) -> Result<PerUser> {
+    let mut users = per_user(lists, cases);
+    add_reward(&mut users, &lists.generated, cases, reward, catalog)?;
+    Ok(users)
 }
 
 /// Trains (or reuses a finished run of) one method with one reward and seed, then evaluates
@@ -591,17 +603,15 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
                 seconds: 0.0,
             };
             // an oracle sees the test target: an upper bound, kept out of the paired tables
-            let mut users = PerUser::new();
-            if !oracle {
-                users = per_user(
-                    &EvalLists {
-                        generated: lists.clone(),
-                        ranked: lists.clone(),
-                    },
-                    c.cases,
-                );
-                add_reward(&mut users, &lists, c.cases, reward.as_ref(), &catalog)?;
-            }
+            let users = if oracle {
+                PerUser::new()
+            } else {
+                let both = EvalLists {
+                    generated: lists.clone(),
+                    ranked: lists,
+                };
+                paired_per_user(&both, c.cases, reward.as_ref(), &catalog)?
+            };
             cells.push(Cell {
                 method: name.clone(),
                 seed,

@@ -208,26 +208,43 @@ impl Taste {
         Self { k, affinity, order }
     }
 
-    /// The best list for `user` at this cut-off: the K unseen items of highest affinity.
-    pub fn best_list(&self, user: UserId, history: &[ItemId]) -> Vec<ItemId> {
-        self.order.get(user as usize).map_or_else(Vec::new, |o| {
-            o.iter()
-                .copied()
-                .filter(|i| !history.contains(i))
-                .take(self.k)
-                .collect()
-        })
+    /// The K unseen items of highest affinity for `user`, best first.
+    fn best_items<'a>(
+        &'a self,
+        user: UserId,
+        history: &'a [ItemId],
+    ) -> impl Iterator<Item = ItemId> + 'a {
+        self.order
+            .get(user as usize)
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|i| !history.contains(i))
+            .take(self.k)
     }
 
-    fn dcg(affinity: &[f32], list: &[ItemId], k: usize) -> f64 {
-        list.iter()
+    /// The best list for `user` at this cut-off: the K unseen items of highest affinity.
+    pub fn best_list(&self, user: UserId, history: &[ItemId]) -> Vec<ItemId> {
+        self.best_items(user, history).collect()
+    }
+
+    /// DCG of `list`'s first `k` affinities.
+    fn dcg(affinity: &[f32], list: impl IntoIterator<Item = ItemId>, k: usize) -> f64 {
+        list.into_iter()
             .take(k)
             .enumerate()
-            .map(|(j, &i)| {
+            .map(|(j, i)| {
                 let a = affinity.get(i as usize).copied().unwrap_or(0.0);
                 f64::from(a) / ((j + 2) as f64).log2()
             })
             .sum()
+    }
+
+    /// The affinities of a known user and the DCG of their best unseen list.
+    fn ideal(&self, ctx: &RewardContext<'_>) -> Option<(&[f32], f64)> {
+        let u = ctx.user.filter(|&u| (u as usize) < self.affinity.len())?;
+        let a = &self.affinity[u as usize];
+        Some((a, Self::dcg(a, self.best_items(u, ctx.history), self.k)))
     }
 }
 
@@ -237,22 +254,20 @@ impl ListReward for Taste {
     }
 
     fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
-        let Some(u) = ctx.user.filter(|&u| (u as usize) < self.affinity.len()) else {
-            return f32::NAN;
-        };
-        let a = &self.affinity[u as usize];
-        let ideal = Self::dcg(a, &self.best_list(u, ctx.history), self.k);
-        if ideal > 0.0 {
-            (Self::dcg(a, list, self.k) / ideal) as f32
-        } else {
-            0.0
+        match self.ideal(ctx) {
+            None => f32::NAN,
+            Some((a, ideal)) if ideal > 0.0 => {
+                (Self::dcg(a, list.iter().copied(), self.k) / ideal) as f32
+            }
+            Some(_) => 0.0,
         }
     }
 
+    /// 1 for a user with any positive affinity among their unseen items (the best list scores
+    /// its own ideal DCG), 0 when every unseen item has affinity 0.
     fn optimum(&self, ctx: &RewardContext<'_>) -> Option<f32> {
-        let u = ctx.user?;
-        let best = self.best_list(u, ctx.history);
-        Some(self.score(ctx, &best)).filter(|v| v.is_finite())
+        let (_, ideal) = self.ideal(ctx)?;
+        Some(if ideal > 0.0 { 1.0 } else { 0.0 })
     }
 }
 
@@ -426,7 +441,10 @@ mod tests {
         assert!(super::super::score_checked(&taste, &ctx(&cat, &[], &[]), &[0]).is_err());
         // the optimum is the best list's score; other rewards do not know theirs
         assert_eq!(taste.optimum(&at(1, &[1])), Some(1.0));
+        let best = taste.best_list(1, &[1]);
+        assert!(close(taste.score(&at(1, &[1]), &best), 1.0));
         assert_eq!(taste.optimum(&ctx(&cat, &[], &[])), None);
+        assert_eq!(taste.optimum(&at(7, &[])), None);
         assert_eq!(Ndcg { k: 10 }.optimum(&at(0, &[])), None);
         let both = [at(0, &[]), at(1, &[5])];
         assert_eq!(super::super::mean_optimum(&taste, &both), Some(1.0));
