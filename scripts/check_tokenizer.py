@@ -156,9 +156,13 @@ def main():
     ap.add_argument("--gguf", required=True, help="GGUF file with a gpt2 (byte-level BPE) vocabulary")
     ap.add_argument("--ours", help="JSON written by the Rust tokenizer: {texts, ids}")
     ap.add_argument("--dump-vocab", metavar="OUT", help="write the GGUF vocabulary as JSON and exit")
+    ap.add_argument("--pre", help="use this pre-tokenizer instead of the file's tokenizer.ggml.pre "
+                    "(as `blade llm tokenize --pre`)")
     args = ap.parse_args()
 
     vocab = read_gguf_vocab(args.gguf)
+    if args.pre:
+        vocab["pre"] = args.pre
     if args.dump_vocab:
         with open(args.dump_vocab, "w", encoding="utf-8") as f:
             json.dump(vocab, f, ensure_ascii=False)

@@ -85,6 +85,10 @@ pub struct TokArgs {
     /// Write `{"texts", "ids", "decoded", "parse_special": true}` here instead of printing.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Tokenise with this pre-tokenizer instead of the file's `tokenizer.ggml.pre` (gpt2,
+    /// smollm, llama3, qwen2, ...): checks the other pre-tokenizers on a real vocabulary.
+    #[arg(long)]
+    pre: Option<String>,
 }
 
 /// `blade llm logits`
@@ -160,7 +164,14 @@ fn info(a: InfoArgs) -> Result<()> {
 
 fn tokenize(a: TokArgs) -> Result<()> {
     let f = GgufFile::open(&a.w.resolve()?)?;
-    let tok = blade_llm::load::gguf_tokenizer(&f)?;
+    let pre = match &a.pre {
+        Some(name) => Some(
+            blade_llm::tokenizer::PreTokenizer::from_gguf_name(name)
+                .map_err(|e| anyhow::anyhow!("--pre: {e}"))?,
+        ),
+        None => None,
+    };
+    let tok = blade_llm::load::gguf_tokenizer_with(&f, pre)?;
     let mut texts = a.texts.clone();
     if let Some(p) = &a.texts_json {
         let v: serde_json::Value = serde_json::from_str(

@@ -488,15 +488,15 @@ fn tokenizer_seeds() {
     // Small vocabularies with each recognised pre-tokenizer (tokenizer.rs's unit tests).
     let vocab =
         r#"{"h":0,"e":1,"l":2,"o":3,"Ġ":4,"w":5,"he":6,"ll":7,"hell":8,"hello":9,"Ġw":10,"1":11}"#;
-    let merges = r#"["h e", ["l", "l"], "he ll", "hell o", "Ġ w"]"#;
+    let merges = r#"["h e", "l l", "he ll", "hell o", "Ġ w"]"#;
     let pres = [
         (
             "gpt2",
-            r#"{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}"#,
+            r#"{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}"#,
         ),
         (
             "smollm",
-            r#"{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel","add_prefix_space":false,"use_regex":true}]}"#,
+            r#"{"type":"Sequence","pretokenizers":[{"type":"Digits","individual_digits":true},{"type":"ByteLevel","add_prefix_space":false,"trim_offsets":true,"use_regex":true}]}"#,
         ),
         (
             "llama3",
@@ -505,7 +505,7 @@ fn tokenizer_seeds() {
     ];
     for (name, pre) in pres {
         let text = format!(
-            r#"{{"added_tokens":[{{"id":12,"content":"<|im_start|>","special":true}},{{"id":13,"content":"<x>","special":false}}],"normalizer":{{"type":"NFC"}},"pre_tokenizer":{pre},"model":{{"type":"BPE","ignore_merges":{},"vocab":{vocab},"merges":{merges}}}}}"#,
+            r#"{{"added_tokens":[{{"id":12,"content":"<|im_start|>","special":true,"single_word":false,"lstrip":false,"rstrip":false,"normalized":false}},{{"id":13,"content":"<x>","special":false,"single_word":false,"lstrip":false,"rstrip":false,"normalized":false}}],"normalizer":{{"type":"NFC"}},"pre_tokenizer":{pre},"model":{{"type":"BPE","ignore_merges":{},"vocab":{vocab},"merges":{merges}}}}}"#,
             name == "llama3"
         );
         seed(t, name, text.as_bytes());

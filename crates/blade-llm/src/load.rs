@@ -643,6 +643,15 @@ pub fn load_llama(
 
 /// The tokenizer stored in a GGUF file's metadata.
 pub fn gguf_tokenizer(f: &GgufFile) -> Result<Tokenizer, LoadError> {
+    gguf_tokenizer_with(f, None)
+}
+
+/// The tokenizer stored in a GGUF file's metadata, with `pre` in place of the file's
+/// `tokenizer.ggml.pre` when given.
+pub fn gguf_tokenizer_with(
+    f: &GgufFile,
+    pre: Option<PreTokenizer>,
+) -> Result<Tokenizer, LoadError> {
     let model = f.get_str("tokenizer.ggml.model")?;
     if model != "gpt2" {
         return Err(ferr(
@@ -661,8 +670,11 @@ pub fn gguf_tokenizer(f: &GgufFile) -> Result<Tokenizer, LoadError> {
         None => vec![1; tokens.len()],
     };
     let merges = f.get_strings("tokenizer.ggml.merges")?;
-    let pre = PreTokenizer::from_gguf_name(f.get_str("tokenizer.ggml.pre").unwrap_or("default"))
-        .map_err(|e| ferr(f.path(), e.to_string()))?;
+    let pre = match pre {
+        Some(p) => p,
+        None => PreTokenizer::from_gguf_name(f.get_str("tokenizer.ggml.pre").unwrap_or("default"))
+            .map_err(|e| ferr(f.path(), e.to_string()))?,
+    };
     let id = |k: &str| -> Result<Option<u32>, LoadError> {
         match f.get(k).and_then(|v| v.as_u64()) {
             None => Ok(None),

@@ -52,7 +52,7 @@ impl Default for TinySpec {
 pub const TINY_SPECIALS: [&str; 3] = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"];
 
 /// Merges of the tiny vocabulary: a few frequent English pairs.
-pub const TINY_MERGES: [&str; 8] = ["t h", "th e", "Ġ t", "Ġt he", "o n", "i n", "e r", "a n"];
+pub const TINY_MERGES: [&str; 8] = ["t h", "th e", "Ġ t", "Ġ the", "o n", "i n", "e r", "a n"];
 
 /// `(tokens, token types, merges)` of the tiny byte-level vocabulary: 256 bytes, 8 merged tokens,
 /// 3 specials (`<|endoftext|>` = eos).
@@ -251,7 +251,7 @@ pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         .iter()
         .zip(&types[n_base..])
         .enumerate()
-        .map(|(i, (t, _))| serde_json::json!({"id": n_base + i, "content": t, "special": true}))
+        .map(|(i, (t, _))| added_token_json(n_base + i, t, true))
         .collect();
     let tok = serde_json::json!({
         "added_tokens": added,
@@ -259,7 +259,7 @@ pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
             {"type": "Digits", "individual_digits": true},
             {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
         ]},
-        "decoder": {"type": "ByteLevel"},
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "vocab": vocab, "merges": merges},
     });
     std::fs::write(dir.join("tokenizer.json"), serde_json::to_string(&tok)?)?;
@@ -280,4 +280,12 @@ pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
         out.push((hf, shape, v));
     }
     write_safetensors(&dir.join("model.safetensors"), &out)
+}
+
+/// One `added_tokens` entry of a `tokenizer.json`, with every field the `tokenizers` crate reads.
+pub fn added_token_json(id: usize, content: &str, special: bool) -> serde_json::Value {
+    serde_json::json!({
+        "id": id, "content": content, "special": special, "single_word": false,
+        "lstrip": false, "rstrip": false, "normalized": !special
+    })
 }

@@ -255,8 +255,9 @@ fn tokenizer_json_token_id_4294967295_is_an_error_not_a_huge_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokenizer.json");
     let json = serde_json::json!({
-        "added_tokens": [{"id": 4294967295u64, "content": "<huge>", "special": true}],
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+        "added_tokens": [{"id": 4294967295u64, "content": "<huge>", "special": true,
+            "single_word": false, "lstrip": false, "rstrip": false, "normalized": false}],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
     });
     std::fs::write(&path, json.to_string()).unwrap();
@@ -267,15 +268,29 @@ fn tokenizer_json_token_id_4294967295_is_an_error_not_a_huge_table() {
         err.contains("tokenizer.json") && err.contains("4294967295") && err.contains("<huge>"),
         "{err}"
     );
-    // Gaps below the bound are fine (unused ids).
+    // an id that does not follow the vocabulary is refused, naming both ids
     let json = serde_json::json!({
-        "added_tokens": [{"id": 1000, "content": "<gap>", "special": true}],
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "use_regex": true},
+        "added_tokens": [blade_llm::testing::added_token_json(1000, "<gap>", true)],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
+        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
+    });
+    std::fs::write(&path, json.to_string()).unwrap();
+    let err = Tokenizer::from_tokenizer_json(&path)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("<gap>") && err.contains("1000") && err.contains("gives it 2"),
+        "{err}"
+    );
+    // the next id is fine
+    let json = serde_json::json!({
+        "added_tokens": [blade_llm::testing::added_token_json(2, "<next>", true)],
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
         "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
     });
     std::fs::write(&path, json.to_string()).unwrap();
     assert_eq!(
         Tokenizer::from_tokenizer_json(&path).unwrap().vocab_size(),
-        1001
+        3
     );
 }
