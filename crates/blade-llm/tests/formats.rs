@@ -254,43 +254,28 @@ fn hf_rope_theta_must_be_positive_and_finite() {
 fn tokenizer_json_token_id_4294967295_is_an_error_not_a_huge_table() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tokenizer.json");
-    let json = serde_json::json!({
-        "added_tokens": [{"id": 4294967295u64, "content": "<huge>", "special": true,
-            "single_word": false, "lstrip": false, "rstrip": false, "normalized": false}],
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
-    });
-    std::fs::write(&path, json.to_string()).unwrap();
-    let err = Tokenizer::from_tokenizer_json(&path)
-        .unwrap_err()
-        .to_string();
+    // a two-token vocabulary with one added token of the given id, loaded from `path`
+    let load = |id: usize, content: &str| {
+        let json = serde_json::json!({
+            "added_tokens": [blade_llm::testing::added_token_json(id, content, true)],
+            "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
+                              "trim_offsets": true, "use_regex": true},
+            "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
+        });
+        std::fs::write(&path, json.to_string()).unwrap();
+        Tokenizer::from_tokenizer_json(&path)
+    };
+    let err = load(4294967295, "<huge>").unwrap_err().to_string();
     assert!(
         err.contains("tokenizer.json") && err.contains("4294967295") && err.contains("<huge>"),
         "{err}"
     );
     // an id that does not follow the vocabulary is refused, naming both ids
-    let json = serde_json::json!({
-        "added_tokens": [blade_llm::testing::added_token_json(1000, "<gap>", true)],
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
-    });
-    std::fs::write(&path, json.to_string()).unwrap();
-    let err = Tokenizer::from_tokenizer_json(&path)
-        .unwrap_err()
-        .to_string();
+    let err = load(1000, "<gap>").unwrap_err().to_string();
     assert!(
         err.contains("<gap>") && err.contains("1000") && err.contains("gives it 2"),
         "{err}"
     );
     // the next id is fine
-    let json = serde_json::json!({
-        "added_tokens": [blade_llm::testing::added_token_json(2, "<next>", true)],
-        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true},
-        "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},
-    });
-    std::fs::write(&path, json.to_string()).unwrap();
-    assert_eq!(
-        Tokenizer::from_tokenizer_json(&path).unwrap().vocab_size(),
-        3
-    );
+    assert_eq!(load(2, "<next>").unwrap().vocab_size(), 3);
 }
