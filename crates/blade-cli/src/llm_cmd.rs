@@ -94,8 +94,13 @@ pub struct TokArgs {
 /// `blade llm logits`
 #[derive(Args, Debug)]
 pub struct LogitsArgs {
-    #[command(flatten)]
-    w: WeightsArg,
+    /// A `.gguf` file, a Hugging Face folder, or a repo id in the local Hugging Face cache.
+    #[arg(long, required_unless_present = "run", conflicts_with = "run")]
+    weights: Option<PathBuf>,
+    /// An LLM run folder instead of `--weights`: the trained policy (base weights and the
+    /// run's adapters), e.g. to compare with its export.
+    #[arg(long)]
+    run: Option<PathBuf>,
     #[command(flatten)]
     backend: BackendArgs,
     /// Comma-separated token ids.
@@ -240,19 +245,32 @@ fn load(w: &WeightsArg, b: &BackendArgs) -> Result<LanguageModel> {
 }
 
 fn logits(a: LogitsArgs) -> Result<()> {
-    let lm = load(&a.w, &a.backend)?;
-    if let Some(bad) = a
-        .tokens
-        .iter()
-        .find(|&&t| t as usize >= lm.config.vocab_size)
-    {
+    let (config, model) = match (&a.run, &a.weights) {
+        (Some(run), _) => {
+            let (_, policy) = blade_llm::run::load_llm_run(run, &a.backend.device()?)?;
+            (policy.ctx.config.clone(), policy.model)
+        }
+        (None, Some(w)) => {
+            let lm = load(&WeightsArg { weights: w.clone() }, &a.backend)?;
+            (lm.config, lm.model)
+        }
+        (None, None) => anyhow::bail!("give --weights or --run"),
+    };
+    if let Some(bad) = a.tokens.iter().find(|&&t| t as usize >= config.vocab_size) {
         anyhow::bail!(
             "--tokens: id {bad} is outside the vocabulary (0..{})",
-            lm.config.vocab_size
+            config.vocab_size
+        );
+    }
+    if a.tokens.len() > config.max_seq_len {
+        anyhow::bail!(
+            "--tokens: {} ids exceed the model's rotary table of {} positions",
+            a.tokens.len(),
+            config.max_seq_len
         );
     }
     let t0 = Instant::now();
-    let logits = lm.last_logits(&a.tokens)?;
+    let logits = blade_llm::lm::last_logits(&model, &a.tokens)?;
     let secs = t0.elapsed().as_secs_f64();
     let mut idx: Vec<usize> = (0..logits.len()).collect();
     idx.sort_by(|&i, &j| logits[j].total_cmp(&logits[i]));

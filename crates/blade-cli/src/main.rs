@@ -10,6 +10,7 @@ mod compare;
 mod data_cmd;
 mod demo;
 mod eval_cmd;
+mod export_cmd;
 mod llm_cmd;
 mod recommend;
 mod train_cmd;
@@ -42,6 +43,8 @@ enum Command {
     /// Inspect and run a pretrained language model (GGUF or safetensors).
     #[command(subcommand)]
     Llm(llm_cmd::LlmCommand),
+    /// Export an LLM run, adapters merged, as a Hugging Face folder or a GGUF file.
+    Export(export_cmd::ExportArgs),
     /// Train and compare every method on the built-in synthetic data (offline, minutes on a CPU).
     Demo(demo::DemoArgs),
 }
@@ -58,6 +61,7 @@ fn main() {
         Command::Demo(a) => demo::run(a),
         Command::Bench(a) => bench::run(a),
         Command::Llm(c) => llm_cmd::run(c),
+        Command::Export(a) => export_cmd::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

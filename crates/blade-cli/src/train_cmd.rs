@@ -650,13 +650,23 @@ pub fn llm_sft(
     // written once training succeeded: a refused resume leaves the folder as it was
     RunManifest::new(RunKind::Llm, "sft", data, &ds).save(out)?;
     println!(
-        "LLM SFT done in {:.1}s: validation NDCG@10 per epoch: {}; adapters at {}",
+        "LLM SFT done in {:.1}s: validation NDCG@10 per epoch: {}; {} at {}",
         start.elapsed().as_secs_f64(),
         log.iter()
             .map(|r| format!("{:.4}", r.valid_ndcg))
             .collect::<Vec<_>>()
             .join(", "),
-        out.join(blade_llm::run::ADAPTER_FILE).display()
+        if run.lora.is_some() {
+            "adapters"
+        } else {
+            "weights"
+        },
+        out.join(if run.lora.is_some() {
+            blade_llm::run::ADAPTER_FILE
+        } else {
+            blade_llm::run::FULL_FILE
+        })
+        .display()
     );
     Ok(())
 }

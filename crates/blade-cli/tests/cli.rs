@@ -544,6 +544,65 @@ fn every_run_command_accepts_an_llm_run() {
         (manifest["kind"].as_str(), manifest["method"].as_str()),
         (Some("llm"), Some("grpo"))
     );
+    // an aligned run exports, and its export scores as the run does
+    run(&[
+        "export", "--run", "llm-grpo", "--format", "hf", "--out", "grpo-hf",
+    ]);
+    run(&[
+        "export",
+        "--run",
+        "llm-grpo",
+        "--format",
+        "gguf",
+        "--dtype",
+        "f16",
+        "--out",
+        "grpo.gguf",
+    ]);
+    let logits = |source: &[&str], out: &str| -> Vec<f64> {
+        let mut args = vec!["llm", "logits", "--tokens", "265,116,104,10", "--out", out];
+        args.extend(source);
+        run(&args);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join(out)).unwrap()).unwrap();
+        v["logits_last"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap())
+            .collect()
+    };
+    let ours = logits(&["--run", "llm-grpo"], "l-run.json");
+    let max_diff = |other: &[f64]| {
+        ours.iter()
+            .zip(other)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f64::max)
+    };
+    assert!(max_diff(&logits(&["--weights", "grpo-hf"], "l-hf.json")) < 1e-4);
+    assert!(max_diff(&logits(&["--weights", "grpo.gguf"], "l-gguf.json")) < 1e-2);
+    let o = blade(
+        &[
+            "export", "--run", "llm-grpo", "--format", "hf", "--out", "grpo-hf",
+        ],
+        dir.path(),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("already exists"),
+        "{}",
+        stderr(&o)
+    );
+    let o = blade(
+        &[
+            "export", "--run", "llm-grpo", "--format", "hf", "--dtype", "q4", "--out", "x",
+        ],
+        dir.path(),
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("--dtype"),
+        "{}",
+        stderr(&o)
+    );
 
     let out = run(&[
         "eval",

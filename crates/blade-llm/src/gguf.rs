@@ -703,9 +703,9 @@ impl GgufWriter {
         self
     }
 
-    /// The file's bytes.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        const ALIGN: usize = 32;
+    /// The header (magic, metadata, tensor infos, padding) and each tensor's offset from the
+    /// start of the data section.
+    fn header(&self) -> (Vec<u8>, Vec<usize>) {
         let mut b = Vec::new();
         let s = |b: &mut Vec<u8>, s: &str| {
             b.extend((s.len() as u64).to_le_bytes());
@@ -757,25 +757,51 @@ impl GgufWriter {
             offset = (offset + raw.len()).div_ceil(ALIGN) * ALIGN;
         }
         b.resize(b.len().div_ceil(ALIGN) * ALIGN, 0);
-        let start = b.len();
+        (b, offsets)
+    }
+
+    /// Writes the file to `out`: the header, then each tensor at its aligned offset.
+    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+        let (header, offsets) = self.header();
+        out.write_all(&header)?;
+        let mut at = 0usize;
         for ((_, _, _, raw), off) in self.tensors.iter().zip(offsets) {
-            b.resize(start + off, 0);
-            b.extend(raw);
+            out.write_all(&vec![0u8; off - at])?;
+            out.write_all(raw)?;
+            at = off + raw.len();
         }
+        Ok(())
+    }
+
+    /// The file's bytes.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        self.write_to(&mut b)
+            .expect("writing to memory does not fail");
         b
     }
 
-    /// Writes the file atomically (temporary file, then rename).
+    /// Writes the file atomically (a synced temporary sibling file, then a rename), streaming
+    /// the tensors rather than building the file in memory.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let tmp = path.with_extension("gguf.tmp");
-        {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&self.to_bytes())?;
-            f.sync_all()?;
+        let result = (|| {
+            let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+            self.write_to(&mut f)?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()
+        })();
+        match result {
+            Ok(()) => std::fs::rename(tmp, path),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(e)
+            }
         }
-        std::fs::rename(tmp, path)
     }
 }
+
+/// Alignment of tensor data in files this writer makes (GGUF's default, `general.alignment`).
+const ALIGN: usize = 32;
 
 #[cfg(test)]
 mod tests {

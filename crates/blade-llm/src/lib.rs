@@ -11,8 +11,10 @@
 //! - [`model`]: the Llama-architecture decoder (RMSNorm, rotary embeddings, grouped-query
 //!   attention, SwiGLU, KV cache, LoRA adapters);
 //! - [`load`]: building it from GGUF or Hugging Face safetensors + `config.json`;
-//! - [`hub`]: models by repo id from the local Hugging Face cache, offline.
+//! - [`hub`]: models by repo id from the local Hugging Face cache, offline;
+//! - [`export`]: a trained run, adapters merged, as a Hugging Face folder or a GGUF file.
 
+pub mod export;
 pub mod gguf;
 pub mod hub;
 pub mod lm;

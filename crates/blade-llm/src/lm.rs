@@ -123,13 +123,7 @@ impl LanguageModel {
     /// Logits of the last position after `tokens` (one forward pass, no cache kept).
     pub fn last_logits(&self, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
         self.check_tokens(tokens)?;
-        let device = self.model.embed.val().device();
-        let mut cache = KvCache::new(self.config.n_layers);
-        let logits = self
-            .model
-            .forward(ids_tensor(&[tokens.to_vec()], &device), None, &mut cache);
-        let [_, s, v] = logits.dims();
-        to_vec(logits.slice([0..1, s - 1..s, 0..v]).reshape([v]))
+        last_logits(&self.model, tokens)
     }
 
     /// Greedy continuation of `prompt` with the KV cache: at most `max_new` tokens, stopping after
@@ -177,6 +171,16 @@ pub fn to_vec<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>, LmError> {
         .map_err(|e| LmError::Device(format!("{e:?}")))?
         .try_into_vec::<f32>()
         .map_err(|e| LmError::Device(format!("{e:?}")))
+}
+
+/// Logits of the last position after `tokens` (`[vocab]`): one forward pass of `model`, no cache
+/// kept. The caller checks the ids against the vocabulary and the rotary table.
+pub fn last_logits(model: &Llama, tokens: &[u32]) -> Result<Vec<f32>, LmError> {
+    let device = model.embed.val().device();
+    let mut cache = KvCache::new(model.blocks.len());
+    let logits = model.forward(ids_tensor(&[tokens.to_vec()], &device), None, &mut cache);
+    let [_, s, v] = logits.dims();
+    to_vec(logits.slice([0..1, s - 1..s, 0..v]).reshape([v]))
 }
 
 /// Index of the largest value (first on ties; NaN never wins).

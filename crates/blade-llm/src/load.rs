@@ -61,7 +61,7 @@ pub trait WeightSource {
 
 /// Architectures whose GGUF files keep Hugging Face's "rotate halves" order (llama.cpp's NEOX
 /// rope type).
-const NEOX_ARCHS: &[&str] = &[
+pub(crate) const NEOX_ARCHS: &[&str] = &[
     "qwen2", "qwen3", "phi3", "gemma", "gemma2", "stablelm", "olmo2",
 ];
 
@@ -546,7 +546,7 @@ pub fn permute_rope_rows(values: &[f32], n_heads: usize, cols: usize, to_pairs: 
 }
 
 /// Transposes a row-major `[r, c]` matrix.
-fn transpose(values: &[f32], r: usize, c: usize) -> Vec<f32> {
+pub(crate) fn transpose(values: &[f32], r: usize, c: usize) -> Vec<f32> {
     let mut out = vec![0f32; values.len()];
     for i in 0..r {
         for j in 0..c {
@@ -702,30 +702,117 @@ pub fn gguf_tokenizer_with(
     Ok(tokenizer)
 }
 
+/// How a written safetensors tensor stores its values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StDtype {
+    /// 32-bit float.
+    F32,
+    /// IEEE half.
+    F16,
+    /// bfloat16.
+    BF16,
+}
+
+impl StDtype {
+    /// The dtype's name in a safetensors header.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "F32",
+            Self::F16 => "F16",
+            Self::BF16 => "BF16",
+        }
+    }
+
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            Self::F32 => 4,
+            Self::F16 | Self::BF16 => 2,
+        }
+    }
+
+    fn encode(self, values: &[f32], out: &mut Vec<u8>) {
+        out.clear();
+        out.reserve(values.len() * self.size());
+        match self {
+            Self::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
+            Self::F16 => values
+                .iter()
+                .for_each(|&v| out.extend(f16::from_f32(v).to_le_bytes())),
+            Self::BF16 => values
+                .iter()
+                .for_each(|&v| out.extend(bf16::from_f32(v).to_le_bytes())),
+        }
+    }
+}
+
+/// A tensor to write: `(name, row-major shape, values)`.
+pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
+
 /// Writes a safetensors file of F32 tensors (atomically).
-pub fn write_safetensors(
+pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> std::io::Result<()> {
+    write_safetensors_as(path, tensors, StDtype::F32, &BTreeMap::new())
+}
+
+/// Writes a safetensors file with every tensor stored as `dtype` and `metadata` as its
+/// `__metadata__` (left out when empty), streamed to a temporary sibling file that is synced and
+/// renamed, so no half-written file is left at `path`.
+pub fn write_safetensors_as(
     path: &Path,
-    tensors: &[(String, Vec<usize>, Vec<f32>)],
+    tensors: &[NamedTensor],
+    dtype: StDtype,
+    metadata: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
+    use std::io::Write;
     let mut header = serde_json::Map::new();
+    if !metadata.is_empty() {
+        header.insert("__metadata__".into(), serde_json::json!(metadata));
+    }
     let mut offset = 0usize;
     for (name, shape, v) in tensors {
+        if shape.iter().product::<usize>() != v.len() {
+            return Err(std::io::Error::other(format!(
+                "tensor `{name}`: {} values for shape {shape:?}",
+                v.len()
+            )));
+        }
+        let end = offset + dtype.size() * v.len();
         header.insert(
             name.clone(),
-            serde_json::json!({"dtype": "F32", "shape": shape, "data_offsets": [offset, offset + 4 * v.len()]}),
+            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, end]}),
         );
-        offset += 4 * v.len();
+        offset = end;
     }
     let mut h = serde_json::to_vec(&serde_json::Value::Object(header))?;
     while h.len() % 8 != 0 {
         h.push(b' ');
     }
-    let mut bytes = (h.len() as u64).to_le_bytes().to_vec();
-    bytes.extend(h);
-    for (_, _, v) in tensors {
-        v.iter().for_each(|x| bytes.extend(x.to_le_bytes()));
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| std::io::Error::other("expected a file path"))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+        f.write_all(&(h.len() as u64).to_le_bytes())?;
+        f.write_all(&h)?;
+        let mut buf = Vec::new();
+        for (_, _, v) in tensors {
+            dtype.encode(v, &mut buf);
+            f.write_all(&buf)?;
+        }
+        f.into_inner().map_err(|e| e.into_error())?.sync_all()
+    })();
+    match result {
+        Ok(()) => std::fs::rename(&tmp, path),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
     }
-    blade_data::write_atomic(path, &bytes).map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// Reads every tensor of one safetensors file as F32 (F16 / BF16 converted).

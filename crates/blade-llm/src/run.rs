@@ -157,7 +157,7 @@ pub fn save_llm_run(policy: &LlmPolicy, cfg: &LlmRunConfig, dir: &Path) -> CoreR
             }
         }
         let path = dir.join(ADAPTER_FILE);
-        crate::testing::write_safetensors(&path, &tensors).map_err(|e| cerr(&path, e))?;
+        crate::load::write_safetensors(&path, &tensors).map_err(|e| cerr(&path, e))?;
     } else {
         save_model_atomic(&policy.model, &dir.join(FULL_FILE))?;
     }

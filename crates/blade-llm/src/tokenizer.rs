@@ -34,7 +34,6 @@ use tokenizers::{
 };
 
 /// GGUF token type of an ordinary vocabulary entry.
-#[cfg(test)]
 const TYPE_NORMAL: i32 = 1;
 /// GGUF token type of a control token such as `<|im_start|>`.
 const TYPE_CONTROL: i32 = 3;
@@ -179,6 +178,19 @@ impl PreTokenizer {
         }
     }
 
+    /// Every pre-tokenizer blade builds.
+    pub const ALL: [Self; 4] = [Self::Gpt2, Self::SmolLm, Self::Llama3, Self::Qwen2];
+
+    /// The name llama.cpp writes in `tokenizer.ggml.pre` for this pre-tokenizer.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Self::Gpt2 => "gpt2",
+            Self::SmolLm => "smollm",
+            Self::Llama3 => "llama-bpe",
+            Self::Qwen2 => "qwen2",
+        }
+    }
+
     /// The crate's pre-tokenizer.
     fn wrapper(self) -> PreTokenizerWrapper {
         let byte_level = |use_regex| ByteLevel::new(false, true, use_regex);
@@ -222,6 +234,19 @@ fn split_merge(line: &str) -> Option<(&str, &str)> {
     let first = line.chars().next()?.len_utf8();
     let space = first + line[first..].find(' ')?;
     Some((&line[..space], &line[space + 1..]))
+}
+
+/// A vocabulary in GGUF's terms, see [`Tokenizer::gguf_vocab`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufVocab {
+    /// `tokenizer.ggml.tokens`: texts by id.
+    pub tokens: Vec<String>,
+    /// `tokenizer.ggml.token_type`: 1 normal, 3 control, 4 user-defined.
+    pub types: Vec<i32>,
+    /// `tokenizer.ggml.merges`, in rank order.
+    pub merges: Vec<String>,
+    /// The pre-tokenizer (`tokenizer.ggml.pre` is its [`PreTokenizer::gguf_name`]).
+    pub pre: PreTokenizer,
 }
 
 /// A tokenizer: the crate's, once with the special tokens matched literally and once without.
@@ -462,6 +487,67 @@ impl Tokenizer {
             .map_err(|e| TokenizerError::invalid(&path.display().to_string(), e.to_string()))?;
         blade_data::write_atomic(path, text.as_bytes())
             .map_err(|e| TokenizerError::Write(e.to_string()))
+    }
+
+    /// The vocabulary as GGUF metadata stores it: `(tokens by id, token types, merges "a b" in
+    /// rank order, the pre-tokenizer)`. Added tokens become control (special) or user-defined
+    /// tokens. Fails for a model other than byte-level BPE, and for a pre-tokenizer that is
+    /// none of [`PreTokenizer::ALL`] (llama.cpp names its pre-tokenizers; a file with another
+    /// one cannot say which it is).
+    /// `pre` names the pre-tokenizer instead of recognising it.
+    pub fn gguf_vocab(&self, pre: Option<PreTokenizer>) -> Result<GgufVocab, TokenizerError> {
+        const ORIGIN: &str = "the tokenizer";
+        let bad = |m: String| TokenizerError::invalid(ORIGIN, m);
+        let model = serde_json::to_value(self.plain.get_model()).map_err(|e| bad(e.to_string()))?;
+        if model.get("type").and_then(Value::as_str) != Some("BPE") {
+            return Err(bad(format!(
+                "its model is {}, GGUF export reads byte-level BPE",
+                model
+                    .get("type")
+                    .and_then(Value::as_str)
+                    .unwrap_or("unknown")
+            )));
+        }
+        let merges = model
+            .get("merges")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .map(|m| match m {
+                Value::String(s) => Some(s.clone()),
+                Value::Array(pair) => match &pair[..] {
+                    [Value::String(a), Value::String(b)] => Some(format!("{a} {b}")),
+                    _ => None,
+                },
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| bad("a merge is neither \"a b\" nor [\"a\", \"b\"]".into()))?;
+        let have = serde_json::to_value(self.plain.get_pre_tokenizer()).ok();
+        let detected = PreTokenizer::ALL
+            .into_iter()
+            .find(|p| serde_json::to_value(p.wrapper()).ok() == have);
+        let pre = pre.or(detected).ok_or_else(|| {
+            bad(format!(
+                "its pre-tokenizer is none of gpt2, smollm, llama-bpe, qwen2 (the ones blade \
+                     can name for llama.cpp); name the right one with --pre: {}",
+                have.map_or("none".into(), |h| h.to_string())
+            ))
+        })?;
+        let added = self.hf.get_added_tokens_decoder();
+        let types = (0..self.tokens.len() as u32)
+            .map(|id| match added.get(&id) {
+                Some(t) if t.special => TYPE_CONTROL,
+                Some(_) => TYPE_USER_DEFINED,
+                None => TYPE_NORMAL,
+            })
+            .collect();
+        Ok(GgufVocab {
+            tokens: self.tokens.clone(),
+            types,
+            merges,
+            pre,
+        })
     }
 
     /// Encodes `text` into token ids. With `parse_special`, the text of special and added
