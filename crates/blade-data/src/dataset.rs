@@ -508,10 +508,19 @@ fn build_catalog(raw: &RawDataset, items: &BTreeSet<&str>) -> Result<Catalog> {
     })
 }
 
-/// Writes `bytes` to `path` through a temporary sibling file and a rename.
 /// Writes `bytes` to `path` through a synced temporary sibling file and a rename, so that no
 /// half-written file is ever left at `path`; missing parent folders are created.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// [`write_atomic`] for content that is streamed rather than held in memory: `fill` writes the
+/// file through a buffered writer into the temporary sibling, which is synced and renamed onto
+/// `path` only if `fill` succeeds (and removed otherwise).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -526,10 +535,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         std::process::id()
     ));
     let result = (|| -> std::io::Result<()> {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        Ok(())
+        let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+        fill(&mut file)?;
+        file.into_inner().map_err(|e| e.into_error())?.sync_all()
     })();
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);

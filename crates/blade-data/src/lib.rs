@@ -17,7 +17,8 @@ pub type ItemId = u32;
 pub type UserId = u32;
 pub mod dataset;
 pub use dataset::{
-    write_atomic, Catalog, Dataset, EvalCase, Item, PreprocessConfig, Split, TrainPrompt,
+    write_atomic, write_atomic_with, Catalog, Dataset, EvalCase, Item, PreprocessConfig, Split,
+    TrainPrompt,
 };
 pub mod fetch;
 pub mod importers;

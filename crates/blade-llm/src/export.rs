@@ -114,7 +114,7 @@ fn cerr(path: &Path, e: impl std::fmt::Display) -> CoreError {
 /// The base model a run was trained from.
 enum Base {
     Gguf(GgufFile),
-    Hf(SafetensorsModel, PathBuf),
+    Hf(SafetensorsModel),
 }
 
 impl Base {
@@ -125,19 +125,15 @@ impl Base {
         {
             return Ok(Self::Gguf(GgufFile::open(path).map_err(|e| cerr(path, e))?));
         }
-        let st = SafetensorsModel::open(path).map_err(|e| cerr(path, e))?;
-        let dir = if path.is_dir() {
-            path.to_path_buf()
-        } else {
-            path.parent().unwrap_or(Path::new(".")).to_path_buf()
-        };
-        Ok(Self::Hf(st, dir))
+        Ok(Self::Hf(
+            SafetensorsModel::open(path).map_err(|e| cerr(path, e))?,
+        ))
     }
 
     fn source(&self) -> &dyn WeightSource {
         match self {
             Self::Gguf(g) => g,
-            Self::Hf(s, _) => s,
+            Self::Hf(s) => s,
         }
     }
 }
@@ -443,7 +439,8 @@ fn write_hf(
         files.push("model.safetensors.index.json".into());
     }
     match base {
-        Base::Hf(_, dir) => {
+        Base::Hf(st) => {
+            let dir = st.dir();
             let mut config = read_json(&dir.join("config.json"))?;
             config["torch_dtype"] = json!(torch_dtype);
             config["dtype"] = json!(torch_dtype);
@@ -640,7 +637,7 @@ fn write_gguf(
             .filter(|(k, _)| !matches!(k.as_str(), "general.alignment" | "general.file_type"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        Base::Hf(_, dir) => gguf_metadata_of_hf(dir, base_cfg, tokenizer, opts.pre)?,
+        Base::Hf(st) => gguf_metadata_of_hf(st.dir(), base_cfg, tokenizer, opts.pre)?,
     };
     let mut w = GgufWriter::new();
     for (k, v) in metadata {
@@ -658,9 +655,6 @@ fn write_gguf(
         w.tensor(name, shape, v, t);
         let (per, size) = t.block().expect("writable types have a block size");
         bytes += (v.len() / per * size) as u64;
-    }
-    if let Some(parent) = out.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(|e| cerr(parent, e))?;
     }
     w.write(out).map_err(|e| cerr(out, e))?;
     Ok(ExportReport {

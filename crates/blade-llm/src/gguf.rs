@@ -761,7 +761,7 @@ impl GgufWriter {
     }
 
     /// Writes the file to `out`: the header, then each tensor at its aligned offset.
-    fn write_to(&self, out: &mut impl Write) -> std::io::Result<()> {
+    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
         let (header, offsets) = self.header();
         out.write_all(&header)?;
         let mut at = 0usize;
@@ -784,19 +784,8 @@ impl GgufWriter {
     /// Writes the file atomically (a synced temporary sibling file, then a rename), streaming
     /// the tensors rather than building the file in memory.
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
-        let tmp = path.with_extension("gguf.tmp");
-        let result = (|| {
-            let mut f = std::io::BufWriter::new(File::create(&tmp)?);
-            self.write_to(&mut f)?;
-            f.into_inner().map_err(|e| e.into_error())?.sync_all()
-        })();
-        match result {
-            Ok(()) => std::fs::rename(tmp, path),
-            Err(e) => {
-                let _ = std::fs::remove_file(&tmp);
-                Err(e)
-            }
-        }
+        blade_data::write_atomic_with(path, |f| self.write_to(f))
+            .map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 

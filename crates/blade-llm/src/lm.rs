@@ -62,11 +62,7 @@ impl LanguageModel {
         }
         let st = SafetensorsModel::open(path)?;
         let (config, model) = load_llama(&st, max_seq_len, device)?;
-        let dir = if path.is_dir() {
-            path.to_path_buf()
-        } else {
-            path.parent().unwrap_or(Path::new(".")).to_path_buf()
-        };
+        let dir = st.dir().to_path_buf();
         let tok_path = dir.join("tokenizer.json");
         let tokenizer = Tokenizer::from_tokenizer_json(&tok_path)
             .map_err(|e| LmError::Tokenizer(e.to_string()))?;

@@ -378,6 +378,11 @@ impl SafetensorsModel {
         })
     }
 
+    /// The checkpoint's folder (where `config.json` and the tokenizer files are).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     fn hf_name(canonical: &str) -> Option<String> {
         hf_name(canonical)
     }
@@ -763,7 +768,6 @@ pub fn write_safetensors_as(
     dtype: StDtype,
     metadata: &BTreeMap<String, String>,
 ) -> std::io::Result<()> {
-    use std::io::Write;
     let mut header = serde_json::Map::new();
     if !metadata.is_empty() {
         header.insert("__metadata__".into(), serde_json::json!(metadata));
@@ -787,32 +791,17 @@ pub fn write_safetensors_as(
     while h.len() % 8 != 0 {
         h.push(b' ');
     }
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| std::io::Error::other("expected a file path"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = std::io::BufWriter::new(File::create(&tmp)?);
+    let mut buf = Vec::new();
+    blade_data::write_atomic_with(path, |f| {
         f.write_all(&(h.len() as u64).to_le_bytes())?;
         f.write_all(&h)?;
-        let mut buf = Vec::new();
         for (_, _, v) in tensors {
             dtype.encode(v, &mut buf);
             f.write_all(&buf)?;
         }
-        f.into_inner().map_err(|e| e.into_error())?.sync_all()
-    })();
-    match result {
-        Ok(()) => std::fs::rename(&tmp, path),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
+        Ok(())
+    })
+    .map_err(|e| std::io::Error::other(e.to_string()))
 }
 
 /// Reads every tensor of one safetensors file as F32 (F16 / BF16 converted).
