@@ -7,8 +7,8 @@
 
 use blade_core::policy::{Policy, Recommender, SampleSpec};
 use blade_core::PromptBatch;
-use blade_llm::testing::{write_tiny_gguf, TinySpec};
 use blade_llm::{LanguageModel, LlmPolicy, PromptTemplate};
+use blade_testkit::{write_tiny_gguf, TinySpec};
 use burn::prelude::*;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::{rngs::StdRng, SeedableRng};

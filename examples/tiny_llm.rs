@@ -10,7 +10,7 @@
 //! `--qwen2` gives the Qwen2 layout (Q/K/V biases, a separate output head). The weights are
 //! random: the text it writes is noise, the numbers are exact.
 
-use blade_llm::testing::{write_tiny_gguf, write_tiny_hf, TinySpec};
+use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -369,7 +369,7 @@ fn compare_writes_tables_curves_and_pictures() {
 
 #[test]
 fn llm_commands_run_on_a_tiny_model_and_name_bad_input() {
-    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    use blade_testkit::{write_tiny_gguf, TinySpec};
     let dir = tempfile::tempdir().unwrap();
     let g = dir.path().join("tiny.gguf");
     write_tiny_gguf(&g, &TinySpec::default()).unwrap();
@@ -471,7 +471,7 @@ fn llm_commands_run_on_a_tiny_model_and_name_bad_input() {
 /// data. What a run holds is read from its manifest.
 #[test]
 fn every_run_command_accepts_an_llm_run() {
-    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    use blade_testkit::{write_tiny_gguf, TinySpec};
     let dir = tempfile::tempdir().unwrap();
     let g = dir.path().join("tiny.gguf");
     write_tiny_gguf(&g, &TinySpec::default()).unwrap();
@@ -848,7 +848,7 @@ fn bad_training_flags_are_named_before_anything_is_written() {
 /// nothing behind, and a run whose data changed since training is refused, not mis-scored.
 #[test]
 fn bad_alignment_eval_and_llm_flags_are_named_and_changed_data_is_refused() {
-    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    use blade_testkit::{write_tiny_gguf, TinySpec};
     let dir = tempfile::tempdir().unwrap();
     small_sft(dir.path(), "sft", "300");
     for (flag, value, expect) in [

@@ -18,8 +18,10 @@ use blade_core::reward::{parse_reward, CatalogInfo, RewardContext};
 use blade_data::importers::{self, Format, ImportOptions};
 use blade_data::Dataset;
 use blade_llm::gguf::GgufFile;
-use blade_llm::load::{self, SafetensorsModel, WeightSource};
+use blade_llm::load::{self, WeightSource};
+use blade_llm::safetensors::{self, SafetensorsModel};
 use blade_llm::tokenizer::Tokenizer;
+use blade_llm::LoadError;
 
 /// A harness: arbitrary bytes in, nothing out; it panics only on a bug.
 pub type Harness = fn(&[u8]);
@@ -169,7 +171,7 @@ pub fn gguf(data: &[u8]) {
     });
 }
 
-fn load_model(src: &dyn WeightSource) -> Result<(), load::LoadError> {
+fn load_model(src: &dyn WeightSource) -> Result<(), LoadError> {
     let device = blade_core::BackendSpec::Flex
         .device()
         .expect("the flex backend is compiled in");
@@ -181,13 +183,13 @@ fn load_model(src: &dyn WeightSource) -> Result<(), load::LoadError> {
 fn small_safetensors(path: &Path) {
     let embed = (0..32).map(|i| i as f32).collect();
     let tensors = [("model.embed_tokens.weight".to_string(), vec![8, 4], embed)];
-    load::write_safetensors(path, &tensors).expect("write a fuzz scratch file");
+    safetensors::write_safetensors(path, &tensors).expect("write a fuzz scratch file");
 }
 
 /// The safetensors reader and the Hugging Face `config.json`.
 ///
 /// Byte 0 even: the rest is a `.safetensors` file, read whole by
-/// [`load::read_safetensors_f32`]. Byte 0 odd: the rest is a `config.json`, followed after a NUL
+/// [`safetensors::read_safetensors_f32`]. Byte 0 odd: the rest is a `config.json`, followed after a NUL
 /// byte by the `model.safetensors` (a fixed 8 x 4 embedding without one), opened as a checkpoint
 /// folder whose config and model are then loaded.
 pub fn safetensors(data: &[u8]) {
@@ -197,7 +199,7 @@ pub fn safetensors(data: &[u8]) {
     with_scratch(|dir| {
         if sel & 1 == 0 {
             let path = put(dir, "model.safetensors", rest);
-            if let Ok(tensors) = load::read_safetensors_f32(&path) {
+            if let Ok(tensors) = safetensors::read_safetensors_f32(&path) {
                 for (shape, values) in tensors.values() {
                     assert_eq!(shape.iter().product::<usize>(), values.len());
                 }

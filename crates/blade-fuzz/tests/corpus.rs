@@ -329,7 +329,7 @@ fn python_literal_seeds() {
 
 fn gguf_seeds() {
     use blade_llm::gguf::{GgmlType, GgufWriter, Value};
-    use blade_llm::testing::{write_tiny_gguf, TinySpec};
+    use blade_testkit::{write_tiny_gguf, TinySpec};
     let t = "gguf";
     let dir = tempfile::tempdir().unwrap();
     let specs = [
@@ -424,8 +424,8 @@ fn gguf_seeds() {
 }
 
 fn safetensors_seeds() {
-    use blade_llm::load::write_safetensors;
-    use blade_llm::testing::{write_tiny_hf, TinySpec};
+    use blade_llm::safetensors::write_safetensors;
+    use blade_testkit::{write_tiny_hf, TinySpec};
     let t = "safetensors";
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("s.safetensors");
@@ -473,7 +473,7 @@ fn safetensors_seeds() {
 }
 
 fn tokenizer_seeds() {
-    use blade_llm::testing::{write_tiny_hf, TinySpec};
+    use blade_testkit::{write_tiny_hf, TinySpec};
     let t = "tokenizer_json";
     let dir = tempfile::tempdir().unwrap();
     write_tiny_hf(dir.path(), &TinySpec::default()).unwrap();

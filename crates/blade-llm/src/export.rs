@@ -19,14 +19,12 @@ use std::path::{Path, PathBuf};
 use blade_core::error::CoreError;
 use serde_json::{json, Value as Json};
 
-use crate::gguf::{GgmlType, GgufFile, GgufWriter, Value};
+use crate::gguf::{GgmlType, GgufWriter, Value};
 use crate::lm::to_vec;
-use crate::load::{
-    hf_name, permute_rope_rows, transpose, write_safetensors_as, NamedTensor, SafetensorsModel,
-    StDtype, WeightSource, NEOX_ARCHS,
-};
+use crate::load::{hf_name, permute_rope_rows, transpose, ModelFiles, NEOX_ARCHS};
 use crate::model::{Llama, LlamaConfig, Proj};
 use crate::run::{load_llm_run, LlmRunConfig};
+use crate::safetensors::{write_safetensors_as, NamedTensor, StDtype};
 use crate::tokenizer::{PreTokenizer, Tokenizer};
 
 type CoreResult<T> = blade_core::error::Result<T>;
@@ -109,33 +107,6 @@ pub struct ExportReport {
 
 fn cerr(path: &Path, e: impl std::fmt::Display) -> CoreError {
     CoreError::file(path, e.to_string())
-}
-
-/// The base model a run was trained from.
-enum Base {
-    Gguf(GgufFile),
-    Hf(SafetensorsModel),
-}
-
-impl Base {
-    fn open(path: &Path) -> CoreResult<Self> {
-        if path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-        {
-            return Ok(Self::Gguf(GgufFile::open(path).map_err(|e| cerr(path, e))?));
-        }
-        Ok(Self::Hf(
-            SafetensorsModel::open(path).map_err(|e| cerr(path, e))?,
-        ))
-    }
-
-    fn source(&self) -> &dyn WeightSource {
-        match self {
-            Self::Gguf(g) => g,
-            Self::Hf(s) => s,
-        }
-    }
 }
 
 /// The weights of `model` with every adapter merged, in canonical (GGUF) names, row-major
@@ -245,10 +216,10 @@ pub fn export_run(run: &Path, out: &Path, opts: &ExportOptions) -> CoreResult<Ex
     }
     let device = burn::prelude::Device::default();
     let (run_cfg, policy) = load_llm_run(run, &device)?;
-    let base = Base::open(&run_cfg.weights)?;
+    let base = ModelFiles::open(&run_cfg.weights).map_err(|e| cerr(&run_cfg.weights, e))?;
     // the base's own hyperparameters: the run's copy has its rotary table capped
     let base_cfg = base
-        .source()
+        .weights()
         .config()
         .map_err(|e| cerr(&run_cfg.weights, e))?;
     if !EXPORT_ARCHS.contains(&base_cfg.arch.as_str()) {
@@ -377,7 +348,7 @@ fn shards(sizes: &[u64], max: u64) -> Vec<std::ops::Range<usize>> {
 }
 
 fn write_hf(
-    base: &Base,
+    base: &ModelFiles,
     base_cfg: &LlamaConfig,
     run_cfg: &LlmRunConfig,
     tokenizer: &Tokenizer,
@@ -439,7 +410,7 @@ fn write_hf(
         files.push("model.safetensors.index.json".into());
     }
     match base {
-        Base::Hf(st) => {
+        ModelFiles::Hf(st) => {
             let dir = st.dir();
             let mut config = read_json(&dir.join("config.json"))?;
             config["torch_dtype"] = json!(torch_dtype);
@@ -460,7 +431,7 @@ fn write_hf(
                 }
             }
         }
-        Base::Gguf(g) => {
+        ModelFiles::Gguf(g) => {
             write_json(
                 &stage.dir.join("config.json"),
                 &hf_config(base_cfg, tokenizer, torch_dtype),
@@ -613,7 +584,7 @@ fn gguf_metadata_of_hf(
 }
 
 fn write_gguf(
-    base: &Base,
+    base: &ModelFiles,
     base_cfg: &LlamaConfig,
     tokenizer: &Tokenizer,
     mut tensors: Vec<NamedTensor>,
@@ -630,14 +601,14 @@ fn write_gguf(
         q_k_to_halves(&mut tensors, base_cfg);
     }
     let metadata: Vec<(String, Value)> = match base {
-        Base::Gguf(g) => g
+        ModelFiles::Gguf(g) => g
             .metadata
             .iter()
             // the writer aligns to 32 bytes and states the file type itself
             .filter(|(k, _)| !matches!(k.as_str(), "general.alignment" | "general.file_type"))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect(),
-        Base::Hf(st) => gguf_metadata_of_hf(st.dir(), base_cfg, tokenizer, opts.pre)?,
+        ModelFiles::Hf(st) => gguf_metadata_of_hf(st.dir(), base_cfg, tokenizer, opts.pre)?,
     };
     let mut w = GgufWriter::new();
     for (k, v) in metadata {

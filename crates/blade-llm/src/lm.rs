@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
 
-use crate::gguf::GgufFile;
-use crate::load::{gguf_tokenizer, load_llama, LoadError, SafetensorsModel};
+use crate::error::LoadError;
+use crate::load::{gguf_tokenizer, load_llama, ModelFiles};
 use crate::model::{KvCache, Llama, LlamaConfig};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -43,24 +43,22 @@ impl LanguageModel {
     /// Loads a `.gguf` file, or a Hugging Face folder (`config.json`, `*.safetensors`,
     /// `tokenizer.json`). `max_seq_len` caps the rotary table (memory).
     pub fn load(path: &Path, max_seq_len: Option<usize>, device: &Device) -> Result<Self, LmError> {
-        let is_gguf = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"));
-        if is_gguf {
-            let f = GgufFile::open(path).map_err(LoadError::from)?;
-            let (config, model) = load_llama(&f, max_seq_len, device)?;
-            let tokenizer = gguf_tokenizer(&f)?;
-            let template =
-                ChatTemplate::detect(f.get("tokenizer.chat_template").and_then(|v| v.as_str()));
-            return Ok(Self {
-                source: path.to_path_buf(),
-                config,
-                model,
-                tokenizer,
-                template,
-            });
-        }
-        let st = SafetensorsModel::open(path)?;
+        let st = match ModelFiles::open(path)? {
+            ModelFiles::Gguf(f) => {
+                let (config, model) = load_llama(&f, max_seq_len, device)?;
+                let tokenizer = gguf_tokenizer(&f)?;
+                let template =
+                    ChatTemplate::detect(f.get("tokenizer.chat_template").and_then(|v| v.as_str()));
+                return Ok(Self {
+                    source: path.to_path_buf(),
+                    config,
+                    model,
+                    tokenizer,
+                    template,
+                });
+            }
+            ModelFiles::Hf(st) => st,
+        };
         let (config, model) = load_llama(&st, max_seq_len, device)?;
         let dir = st.dir().to_path_buf();
         let tok_path = dir.join("tokenizer.json");

@@ -6,46 +6,17 @@
 //! `[d_in, d_out]`. Q/K rows in "rotate halves" order (Hugging Face files, `qwen2` GGUF files) are
 //! permuted to adjacent-pair order, see [`crate::model`].
 
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::prelude::*;
-use half::{bf16, f16};
-use serde_json::Value as Json;
 
-use crate::gguf::{GgufError, GgufFile};
+use crate::error::{ferr, LoadError};
+use crate::gguf::GgufFile;
 use crate::model::{
     host_tensor, rms_norm, rope_for, Attention, Block, Llama, LlamaConfig, Mlp, Proj,
 };
+use crate::safetensors::{HostTensor, SafetensorsModel};
 use crate::tokenizer::{PreTokenizer, Tokenizer};
-
-/// Errors of loading a model; each names the file.
-#[derive(Debug, thiserror::Error)]
-pub enum LoadError {
-    /// A GGUF problem.
-    #[error(transparent)]
-    Gguf(#[from] GgufError),
-    /// A safetensors / config.json problem.
-    #[error("{path}: {what}")]
-    File {
-        /// The file.
-        path: PathBuf,
-        /// What was wrong.
-        what: String,
-    },
-}
-
-fn ferr(path: &Path, what: impl Into<String>) -> LoadError {
-    LoadError::File {
-        path: path.to_path_buf(),
-        what: what.into(),
-    }
-}
-
-/// A tensor on the host: `(row-major shape, values)`.
-pub type HostTensor = (Vec<usize>, Vec<f32>);
 
 /// Where weights come from, in canonical (GGUF) names.
 pub trait WeightSource {
@@ -145,6 +116,38 @@ impl WeightSource for GgufFile {
     }
 }
 
+/// A model's weight files as found at a path: a `.gguf` file, or a Hugging Face checkpoint (a
+/// folder with `config.json`, or one of its `.safetensors` files).
+#[derive(Debug)]
+pub enum ModelFiles {
+    /// A GGUF file.
+    Gguf(GgufFile),
+    /// A Hugging Face checkpoint.
+    Hf(SafetensorsModel),
+}
+
+impl ModelFiles {
+    /// Opens `path`: GGUF by its `.gguf` extension, a Hugging Face checkpoint otherwise.
+    pub fn open(path: &Path) -> Result<Self, LoadError> {
+        if path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+        {
+            Ok(Self::Gguf(GgufFile::open(path)?))
+        } else {
+            Ok(Self::Hf(SafetensorsModel::open(path)?))
+        }
+    }
+
+    /// The weights, in canonical names.
+    pub fn weights(&self) -> &dyn WeightSource {
+        match self {
+            Self::Gguf(g) => g,
+            Self::Hf(s) => s,
+        }
+    }
+}
+
 /// Refuses a layer count the file cannot hold: every layer is several tensors, so a file with
 /// `tensors` tensors has at most that many layers (this bounds what loading allocates).
 fn check_layers(path: &Path, key: &str, n_layers: u64, tensors: usize) -> Result<(), LoadError> {
@@ -212,186 +215,6 @@ pub fn check_vocab_fits(
     Ok(())
 }
 
-/// Bytes per element of the safetensors dtypes, `None` for dtypes blade does not know.
-fn st_dtype_size(dtype: &str) -> Option<u64> {
-    Some(match dtype {
-        "F64" | "I64" | "U64" => 8,
-        "F32" | "I32" | "U32" => 4,
-        "F16" | "BF16" | "I16" | "U16" => 2,
-        "I8" | "U8" | "BOOL" | "F8_E4M3" | "F8_E5M2" => 1,
-        _ => return None,
-    })
-}
-
-/// One tensor's entry in a safetensors header.
-#[derive(Debug, Clone)]
-struct StEntry {
-    file: PathBuf,
-    dtype: String,
-    shape: Vec<usize>,
-    start: u64,
-    end: u64,
-}
-
-/// A Hugging Face checkpoint: `config.json` plus one `model.safetensors` or several shards listed
-/// in `model.safetensors.index.json`.
-#[derive(Debug)]
-pub struct SafetensorsModel {
-    dir: PathBuf,
-    config: Json,
-    entries: BTreeMap<String, StEntry>,
-}
-
-fn read_st_header(path: &Path) -> Result<BTreeMap<String, StEntry>, LoadError> {
-    let mut f = File::open(path).map_err(|e| ferr(path, e.to_string()))?;
-    let len = f.metadata().map_err(|e| ferr(path, e.to_string()))?.len();
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n)
-        .map_err(|_| ferr(path, "too short for a safetensors header"))?;
-    let n = u64::from_le_bytes(n);
-    if n > 100_000_000 || 8 + n > len {
-        return Err(ferr(
-            path,
-            format!("header length {n} does not fit the file ({len} bytes)"),
-        ));
-    }
-    let mut buf = vec![0u8; n as usize];
-    f.read_exact(&mut buf)
-        .map_err(|e| ferr(path, e.to_string()))?;
-    let header: BTreeMap<String, Json> = serde_json::from_slice(&buf)
-        .map_err(|e| ferr(path, format!("the header is not a JSON object: {e}")))?;
-    let base = 8 + n;
-    let mut out = BTreeMap::new();
-    for (name, v) in header {
-        if name == "__metadata__" {
-            continue;
-        }
-        let bad = |w: &str| ferr(path, format!("tensor `{name}`: {w}"));
-        let dtype = v["dtype"]
-            .as_str()
-            .ok_or_else(|| bad("no dtype"))?
-            .to_string();
-        let shape = v["shape"]
-            .as_array()
-            .ok_or_else(|| bad("no shape"))?
-            .iter()
-            .map(|d| {
-                d.as_u64()
-                    .map(|d| d as usize)
-                    .ok_or_else(|| bad("bad shape"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let off = v["data_offsets"]
-            .as_array()
-            .ok_or_else(|| bad("no data_offsets"))?;
-        let (s, e) = match (
-            off.first().and_then(Json::as_u64),
-            off.get(1).and_then(Json::as_u64),
-        ) {
-            (Some(s), Some(e)) if off.len() == 2 && s <= e => (s, e),
-            _ => {
-                return Err(bad(
-                    "data_offsets is not a pair [start, end] with start <= end",
-                ))
-            }
-        };
-        if base.checked_add(e).is_none_or(|end| end > len) {
-            return Err(bad(&format!(
-                "data_offsets [{s}, {e}] end past the end of the file ({len} bytes, data from \
-                 byte {base}): truncated download?"
-            )));
-        }
-        let elements = shape
-            .iter()
-            .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64));
-        let Some(elements) = elements else {
-            return Err(bad(&format!(
-                "shape {shape:?} has more elements than fit in memory"
-            )));
-        };
-        if let Some(size) = st_dtype_size(&dtype) {
-            if elements.checked_mul(size) != Some(e - s) {
-                return Err(bad(&format!(
-                    "shape {shape:?} of {dtype} needs {} bytes, data_offsets [{s}, {e}] hold {}",
-                    elements.saturating_mul(size),
-                    e - s
-                )));
-            }
-        }
-        out.insert(
-            name,
-            StEntry {
-                file: path.to_path_buf(),
-                dtype,
-                shape,
-                start: base + s,
-                end: base + e,
-            },
-        );
-    }
-    Ok(out)
-}
-
-impl SafetensorsModel {
-    /// Opens the checkpoint folder `dir` (or the folder of a `.safetensors` file).
-    pub fn open(path: &Path) -> Result<Self, LoadError> {
-        let dir = if path.is_dir() {
-            path.to_path_buf()
-        } else {
-            path.parent().unwrap_or(Path::new(".")).to_path_buf()
-        };
-        let cfg_path = dir.join("config.json");
-        let config: Json = serde_json::from_str(
-            &std::fs::read_to_string(&cfg_path).map_err(|e| ferr(&cfg_path, e.to_string()))?,
-        )
-        .map_err(|e| ferr(&cfg_path, format!("not JSON: {e}")))?;
-        let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if path.is_file() {
-            vec![path.to_path_buf()]
-        } else if index.exists() {
-            let idx: Json = serde_json::from_str(
-                &std::fs::read_to_string(&index).map_err(|e| ferr(&index, e.to_string()))?,
-            )
-            .map_err(|e| ferr(&index, format!("not JSON: {e}")))?;
-            let map = idx["weight_map"]
-                .as_object()
-                .ok_or_else(|| ferr(&index, "no `weight_map` object"))?;
-            let mut shards: Vec<PathBuf> = map
-                .values()
-                .filter_map(Json::as_str)
-                .map(|f| dir.join(f))
-                .collect();
-            shards.sort();
-            shards.dedup();
-            shards
-        } else {
-            vec![dir.join("model.safetensors")]
-        };
-        let mut entries = BTreeMap::new();
-        for f in &files {
-            entries.extend(read_st_header(f)?);
-        }
-        Ok(Self {
-            dir,
-            config,
-            entries,
-        })
-    }
-
-    /// The checkpoint's folder (where `config.json` and the tokenizer files are).
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    fn hf_name(canonical: &str) -> Option<String> {
-        hf_name(canonical)
-    }
-
-    fn cfg_path(&self) -> PathBuf {
-        self.dir.join("config.json")
-    }
-}
-
 /// The Hugging Face name (Llama / SmolLM / Qwen2 naming) of a canonical GGUF tensor name.
 pub fn hf_name(canonical: &str) -> Option<String> {
     {
@@ -425,12 +248,12 @@ pub fn hf_name(canonical: &str) -> Option<String> {
 
 impl WeightSource for SafetensorsModel {
     fn path(&self) -> &Path {
-        &self.dir
+        self.dir()
     }
 
     fn config(&self) -> Result<LlamaConfig, LoadError> {
-        let c = &self.config;
-        let path = self.cfg_path();
+        let c = self.config_json();
+        let path = self.config_path();
         let need = |k: &str| {
             c[k].as_u64()
                 .map(|v| v as usize)
@@ -443,7 +266,7 @@ impl WeightSource for SafetensorsModel {
             &path,
             "num_hidden_layers",
             n_layers as u64,
-            self.entries.len(),
+            self.num_tensors(),
         )?;
         let cfg = LlamaConfig {
             vocab_size: need("vocab_size")?,
@@ -458,10 +281,8 @@ impl WeightSource for SafetensorsModel {
             rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6),
             max_seq_len: c["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
             tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false)
-                || !self.entries.contains_key("lm_head.weight"),
-            qkv_bias: self
-                .entries
-                .contains_key("model.layers.0.self_attn.q_proj.bias"),
+                || !self.contains("lm_head.weight"),
+            qkv_bias: self.contains("model.layers.0.self_attn.q_proj.bias"),
             arch,
         };
         check_rope_and_eps(
@@ -482,38 +303,10 @@ impl WeightSource for SafetensorsModel {
     }
 
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>, LoadError> {
-        let Some(hf) = Self::hf_name(name) else {
-            return Ok(None);
-        };
-        let Some(e) = self.entries.get(&hf) else {
-            return Ok(None);
-        };
-        let io = |x: std::io::Error| ferr(&e.file, x.to_string());
-        let mut f = File::open(&e.file).map_err(io)?;
-        f.seek(SeekFrom::Start(e.start)).map_err(io)?;
-        let mut raw = vec![0u8; (e.end - e.start) as usize];
-        f.read_exact(&mut raw).map_err(io)?;
-        let n: usize = e.shape.iter().product();
-        let values = decode_st(&raw, &e.dtype).ok_or_else(|| {
-            ferr(
-                &e.file,
-                format!(
-                    "tensor `{hf}` has dtype {}; F32, F16 and BF16 are supported",
-                    e.dtype
-                ),
-            )
-        })?;
-        if values.len() != n {
-            return Err(ferr(
-                &e.file,
-                format!(
-                    "tensor `{hf}`: {} values for shape {:?}",
-                    values.len(),
-                    e.shape
-                ),
-            ));
+        match hf_name(name) {
+            Some(hf) => self.read(&hf),
+            None => Ok(None),
         }
-        Ok(Some((e.shape.clone(), values)))
     }
 
     fn halves_rope(&self) -> bool {
@@ -705,154 +498,4 @@ pub fn gguf_tokenizer_with(
         check_vocab_fits(f.path(), &tokenizer, rows)?;
     }
     Ok(tokenizer)
-}
-
-/// How a written safetensors tensor stores its values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StDtype {
-    /// 32-bit float.
-    F32,
-    /// IEEE half.
-    F16,
-    /// bfloat16.
-    BF16,
-}
-
-impl StDtype {
-    /// The dtype's name in a safetensors header.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::F32 => "F32",
-            Self::F16 => "F16",
-            Self::BF16 => "BF16",
-        }
-    }
-
-    /// Bytes per value.
-    pub fn size(self) -> usize {
-        match self {
-            Self::F32 => 4,
-            Self::F16 | Self::BF16 => 2,
-        }
-    }
-
-    fn encode(self, values: &[f32], out: &mut Vec<u8>) {
-        out.clear();
-        out.reserve(values.len() * self.size());
-        match self {
-            Self::F32 => values.iter().for_each(|v| out.extend(v.to_le_bytes())),
-            Self::F16 => values
-                .iter()
-                .for_each(|&v| out.extend(f16::from_f32(v).to_le_bytes())),
-            Self::BF16 => values
-                .iter()
-                .for_each(|&v| out.extend(bf16::from_f32(v).to_le_bytes())),
-        }
-    }
-}
-
-/// A tensor to write: `(name, row-major shape, values)`.
-pub type NamedTensor = (String, Vec<usize>, Vec<f32>);
-
-/// Writes a safetensors file of F32 tensors (atomically).
-pub fn write_safetensors(path: &Path, tensors: &[NamedTensor]) -> std::io::Result<()> {
-    write_safetensors_as(path, tensors, StDtype::F32, &BTreeMap::new())
-}
-
-/// Writes a safetensors file with every tensor stored as `dtype` and `metadata` as its
-/// `__metadata__` (left out when empty), streamed to a temporary sibling file that is synced and
-/// renamed, so no half-written file is left at `path`.
-pub fn write_safetensors_as(
-    path: &Path,
-    tensors: &[NamedTensor],
-    dtype: StDtype,
-    metadata: &BTreeMap<String, String>,
-) -> std::io::Result<()> {
-    let mut header = serde_json::Map::new();
-    if !metadata.is_empty() {
-        header.insert("__metadata__".into(), serde_json::json!(metadata));
-    }
-    let mut offset = 0usize;
-    for (name, shape, v) in tensors {
-        if shape.iter().product::<usize>() != v.len() {
-            return Err(std::io::Error::other(format!(
-                "tensor `{name}`: {} values for shape {shape:?}",
-                v.len()
-            )));
-        }
-        let end = offset + dtype.size() * v.len();
-        header.insert(
-            name.clone(),
-            serde_json::json!({"dtype": dtype.name(), "shape": shape, "data_offsets": [offset, end]}),
-        );
-        offset = end;
-    }
-    let mut h = serde_json::to_vec(&serde_json::Value::Object(header))?;
-    while h.len() % 8 != 0 {
-        h.push(b' ');
-    }
-    let mut buf = Vec::new();
-    blade_data::write_atomic_with(path, |f| {
-        f.write_all(&(h.len() as u64).to_le_bytes())?;
-        f.write_all(&h)?;
-        for (_, _, v) in tensors {
-            dtype.encode(v, &mut buf);
-            f.write_all(&buf)?;
-        }
-        Ok(())
-    })
-    .map_err(|e| std::io::Error::other(e.to_string()))
-}
-
-/// Reads every tensor of one safetensors file as F32 (F16 / BF16 converted).
-pub fn read_safetensors_f32(path: &Path) -> Result<BTreeMap<String, HostTensor>, LoadError> {
-    let entries = read_st_header(path)?;
-    let mut out = BTreeMap::new();
-    let mut f = File::open(path).map_err(|e| ferr(path, e.to_string()))?;
-    for (name, e) in entries {
-        f.seek(SeekFrom::Start(e.start))
-            .map_err(|x| ferr(path, x.to_string()))?;
-        let mut raw = vec![0u8; (e.end - e.start) as usize];
-        f.read_exact(&mut raw)
-            .map_err(|x| ferr(path, x.to_string()))?;
-        let values = decode_st(&raw, &e.dtype).ok_or_else(|| {
-            ferr(
-                path,
-                format!(
-                    "tensor `{name}` has dtype {}; F32, F16 and BF16 are supported",
-                    e.dtype
-                ),
-            )
-        })?;
-        if values.len() != e.shape.iter().product::<usize>() {
-            return Err(ferr(
-                path,
-                format!(
-                    "tensor `{name}`: {} values for shape {:?}",
-                    values.len(),
-                    e.shape
-                ),
-            ));
-        }
-        out.insert(name, (e.shape, values));
-    }
-    Ok(out)
-}
-
-fn decode_st(raw: &[u8], dtype: &str) -> Option<Vec<f32>> {
-    Some(match dtype {
-        "F32" => raw
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect(),
-        "F16" => raw
-            .chunks_exact(2)
-            .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        "BF16" => raw
-            .chunks_exact(2)
-            .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
-            .collect(),
-        _ => return None,
-    })
 }

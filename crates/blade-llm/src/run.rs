@@ -157,7 +157,7 @@ pub fn save_llm_run(policy: &LlmPolicy, cfg: &LlmRunConfig, dir: &Path) -> CoreR
             }
         }
         let path = dir.join(ADAPTER_FILE);
-        crate::load::write_safetensors(&path, &tensors).map_err(|e| cerr(&path, e))?;
+        crate::safetensors::write_safetensors(&path, &tensors).map_err(|e| cerr(&path, e))?;
     } else {
         save_model_atomic(&policy.model, &dir.join(FULL_FILE))?;
     }
@@ -185,7 +185,7 @@ pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, Ll
     if cfg.lora.is_some() {
         let path = dir.join(ADAPTER_FILE);
         if path.exists() {
-            let st = crate::load::read_safetensors_f32(&path).map_err(|e| cerr(&path, e))?;
+            let st = crate::safetensors::read_safetensors_f32(&path).map_err(|e| cerr(&path, e))?;
             let mut missing = Vec::new();
             let take = |name: &str, want: [usize; 2], missing: &mut Vec<String>| match st.get(name)
             {

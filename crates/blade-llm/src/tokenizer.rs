@@ -381,9 +381,9 @@ impl Tokenizer {
     pub fn from_tokenizer_json(path: &Path) -> Result<Self, TokenizerError> {
         let origin = path.display().to_string();
         let bad = |message: String| TokenizerError::invalid(&origin, message);
-        let mut root = read_json(path)?;
+        let root = read_json(path)?;
         let hf: tokenizers::Tokenizer =
-            serde_json::from_value(root.clone()).map_err(|e| bad(e.to_string()))?;
+            serde::Deserialize::deserialize(&root).map_err(|e| bad(e.to_string()))?;
         // the crate gives an added token missing from the model's vocabulary the next free id,
         // whatever id the file states (with a log warning): a file whose ids disagree would
         // index the wrong embedding rows, so it is refused
@@ -409,11 +409,20 @@ impl Tokenizer {
                 )));
             }
         }
-        if let Some(added) = root.get_mut("added_tokens") {
-            *added = Value::Array(Vec::new());
-        }
-        let plain: tokenizers::Tokenizer =
-            serde_json::from_value(root).map_err(|e| bad(e.to_string()))?;
+        // the same pipeline without the added tokens (what the file would give with
+        // `added_tokens: []`), built from the parsed parts rather than by parsing again
+        let mut plain = tokenizers::Tokenizer::new(hf.get_model().clone());
+        plain
+            .with_normalizer(hf.get_normalizer().cloned())
+            .map_err(|e| bad(e.to_string()))?;
+        plain
+            .with_pre_tokenizer(hf.get_pre_tokenizer().cloned())
+            .with_post_processor(hf.get_post_processor().cloned())
+            .with_decoder(hf.get_decoder().cloned())
+            .with_padding(hf.get_padding().cloned());
+        plain
+            .with_truncation(hf.get_truncation().cloned())
+            .map_err(|e| bad(e.to_string()))?;
         let vocab = hf.get_vocab(true);
         let size = vocab.values().map(|&id| id as usize + 1).max().unwrap_or(0);
         if size == 0 {

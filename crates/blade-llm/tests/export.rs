@@ -10,8 +10,8 @@ use blade_llm::gguf::{GgmlType, GgufFile, Value};
 use blade_llm::lm::last_logits;
 use blade_llm::model::LoraConfig;
 use blade_llm::run::{build_policy, load_llm_run, save_llm_run, LlmRunConfig};
-use blade_llm::testing::{write_tiny_gguf, write_tiny_hf, TinySpec};
 use blade_llm::{LanguageModel, PromptTemplate};
+use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
 use burn::module::Param;
 use burn::prelude::*;
 

@@ -4,10 +4,8 @@
 use std::path::Path;
 
 use blade_llm::gguf::{GgmlType, GgufFile, GgufWriter, Value};
-use blade_llm::load::{
-    check_vocab_fits, gguf_tokenizer, read_safetensors_f32, write_safetensors, SafetensorsModel,
-    WeightSource,
-};
+use blade_llm::load::{check_vocab_fits, gguf_tokenizer, WeightSource};
+use blade_llm::safetensors::{read_safetensors_f32, write_safetensors, SafetensorsModel};
 use blade_llm::tokenizer::Tokenizer;
 
 /// A safetensors file whose header is `header` followed by `data`.
@@ -257,7 +255,7 @@ fn tokenizer_json_token_id_4294967295_is_an_error_not_a_huge_table() {
     // a two-token vocabulary with one added token of the given id, loaded from `path`
     let load = |id: usize, content: &str| {
         let json = serde_json::json!({
-            "added_tokens": [blade_llm::testing::added_token_json(id, content, true)],
+            "added_tokens": [blade_testkit::added_token_json(id, content, true)],
             "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": false,
                               "trim_offsets": true, "use_regex": true},
             "model": {"type": "BPE", "vocab": {"a": 0, "b": 1}, "merges": []},

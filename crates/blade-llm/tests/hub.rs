@@ -5,8 +5,8 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use blade_llm::hub::resolve_weights_with;
-use blade_llm::testing::{write_tiny_gguf, write_tiny_hf, TinySpec};
 use blade_llm::LanguageModel;
+use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 const OLD: &str = "89abcdef0123456789abcdef0123456789abcdef";

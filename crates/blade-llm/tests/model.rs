@@ -4,8 +4,8 @@
 use blade_llm::gguf::GgmlType;
 use blade_llm::lm::{ids_tensor, to_vec};
 use blade_llm::model::{KvCache, LoraConfig};
-use blade_llm::testing::{write_tiny_gguf, write_tiny_hf, TinySpec};
 use blade_llm::LanguageModel;
+use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
 use burn::prelude::*;
 
 fn device() -> Device {

@@ -3,8 +3,8 @@
 
 use blade_core::batch::PromptBatch;
 use blade_core::policy::{DecodeStrategy, Policy, Recommender, SampleSpec};
-use blade_llm::testing::{write_tiny_gguf, TinySpec};
 use blade_llm::{LanguageModel, LlmPolicy, PromptTemplate};
+use blade_testkit::{write_tiny_gguf, TinySpec};
 use burn::prelude::*;
 use rand::{rngs::StdRng, SeedableRng};
 

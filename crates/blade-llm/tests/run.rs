@@ -6,8 +6,8 @@ use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig};
 use blade_llm::model::LoraConfig;
 use blade_llm::run::{load_llm_run, train_llm_sft, LlmRunConfig, LlmSftConfig};
-use blade_llm::testing::{write_tiny_gguf, TinySpec};
 use blade_llm::PromptTemplate;
+use blade_testkit::{write_tiny_gguf, TinySpec};
 use burn::prelude::*;
 
 /// A tiny GGUF model in a temporary folder, tiny synthetic data split with history length `l`,

@@ -5,9 +5,10 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::gguf::{GgmlType, GgufWriter, Value};
-pub use crate::load::write_safetensors;
-use crate::tokenizer::byte_level_char;
+use blade_llm::gguf::{GgmlType, GgufWriter, Value};
+use blade_llm::load::{hf_name, permute_rope_rows};
+pub use blade_llm::safetensors::write_safetensors;
+use blade_llm::tokenizer::byte_level_char;
 
 /// Shape of the tiny model.
 #[derive(Debug, Clone)]
@@ -214,9 +215,9 @@ pub fn write_tiny_gguf(path: &Path, spec: &TinySpec) -> std::io::Result<()> {
     g.write(path)
 }
 
-/// Inverse of [`crate::load::permute_halves_to_pairs`].
+/// Inverse of [`blade_llm::load::permute_halves_to_pairs`].
 pub fn pairs_to_halves(values: &[f32], n_heads: usize, cols: usize) -> Vec<f32> {
-    crate::load::permute_rope_rows(values, n_heads, cols, false)
+    permute_rope_rows(values, n_heads, cols, false)
 }
 
 /// Writes the tiny model as a Hugging Face folder: `config.json`, `model.safetensors` (Q/K in
@@ -265,7 +266,7 @@ pub fn write_tiny_hf(dir: &Path, spec: &TinySpec) -> std::io::Result<()> {
     std::fs::write(dir.join("tokenizer.json"), serde_json::to_string(&tok)?)?;
     let mut out = Vec::new();
     for (name, (shape, v)) in tiny_weights(spec) {
-        let hf = crate::load::hf_name(&name).expect("every tiny tensor has a Hugging Face name");
+        let hf = hf_name(&name).expect("every tiny tensor has a Hugging Face name");
         let v = if name.contains("attn_q.") || name.contains("attn_k.") {
             let heads = if name.contains("attn_q.") {
                 spec.n_heads

@@ -1,21 +1,5 @@
-//! Recommendation with titles: an LLM [`Policy`] that reads a user's history as item titles and
-//! writes K catalogue titles, one per line, under a token trie so that every title it writes is a
-//! real catalogue item.
-//!
-//! - **Prompt**: a configurable template (the LLM4Rec style: the last L titles, oldest first, then
-//!   an instruction), wrapped in the model's chat template.
-//! - **Items as token sequences**: item `i` is `tokens(title_i) ++ [separator]` (the separator is
-//!   the newline token by default). Titles are tokenised on their own; the byte-level
-//!   pre-tokenizer splits at a newline, so a title's tokens do not depend on the line before it.
-//!   Duplicate titles get a ` #2`, ` #3`, ... suffix so that the map title -> item is one-to-one.
-//! - **Constrained decoding**: a trie over those sequences. At each step only tokens that continue
-//!   a path to an item still allowed (not excluded, not already in the list) can be chosen; the
-//!   distribution is the model's softmax renormalised over those tokens, and a list's
-//!   log-probability is the sum over its tokens of these renormalised log-probabilities (the same
-//!   quantity in sampling, greedy decoding and the differentiable [`Policy::log_prob`]).
-//! - **Full ranking**: an item's score is its title's log-probability as the *first* line of the
-//!   answer, under the same trie renormalisation, computed in batches over the catalogue with the
-//!   prompt's KV cache shared (prefilled once per user).
+//! The LLM as a blade [`Policy`] and [`Recommender`]: sampling, greedy and beam-free decoding
+//! under the title trie, list log-probabilities and whole-catalogue scoring.
 
 use blade_core::batch::PromptBatch;
 use blade_core::error::CoreError;
@@ -27,10 +11,11 @@ use blade_data::ItemId;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use rand::rngs::StdRng;
-use serde::{Deserialize, Serialize};
 
 use std::sync::Arc;
 
+use super::prompt::PromptTemplate;
+use super::trie::{allowed_tensors, TitleIndex, Walker};
 use crate::lm::{ids_tensor, to_vec, LanguageModel};
 use crate::model::{KvCache, Llama, LlamaConfig};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
@@ -39,234 +24,6 @@ type CoreResult<T> = blade_core::error::Result<T>;
 
 fn core_err(e: impl std::fmt::Display) -> CoreError {
     CoreError::Config(e.to_string())
-}
-
-/// The prompt template. `{history}` becomes the history titles, one per line (oldest first);
-/// `{k}` the list length.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PromptTemplate {
-    /// Optional system message.
-    pub system: Option<String>,
-    /// The user message.
-    pub user: String,
-    /// Wrap in the model's chat template (instruct models); otherwise the text is used as is.
-    pub chat: bool,
-}
-
-impl Default for PromptTemplate {
-    fn default() -> Self {
-        Self {
-            system: None,
-            user: "A user watched these movies, most recent last:\n{history}\n\nRecommend {k} \
-                   other movies this user will like. Answer with the titles only, one per line."
-                .into(),
-            chat: true,
-        }
-    }
-}
-
-/// A node of the title trie. Items are sorted by their token sequences, so the items below a
-/// node are the contiguous range `lo..hi` of that order.
-#[derive(Debug, Clone)]
-struct Node {
-    /// `(token, child node)`, sorted by token.
-    children: Vec<(u32, usize)>,
-    lo: usize,
-    hi: usize,
-    /// The item this node completes (its separator token was just consumed).
-    item: Option<ItemId>,
-}
-
-/// The catalogue as token sequences and their trie.
-#[derive(Debug, Clone)]
-pub struct TitleIndex {
-    /// Per item, the title text used (after de-duplication).
-    pub titles: Vec<String>,
-    /// Per item, `tokens(title) ++ [separator]`.
-    pub tokens: Vec<Vec<u32>>,
-    /// Position of each item in `order`.
-    rank: Vec<usize>,
-    nodes: Vec<Node>,
-}
-
-impl TitleIndex {
-    /// Tokenises every title with `lm`'s tokenizer and builds the trie. `sep` is the separator
-    /// token (e.g. the newline).
-    pub fn build(tokenizer: &Tokenizer, titles: &[String], sep: u32) -> Result<Self, String> {
-        if titles.is_empty() {
-            return Err("the catalogue has no titles".into());
-        }
-        let mut seen = std::collections::HashMap::<String, usize>::new();
-        let mut unique = Vec::with_capacity(titles.len());
-        for t in titles {
-            let t = t.trim().replace('\n', " ");
-            let n = seen.entry(t.clone()).or_insert(0);
-            *n += 1;
-            unique.push(if *n == 1 { t } else { format!("{t} #{n}") });
-        }
-        let mut tokens = Vec::with_capacity(unique.len());
-        for t in &unique {
-            let mut ids = tokenizer
-                .encode(t, false)
-                .map_err(|e| format!("title {t:?}: {e}"))?;
-            if ids.is_empty() {
-                return Err(format!("title {t:?} has no tokens"));
-            }
-            ids.push(sep);
-            tokens.push(ids);
-        }
-        let mut order: Vec<ItemId> = (0..tokens.len() as ItemId).collect();
-        order.sort_by(|&a, &b| tokens[a as usize].cmp(&tokens[b as usize]));
-        let mut rank = vec![0; tokens.len()];
-        for (pos, &it) in order.iter().enumerate() {
-            rank[it as usize] = pos;
-        }
-        let mut nodes = vec![Node {
-            children: Vec::new(),
-            lo: 0,
-            hi: order.len(),
-            item: None,
-        }];
-        for (pos, &it) in order.iter().enumerate() {
-            let mut cur = 0;
-            for &tok in &tokens[it as usize] {
-                let next = match nodes[cur].children.iter().find(|(t, _)| *t == tok) {
-                    Some(&(_, n)) => n,
-                    None => {
-                        nodes.push(Node {
-                            children: Vec::new(),
-                            lo: pos,
-                            hi: pos,
-                            item: None,
-                        });
-                        let n = nodes.len() - 1;
-                        nodes[cur].children.push((tok, n));
-                        n
-                    }
-                };
-                nodes[next].hi = pos + 1;
-                cur = next;
-            }
-            if nodes[cur].item.is_some() || !nodes[cur].children.is_empty() {
-                // a sequence that is a prefix of another cannot happen: every one ends with the
-                // separator, which never occurs inside a title's tokens
-                return Err(format!(
-                    "title {:?} is ambiguous in the trie",
-                    unique[it as usize]
-                ));
-            }
-            nodes[cur].item = Some(it);
-        }
-        Ok(Self {
-            titles: unique,
-            tokens,
-            rank,
-            nodes,
-        })
-    }
-
-    /// Number of items.
-    pub fn len(&self) -> usize {
-        self.tokens.len()
-    }
-
-    /// Whether the catalogue is empty.
-    pub fn is_empty(&self) -> bool {
-        self.tokens.is_empty()
-    }
-
-    /// Number of trie nodes.
-    pub fn num_nodes(&self) -> usize {
-        self.nodes.len()
-    }
-
-    /// Tokens allowed after node `node` given the blocked items (by order position):
-    /// `(token, child)` pairs whose subtree holds an unblocked item.
-    fn allowed(&self, node: usize, blocked_pos: &[bool]) -> Vec<(u32, usize)> {
-        self.nodes[node]
-            .children
-            .iter()
-            .copied()
-            .filter(|&(_, c)| {
-                let n = &self.nodes[c];
-                blocked_pos[n.lo..n.hi].iter().any(|b| !b)
-            })
-            .collect()
-    }
-}
-
-/// Per row and step, the allowed tokens with the chosen one first, as tensors: indices
-/// `[n, s, a]` (padded with the row's first token), an additive mask `[n, s, a]` (0 or -1e9 on
-/// padding) and a validity mask `[n, s]` (0 past a row's end).
-fn allowed_tensors(
-    sets: &[Vec<Vec<u32>>],
-    s: usize,
-    device: &Device,
-) -> (Tensor<3, Int>, Tensor<3>, Tensor<2>) {
-    let n = sets.len();
-    let a_len = sets.iter().flatten().map(Vec::len).max().unwrap_or(1);
-    let mut idx = Vec::with_capacity(n * s * a_len);
-    let mut mask = Vec::with_capacity(n * s * a_len);
-    let mut valid = Vec::with_capacity(n * s);
-    for per in sets {
-        for j in 0..s {
-            match per.get(j) {
-                Some(set) => {
-                    for a in 0..a_len {
-                        idx.push(i64::from(*set.get(a).unwrap_or(&set[0])));
-                        mask.push(if a < set.len() { 0.0f32 } else { -1.0e9 });
-                    }
-                    valid.push(1.0f32);
-                }
-                None => {
-                    idx.extend(std::iter::repeat_n(0i64, a_len));
-                    mask.extend(std::iter::repeat_n(0.0f32, a_len));
-                    valid.push(0.0);
-                }
-            }
-        }
-    }
-    (
-        Tensor::from_data(TensorData::new(idx, [n, s, a_len]), device),
-        Tensor::from_data(TensorData::new(mask, [n, s, a_len]), device),
-        Tensor::from_data(TensorData::new(valid, [n, s]), device),
-    )
-}
-
-/// Walks one list through the trie, token by token.
-#[derive(Debug, Clone)]
-struct Walker {
-    node: usize,
-    blocked: Vec<bool>,
-    items: Vec<ItemId>,
-    log_prob: f32,
-}
-
-impl Walker {
-    fn new(index: &TitleIndex, exclude: &[ItemId]) -> Self {
-        let mut blocked = vec![false; index.len()];
-        for &e in exclude {
-            if let Some(&p) = index.rank.get(e as usize) {
-                blocked[p] = true;
-            }
-        }
-        Self {
-            node: 0,
-            blocked,
-            items: Vec::new(),
-            log_prob: 0.0,
-        }
-    }
-
-    /// Moves along `child`; returns the item completed, if any.
-    fn step(&mut self, index: &TitleIndex, child: usize) -> Option<ItemId> {
-        self.node = child;
-        let item = index.nodes[child].item?;
-        self.items.push(item);
-        self.blocked[index.rank[item as usize]] = true;
-        self.node = 0;
-        Some(item)
-    }
 }
 
 /// Everything of an [`LlmPolicy`] that is not a trainable tensor.
@@ -358,26 +115,11 @@ impl LlmPolicy {
 
     /// The prompt text of one history.
     pub fn prompt_text(&self, history: &[ItemId], k: usize) -> String {
-        let lines: Vec<&str> = history
+        let titles: Vec<&str> = history
             .iter()
             .filter_map(|&i| self.ctx.index.titles.get(i as usize).map(String::as_str))
             .collect();
-        let user = self
-            .ctx
-            .template
-            .user
-            .replace("{history}", &lines.join("\n"))
-            .replace("{k}", &k.to_string());
-        if self.ctx.template.chat {
-            self.ctx
-                .chat
-                .render(self.ctx.template.system.as_deref(), &user)
-        } else {
-            match &self.ctx.template.system {
-                Some(s) => format!("{s}\n\n{user}\n"),
-                None => format!("{user}\n"),
-            }
-        }
+        self.ctx.template.render(&self.ctx.chat, &titles, k)
     }
 
     fn prompt_tokens(&self, prompts: &PromptBatch) -> CoreResult<Vec<Vec<u32>>> {
