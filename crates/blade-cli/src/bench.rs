@@ -36,6 +36,9 @@ pub struct BenchArgs {
     /// Items per list (K) of the rollouts and alignment steps.
     #[arg(long, default_value_t = 10)]
     pub list_len: usize,
+    /// Row shards (threads) of each alignment gradient pass.
+    #[arg(long, default_value_t = AlignConfig::new(Method::BonStatic.default_config()).grad_shards)]
+    pub grad_shards: usize,
     /// Also run the PyTorch peer of the item-level model (`--peer-script`) with this Python
     /// interpreter (one with `torch`; `benches/peers/setup.sh` makes one) on the same sizes,
     /// right after blade, and print the blade / peer speed ratios.
@@ -183,6 +186,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             .with_steps(a.steps.max(2))
             .with_prompts_per_step(a.prompts)
             .with_list_len(a.list_len)
+            .with_grad_shards(a.grad_shards)
             .with_eval_every(0);
         if kind == RunKind::Llm {
             // the reference cache and the held-out ceilings are one-off costs, not the step:

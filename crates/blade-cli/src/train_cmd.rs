@@ -131,6 +131,10 @@ pub struct AlignArgs {
     /// Gradient steps per rollout batch.
     #[arg(long, default_value_t = defaults().inner_epochs)]
     pub inner_epochs: usize,
+    /// Each gradient pass is cut into this many row shards on as many threads (1 = one pass on
+    /// one thread); the gradient is the same up to floating-point summation order.
+    #[arg(long, default_value_t = defaults().grad_shards)]
+    pub grad_shards: usize,
     /// Learning rate of alignment (Adam).
     #[arg(long, default_value_t = OptimConfig::new().lr)]
     pub align_lr: f64,
@@ -415,6 +419,7 @@ impl AlignArgs {
             .with_group_size(self.group_size)
             .with_list_len(self.align_k)
             .with_inner_epochs(self.inner_epochs)
+            .with_grad_shards(self.grad_shards)
             .with_optim(optim)
             .with_reference_lists(self.reference_lists)
             .with_prompt_pool(self.prompt_pool)

@@ -292,6 +292,32 @@ fn alignment_resumes_from_its_checkpoint() {
         .to_string();
     assert!(e.contains("other settings") && e.contains("optim"), "{e}");
     assert!(before == snapshot(&dir), "a refused resume changed the run");
+    // another number of gradient shards changes the floats: refused, naming it
+    let other = small(Method::Blade, 6).with_grad_shards(1);
+    let e = train_align::<ItemLm>(&other, &inputs, &dir, Dashboard::Plain, true)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(e.contains("grad_shards: run 4, now 1"), "{e}");
+    assert!(before == snapshot(&dir), "a refused resume changed the run");
+    // an align.json written before the setting existed stands for one shard
+    let cfg_path = dir.join("align.json");
+    let saved = std::fs::read_to_string(&cfg_path).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(&saved).unwrap();
+    old.as_object_mut().unwrap().remove("grad_shards");
+    std::fs::write(&cfg_path, old.to_string()).unwrap();
+    let e = train_align::<ItemLm>(
+        &small(Method::Blade, 6),
+        &inputs,
+        &dir,
+        Dashboard::Plain,
+        true,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(e.contains("grad_shards: run 1, now 4"), "{e}");
+    std::fs::write(&cfg_path, saved).unwrap();
     // a corrupt checkpoint state is a clear error that changes nothing
     std::fs::write(dir.join("checkpoint/step-000004/state.json"), "{not json").unwrap();
     let before = snapshot(&dir);

@@ -291,6 +291,13 @@ pub struct AlignConfig {
     /// The optimisation settings every method shares.
     #[config(default = "OptimConfig::new()")]
     pub optim: OptimConfig,
+    /// Each gradient pass over the batch is cut into this many row shards, run on as many
+    /// threads (1 = one pass on one thread). The gradient is the same up to floating-point
+    /// summation order (docs/METHOD.md section 5). 4: on 2 cores, 4 shards of 64 lists were
+    /// faster than 2 of 128 (smaller passes are cheaper per row) and no slower than 8 or 16
+    /// (docs/results/speed-itemlm.md).
+    #[config(default = 4)]
+    pub grad_shards: usize,
     /// Reference lists sampled per prompt from the SFT model (`M`).
     #[config(default = 16)]
     pub reference_lists: usize,
@@ -342,6 +349,7 @@ impl AlignConfig {
             ("--inner-epochs", self.inner_epochs, 1000),
             ("--align-k", self.list_len, 1000),
             ("--reference-lists", self.reference_lists, 100_000),
+            ("--grad-shards", self.grad_shards, 64),
         ] {
             if v == 0 || v > max {
                 return bad(format!("{flag} {v}: expected 1..={max}"));

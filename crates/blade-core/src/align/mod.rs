@@ -28,6 +28,7 @@ pub mod policy;
 pub mod record;
 pub mod reference;
 pub mod rollout;
+mod shard;
 pub mod trainer;
 
 use std::path::Path;

@@ -7,6 +7,8 @@ use std::time::Instant;
 
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+
+use super::shard::Sharded;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -257,16 +259,34 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         // token-level ratios: the sampling policy's per-token log-probabilities are the
         // policy's own before the first update of the step (the same weights), detached
         let mut old_tokens: Option<Tensor<2>> = None;
+        let token_level = o.ratio != RatioLevel::Sequence;
+        let device = self.inputs.device.clone().autodiff();
         for epoch in 0..cfg.inner_epochs {
-            let (new_logp, tokens) = if o.ratio == RatioLevel::Sequence {
-                (self.policy.log_prob(&prompts, &scored.lists)?, None)
+            // with several shards, the forward and backward passes run on as many threads
+            // (`shard`: the same gradient up to summation order)
+            let sharded = if cfg.grad_shards > 1 {
+                Some(Sharded::forward(
+                    &self.policy,
+                    &device,
+                    &prompts,
+                    &scored.lists,
+                    token_level,
+                    cfg.grad_shards,
+                )?)
             } else {
-                let t = self.policy.token_log_probs(&prompts, &scored.lists)?;
-                if old_tokens.is_none() {
-                    old_tokens = Some(t.values.clone().detach());
-                }
-                (t.sum(), Some(t))
+                None
             };
+            let (new_logp, tokens) = match &sharded {
+                Some(sh) => (sh.log_probs(), sh.tokens()),
+                None if token_level => {
+                    let t = self.policy.token_log_probs(&prompts, &scored.lists)?;
+                    (t.sum(), Some(t))
+                }
+                None => (self.policy.log_prob(&prompts, &scored.lists)?, None),
+            };
+            if let (Some(t), None) = (&tokens, &old_tokens) {
+                old_tokens = Some(t.values.clone().detach());
+            }
             let refp = vec_tensor(&ref_logp, &new_logp.device());
             let inputs = LossInputs {
                 g: scored.g,
@@ -297,7 +317,10 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             out.loss = loss;
             out.kl = host(kl)?.first().copied().unwrap_or(f32::NAN) as f64;
             out.clip = parts.clip;
-            let mut grads = GradientsParams::from_grads(total.backward(), &self.policy);
+            let mut grads = match sharded {
+                Some(sh) => sh.backward(&total.backward())?,
+                None => GradientsParams::from_grads(total.backward(), &self.policy),
+            };
             out.grad_norm = clip_grad_norm(&self.policy, &mut grads, o.max_grad_norm)?;
             let t = (step - 1) * cfg.inner_epochs + epoch;
             out.lr = o.schedule.rate(o.lr, t, cfg.total_updates(), o.warmup);
@@ -435,12 +458,16 @@ pub fn train_align<P: AlignPolicy + 'static>(
                 format!("cannot resume: no readable alignment config ({e})"),
             )
         })?;
-        let saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        let mut saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
             CoreError::file(
                 &cfg_path,
                 format!("cannot resume: not an alignment config ({e})"),
             )
         })?;
+        // runs made before `grad_shards` existed computed each gradient in one pass
+        if let Some(o) = saved.as_object_mut() {
+            o.entry("grad_shards").or_insert(serde_json::json!(1));
+        }
         check_same_settings(
             &saved,
             cfg,
