@@ -284,55 +284,37 @@ fn alignment_resumes_from_its_checkpoint() {
         files.sort();
         files
     };
-    let before = snapshot(&dir);
-    let other = small(Method::Blade, 6).with_optim(OptimConfig::new().with_lr(5e-4));
-    let e = train_align::<ItemLm>(&other, &inputs, &dir, Dashboard::Plain, true)
-        .err()
-        .unwrap()
-        .to_string();
+    // every refused resume below names what differs and changes nothing
+    let refused = |cfg: &AlignConfig| -> String {
+        let before = snapshot(&dir);
+        let e = train_align::<ItemLm>(cfg, &inputs, &dir, Dashboard::Plain, true)
+            .err()
+            .expect("the resume is refused")
+            .to_string();
+        assert!(
+            before == snapshot(&dir),
+            "a refused resume changed the run: {e}"
+        );
+        e
+    };
+    let e = refused(&small(Method::Blade, 6).with_optim(OptimConfig::new().with_lr(5e-4)));
     assert!(e.contains("other settings") && e.contains("optim"), "{e}");
-    assert!(before == snapshot(&dir), "a refused resume changed the run");
-    // another number of gradient shards changes the floats: refused, naming it
-    let other = small(Method::Blade, 6).with_grad_shards(1);
-    let e = train_align::<ItemLm>(&other, &inputs, &dir, Dashboard::Plain, true)
-        .err()
-        .unwrap()
-        .to_string();
+    // another number of gradient shards changes the floats
+    let e = refused(&small(Method::Blade, 6).with_grad_shards(1));
     assert!(e.contains("grad_shards: run 4, now 1"), "{e}");
-    assert!(before == snapshot(&dir), "a refused resume changed the run");
     // an align.json written before the setting existed stands for one shard
     let cfg_path = dir.join("align.json");
     let saved = std::fs::read_to_string(&cfg_path).unwrap();
     let mut old: serde_json::Value = serde_json::from_str(&saved).unwrap();
     old.as_object_mut().unwrap().remove("grad_shards");
     std::fs::write(&cfg_path, old.to_string()).unwrap();
-    let e = train_align::<ItemLm>(
-        &small(Method::Blade, 6),
-        &inputs,
-        &dir,
-        Dashboard::Plain,
-        true,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = refused(&small(Method::Blade, 6));
     assert!(e.contains("grad_shards: run 1, now 4"), "{e}");
     std::fs::write(&cfg_path, saved).unwrap();
-    // a corrupt checkpoint state is a clear error that changes nothing
+    // a corrupt checkpoint state is a clear error
     std::fs::write(dir.join("checkpoint/step-000004/state.json"), "{not json").unwrap();
-    let before = snapshot(&dir);
-    let e = train_align::<ItemLm>(
-        &small(Method::Blade, 5),
-        &inputs,
-        &dir,
-        Dashboard::Plain,
-        true,
-    )
-    .err()
-    .unwrap()
-    .to_string();
+    let e = refused(&small(Method::Blade, 5));
     assert!(e.contains("not an alignment checkpoint state"), "{e}");
-    assert!(before == snapshot(&dir), "a failed resume changed the run");
     // a missing SFT folder is a clear error
     let bad = AlignInputs {
         init: Path::new("/nonexistent/sft"),
