@@ -41,10 +41,14 @@ struct StEntry {
 }
 
 impl StEntry {
-    /// Reads and decodes the tensor (`name` is for messages).
-    fn read(&self, name: &str) -> Result<HostTensor, LoadError> {
+    /// Opens the file the tensor is in.
+    fn open(&self) -> Result<File, LoadError> {
+        File::open(&self.file).map_err(|x| ferr(&self.file, x.to_string()))
+    }
+
+    /// Reads and decodes the tensor from `f`, its file opened (`name` is for messages).
+    fn read(&self, f: &mut File, name: &str) -> Result<HostTensor, LoadError> {
         let io = |x: std::io::Error| ferr(&self.file, x.to_string());
-        let mut f = File::open(&self.file).map_err(io)?;
         f.seek(SeekFrom::Start(self.start)).map_err(io)?;
         let mut raw = vec![0u8; (self.end - self.start) as usize];
         f.read_exact(&mut raw).map_err(io)?;
@@ -243,7 +247,10 @@ impl SafetensorsModel {
 
     /// Tensor `name` (its Hugging Face name) as F32, or `None` if no file holds it.
     pub fn read(&self, name: &str) -> Result<Option<HostTensor>, LoadError> {
-        self.entries.get(name).map(|e| e.read(name)).transpose()
+        self.entries
+            .get(name)
+            .map(|e| e.read(&mut e.open()?, name))
+            .transpose()
     }
 }
 
@@ -346,9 +353,15 @@ pub fn write_safetensors_as(
 
 /// Reads every tensor of one safetensors file as F32 (F16 / BF16 converted).
 pub fn read_safetensors_f32(path: &Path) -> Result<BTreeMap<String, HostTensor>, LoadError> {
-    read_header(path)?
+    let entries = read_header(path)?;
+    let Some(first) = entries.values().next() else {
+        return Ok(BTreeMap::new());
+    };
+    // one file: opened once for all its tensors
+    let mut f = first.open()?;
+    entries
         .into_iter()
-        .map(|(name, e)| e.read(&name).map(|t| (name, t)))
+        .map(|(name, e)| e.read(&mut f, &name).map(|t| (name, t)))
         .collect()
 }
 

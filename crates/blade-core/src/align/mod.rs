@@ -65,8 +65,8 @@ pub struct AlignInputs<'a> {
     pub device: &'a Device,
 }
 
-/// Reads a tensor back to the host.
-pub(crate) fn host(t: Tensor<1>) -> crate::Result<Vec<f32>> {
+/// Reads a tensor back to the host (row-major).
+pub(crate) fn host<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
     t.into_data()
         .try_to_vec::<f32>()
         .map_err(|e| CoreError::Tensor(format!("{e:?}")))

@@ -23,6 +23,7 @@ use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
+use super::host;
 use super::policy::AlignPolicy;
 use crate::batch::PromptBatch;
 use crate::error::CoreError;
@@ -32,9 +33,9 @@ use crate::policy::TokenLogProbs;
 pub(crate) struct Sharded<P> {
     /// `[lists, T]`: the concatenated values (detached from the shards, a leaf that tracks its
     /// gradient); `T` = 1 for list-level log-probabilities.
-    pub values: Tensor<2>,
+    values: Tensor<2>,
     /// `[lists, T]`: 1 for a real token, 0 for padding (token level only).
-    pub mask: Option<Tensor<2>>,
+    mask: Option<Tensor<2>>,
     parts: Vec<Part<P>>,
 }
 
@@ -172,7 +173,7 @@ impl<P: AlignPolicy> Sharded<P> {
         let dx = self.values.grad(grads).ok_or_else(|| {
             CoreError::Tensor("the loss does not depend on the lists' log-probabilities".into())
         })?;
-        let dx = host2(dx)?;
+        let dx = host(dx)?;
         let dx = &dx;
         let mut each = on_threads(self.parts, |part| {
             let [m, t] = part.values.dims();
@@ -217,13 +218,6 @@ impl ModuleVisitor for AddGrads<'_> {
             self.into.register(id, sum);
         }
     }
-}
-
-/// Reads a 2-D tensor back to the host, row-major.
-fn host2(t: Tensor<2>) -> crate::Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| CoreError::Tensor(format!("{e:?}")))
 }
 
 #[cfg(all(test, feature = "flex"))]

@@ -7,8 +7,6 @@ use std::time::Instant;
 
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
-
-use super::shard::Sharded;
 use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
@@ -19,6 +17,7 @@ use super::methods::{LossInputs, Objective, Signal, TokenInputs};
 use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord};
 use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
 use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
+use super::shard::Sharded;
 use super::{host, AlignInputs, AlignPolicy};
 use crate::checkpoint::{
     check_same_settings, checkpoint_name, publish_copy, remove_any, Checkpoints, BEST, STEP,

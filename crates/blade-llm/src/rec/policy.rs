@@ -1,5 +1,5 @@
-//! The LLM as a blade [`Policy`] and [`Recommender`]: sampling, greedy and beam-free decoding
-//! under the title trie, list log-probabilities and whole-catalogue scoring.
+//! The LLM as a blade [`Policy`] and [`Recommender`]: sampling and greedy decoding (no beam
+//! search) under the title trie, list log-probabilities and whole-catalogue scoring.
 
 use blade_core::batch::PromptBatch;
 use blade_core::error::CoreError;
