@@ -7,33 +7,64 @@
 //! cargo run -p blade-examples --example tiny_llm -- --hf tiny-hf --qwen2
 //! ```
 //!
-//! `--qwen2` gives the Qwen2 layout (Q/K/V biases, a separate output head). The weights are
-//! random: the text it writes is noise, the numbers are exact.
+//! `--qwen2` gives the Qwen2 layout (Q/K/V biases, a separate output head). `--llama3-rope` gives
+//! 16-wide heads, rotary base 500,000 and Llama 3's rotary scaling with an original context of
+//! 64 positions, so that the scaling shows at short lengths. `--like llama3.2-1b` and
+//! `--like qwen2.5-0.5b` give those models' layouts (head counts, vocabularies, rotary settings)
+//! narrowed to two layers. The weights are random: the text it writes is noise, the numbers are
+//! exact.
 
-use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
+use blade_testkit::{write_tiny_gguf, write_tiny_hf, RopeScaling, TinySpec};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let usage = "usage: tiny_llm (--gguf FILE.gguf | --hf DIR) [--qwen2]";
-    let qwen2 = args.iter().any(|a| a == "--qwen2");
-    let spec = TinySpec {
-        qkv_bias: qwen2,
-        untied: qwen2,
-        ..TinySpec::default()
-    };
+    let usage = "usage: tiny_llm (--gguf FILE.gguf | --hf DIR) \
+                 [--qwen2 | --llama3-rope | --like llama3.2-1b|qwen2.5-0.5b]";
+    let has = |flag: &str| args.iter().any(|a| a == flag);
     let value = |flag: &str| {
         args.iter()
             .position(|a| a == flag)
             .and_then(|i| args.get(i + 1))
+    };
+    let (spec, name) = match (has("--qwen2"), has("--llama3-rope"), value("--like")) {
+        (false, false, None) => (TinySpec::default(), "tiny llama"),
+        (true, false, None) => (
+            TinySpec {
+                qkv_bias: true,
+                untied: true,
+                ..TinySpec::default()
+            },
+            "tiny qwen2",
+        ),
+        (false, true, None) => (
+            TinySpec {
+                d_model: 64,
+                n_heads: 4,
+                n_kv_heads: 2,
+                rope_theta: 500_000.0,
+                rope_scaling: RopeScaling::Llama3 {
+                    factor: 32.0,
+                    low_freq_factor: 1.0,
+                    high_freq_factor: 4.0,
+                    original_max_position_embeddings: 64,
+                },
+                ..TinySpec::default()
+            },
+            "tiny llama with Llama 3 rotary scaling",
+        ),
+        (false, false, Some(l)) if l == "llama3.2-1b" => {
+            (TinySpec::llama32_1b(), "Llama-3.2-1B-layout")
+        }
+        (false, false, Some(l)) if l == "qwen2.5-0.5b" => {
+            (TinySpec::qwen25_05b(), "Qwen2.5-0.5B-layout")
+        }
+        _ => anyhow::bail!("{usage}"),
     };
     match (value("--gguf"), value("--hf")) {
         (Some(path), None) => write_tiny_gguf(path.as_ref(), &spec)?,
         (None, Some(dir)) => write_tiny_hf(dir.as_ref(), &spec)?,
         _ => anyhow::bail!("{usage}"),
     }
-    println!(
-        "wrote the tiny {} model",
-        if qwen2 { "qwen2" } else { "llama" }
-    );
+    println!("wrote the {name} model");
     Ok(())
 }

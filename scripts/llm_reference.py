@@ -40,6 +40,9 @@ Conventions (read these before comparing numbers)
     - arch ``qwen2``: llama.cpp "NeoX" mode (no permutation in the converter):
       rotate halves ``(x[i], x[i + n_rot/2])`` with the same angles.
     Dimensions beyond n_rot (if rope.dimension_count < head_dim) pass through.
+    Scaling, as llama.cpp applies it: ``rope.scaling.type = linear`` divides
+    every angle by ``rope.scaling.factor``; a ``rope_freqs.weight`` tensor (the
+    Llama 3.1+ frequency factors) divides the angle of pair i by its entry i.
   Positions are 0, 1, 2, ... for the given token sequence (no BOS is added;
   pass exactly the ids you want).
 * Block (pre-norm):
@@ -151,6 +154,14 @@ def load_gguf(path, dtype=np.float64):
     }
     cfg["n_rot"] = int(kv("rope.dimension_count", cfg["head_dim"], required=False))
     cfg["rope_mode"] = "neox" if arch == "qwen2" else "normal"
+    # rotary scaling as llama.cpp applies it: linear scaling multiplies every angle by
+    # 1 / rope.scaling.factor; a rope_freqs.weight tensor ("frequency factors", written by the
+    # converter for Llama 3.1+) divides angle i by factor i
+    stype = kv("rope.scaling.type", "none", required=False)
+    if stype not in ("none", "linear"):
+        sys.exit(f"error: rope scaling {stype!r} is not modelled here")
+    cfg["rope_linear"] = float(kv("rope.scaling.factor", 1.0, required=False)) \
+        if stype == "linear" else 1.0
 
     weights = {}
     for t in r.tensors:
@@ -160,6 +171,8 @@ def load_gguf(path, dtype=np.float64):
         weights[t.name] = a.astype(dtype, copy=False)
     cfg["vocab"] = weights["token_embd.weight"].shape[0]
     cfg["tied_output"] = "output.weight" not in weights
+    ff = weights.get("rope_freqs.weight")
+    cfg["rope_freq_factors"] = None if ff is None else np.asarray(ff, np.float64).reshape(-1)
     return cfg, weights, r
 
 
@@ -171,9 +184,12 @@ def rms_norm(x, w, eps):
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + eps) * w
 
 
-def rope_tables(n_pos, n_rot, base, dtype):
+def rope_tables(n_pos, n_rot, base, dtype, linear=1.0, freq_factors=None):
     i = np.arange(n_rot // 2, dtype=np.float64)
-    inv_freq = base ** (-2.0 * i / n_rot)                      # theta_i
+    inv_freq = base ** (-2.0 * i / n_rot) / linear             # theta_i
+    if freq_factors is not None:
+        assert freq_factors.shape == inv_freq.shape, (freq_factors.shape, inv_freq.shape)
+        inv_freq = inv_freq / freq_factors
     ang = np.arange(n_pos, dtype=np.float64)[:, None] * inv_freq[None, :]
     return np.cos(ang).astype(dtype), np.sin(ang).astype(dtype)  # [T, n_rot/2]
 
@@ -208,7 +224,8 @@ def forward(cfg, W, tokens, dtype=np.float64):
     d, H, Hkv, hd = cfg["d_model"], cfg["n_head"], cfg["n_head_kv"], cfg["head_dim"]
     group = H // Hkv
     eps = cfg["eps"]
-    cos, sin = rope_tables(T, cfg["n_rot"], cfg["rope_base"], dtype)
+    cos, sin = rope_tables(T, cfg["n_rot"], cfg["rope_base"], dtype,
+                           cfg.get("rope_linear", 1.0), cfg.get("rope_freq_factors"))
     mask = np.triu(np.full((T, T), -np.inf, dtype=dtype), k=1)   # causal
     scale = 1.0 / np.sqrt(hd)   # python float: keeps the array dtype
 

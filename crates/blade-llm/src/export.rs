@@ -22,7 +22,7 @@ use serde_json::{json, Value as Json};
 use crate::gguf::{GgmlType, GgufWriter, Value};
 use crate::lm::to_vec;
 use crate::load::{hf_name, permute_rope_rows, transpose, ModelFiles, NEOX_ARCHS};
-use crate::model::{Llama, LlamaConfig, Proj};
+use crate::model::{Llama, LlamaConfig, Proj, RopeScaling};
 use crate::run::{load_llm_run, LlmRunConfig};
 use crate::safetensors::{write_safetensors_as, NamedTensor, StDtype};
 use crate::tokenizer::{PreTokenizer, Tokenizer};
@@ -295,8 +295,49 @@ fn read_json(path: &Path) -> CoreResult<Json> {
     serde_json::from_str(&text).map_err(|e| cerr(path, format!("not JSON: {e}")))
 }
 
+/// The `rope_scaling` entry of a Hugging Face `config.json` for `cfg` (`None` for plain rotary);
+/// per-frequency divisors that are not Llama 3's have no Hugging Face form and are refused.
+fn hf_rope_scaling(cfg: &LlamaConfig) -> CoreResult<Option<Json>> {
+    Ok(match &cfg.rope_scaling {
+        RopeScaling::None => None,
+        RopeScaling::Linear { factor } => Some(json!({"rope_type": "linear", "factor": factor})),
+        RopeScaling::Llama3 {
+            factor,
+            low_freq_factor,
+            high_freq_factor,
+            original_max_position_embeddings,
+        } => Some(json!({
+            "rope_type": "llama3",
+            "factor": factor,
+            "low_freq_factor": low_freq_factor,
+            "high_freq_factor": high_freq_factor,
+            "original_max_position_embeddings": original_max_position_embeddings,
+        })),
+        RopeScaling::Factors { .. } => {
+            return Err(CoreError::Config(
+                "the base's rope_freqs.weight is not Llama-3 scaling that blade recognises, and a \
+                 Hugging Face config.json cannot state other per-frequency factors: export with \
+                 --format gguf"
+                    .into(),
+            ))
+        }
+    })
+}
+
+/// llama.cpp's `rope_freqs.weight` for `cfg`: the per-frequency divisors of Llama-3 (or
+/// unrecognised) scaling; linear scaling and plain rotary have none.
+fn rope_freqs_tensor(cfg: &LlamaConfig) -> Option<NamedTensor> {
+    match cfg.rope_scaling {
+        RopeScaling::Llama3 { .. } | RopeScaling::Factors { .. } => {
+            let d = cfg.rope_scaling.divisors(cfg.head_dim(), cfg.rope_theta)?;
+            Some(("rope_freqs.weight".into(), vec![d.len()], d))
+        }
+        RopeScaling::None | RopeScaling::Linear { .. } => None,
+    }
+}
+
 /// `config.json` of a Hugging Face export of a GGUF base.
-fn hf_config(cfg: &LlamaConfig, tokenizer: &Tokenizer, torch_dtype: &str) -> Json {
+fn hf_config(cfg: &LlamaConfig, tokenizer: &Tokenizer, torch_dtype: &str) -> CoreResult<Json> {
     let qwen = cfg.arch == "qwen2";
     let mut c = json!({
         "architectures": [if qwen { "Qwen2ForCausalLM" } else { "LlamaForCausalLM" }],
@@ -320,13 +361,16 @@ fn hf_config(cfg: &LlamaConfig, tokenizer: &Tokenizer, torch_dtype: &str) -> Jso
         c["attention_bias"] = json!(cfg.qkv_bias);
         c["mlp_bias"] = json!(false);
     }
+    if let Some(r) = hf_rope_scaling(cfg)? {
+        c["rope_scaling"] = r;
+    }
     if let Some(b) = tokenizer.bos() {
         c["bos_token_id"] = json!(b);
     }
     if let Some(e) = tokenizer.eos() {
         c["eos_token_id"] = json!(e);
     }
-    c
+    Ok(c)
 }
 
 /// Splits tensors into shards of at most `max` bytes each (a tensor larger than `max` gets a
@@ -362,6 +406,10 @@ fn write_hf(
         ExportDtype::Bf16 => (StDtype::BF16, "bfloat16"),
         ExportDtype::Q8_0 => unreachable!("refused by export_run"),
     };
+    if matches!(base, ModelFiles::Gguf(_)) {
+        // before anything is written: a scaling config.json cannot state is refused
+        hf_rope_scaling(base_cfg)?;
+    }
     q_k_to_halves(&mut tensors, base_cfg);
     let mut named: Vec<NamedTensor> = Vec::with_capacity(tensors.len() + base_cfg.n_layers);
     for (name, shape, v) in tensors {
@@ -434,7 +482,7 @@ fn write_hf(
         ModelFiles::Gguf(g) => {
             write_json(
                 &stage.dir.join("config.json"),
-                &hf_config(base_cfg, tokenizer, torch_dtype),
+                &hf_config(base_cfg, tokenizer, torch_dtype)?,
             )?;
             let tok = stage.dir.join("tokenizer.json");
             tokenizer.save(&tok).map_err(|e| cerr(&tok, e))?;
@@ -566,6 +614,13 @@ fn gguf_metadata_of_hf(
         // blade never adds a BOS token when it encodes; the file says so
         ("tokenizer.ggml.add_bos_token".into(), Value::Bool(false)),
     ];
+    if let RopeScaling::Linear { factor } = cfg.rope_scaling {
+        m.push((
+            format!("{a}.rope.scaling.type"),
+            Value::String("linear".into()),
+        ));
+        m.push((format!("{a}.rope.scaling.factor"), Value::F32(factor)));
+    }
     for (key, id) in [
         ("tokenizer.ggml.bos_token_id", tokenizer.bos()),
         ("tokenizer.ggml.eos_token_id", tokenizer.eos()),
@@ -600,6 +655,7 @@ fn write_gguf(
     if NEOX_ARCHS.contains(&base_cfg.arch.as_str()) {
         q_k_to_halves(&mut tensors, base_cfg);
     }
+    tensors.extend(rope_freqs_tensor(base_cfg));
     let metadata: Vec<(String, Value)> = match base {
         ModelFiles::Gguf(g) => g
             .metadata

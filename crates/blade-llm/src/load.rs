@@ -13,7 +13,7 @@ use burn::prelude::*;
 use crate::error::{ferr, LoadError};
 use crate::gguf::GgufFile;
 use crate::model::{
-    host_tensor, rms_norm, rope_for, Attention, Block, Llama, LlamaConfig, Mlp, Proj,
+    host_tensor, rms_norm, rope_for, Attention, Block, Llama, LlamaConfig, Mlp, Proj, RopeScaling,
 };
 use crate::safetensors::{HostTensor, SafetensorsModel};
 use crate::tokenizer::{PreTokenizer, Tokenizer};
@@ -35,6 +35,81 @@ pub trait WeightSource {
 pub(crate) const NEOX_ARCHS: &[&str] = &[
     "qwen2", "qwen3", "phi3", "gemma", "gemma2", "stablelm", "olmo2",
 ];
+
+impl GgufFile {
+    /// The rotary scaling a GGUF file states: `{arch}.rope.scaling.type` (`none` or `linear`,
+    /// with `{arch}.rope.scaling.factor`, or the older `{arch}.rope.scale_linear`) and the
+    /// per-frequency divisors of a `rope_freqs.weight` tensor (what llama.cpp's converter writes
+    /// for Llama 3.1+). Scalings blade does not compute (YaRN, LongRoPE, ...) are refused by
+    /// name, and so is a rotary width (`{arch}.rope.dimension_count`) other than the head's.
+    fn rope_scaling(&self, cfg: &LlamaConfig) -> Result<RopeScaling, LoadError> {
+        let path = GgufFile::path(self);
+        let key = |s: &str| format!("{}.{s}", cfg.arch);
+        let dh = cfg.head_dim();
+        if let Some(n) = self
+            .get(&key("rope.dimension_count"))
+            .and_then(|v| v.as_u64())
+        {
+            if n != dh as u64 {
+                return Err(ferr(
+                    path,
+                    format!(
+                        "`{}` is {n} but the heads are {dh} wide: blade rotates whole heads \
+                         (partial rotary embeddings are not supported)",
+                        key("rope.dimension_count")
+                    ),
+                ));
+            }
+        }
+        let kind = match self.get(&key("rope.scaling.type")) {
+            None => None,
+            Some(v) => Some(v.as_str().ok_or_else(|| {
+                ferr(
+                    path,
+                    format!("`{}` is not a string", key("rope.scaling.type")),
+                )
+            })?),
+        };
+        let factor_key = key("rope.scaling.factor");
+        let linear = match kind {
+            None | Some("none") => self
+                .get(&key("rope.scale_linear"))
+                .and_then(|v| v.as_f64())
+                .filter(|&f| f != 1.0),
+            Some("linear") => Some(self.get(&factor_key).and_then(|v| v.as_f64()).ok_or_else(
+                || ferr(path, format!("linear rope scaling without `{factor_key}`")),
+            )?),
+            Some(other) => {
+                return Err(ferr(
+                    path,
+                    format!(
+                        "`{}` is `{other}`: blade computes plain, linear and Llama-3 \
+                         (`rope_freqs.weight`) rotary scaling only",
+                        key("rope.scaling.type")
+                    ),
+                ))
+            }
+        };
+        let factors = match self.tensor_info("rope_freqs.weight") {
+            None => None,
+            Some(_) => Some(self.tensor_f32("rope_freqs.weight")?.1),
+        };
+        let scaling = match (linear, factors) {
+            (None, None) => RopeScaling::None,
+            (Some(f), None) => RopeScaling::Linear { factor: f as f32 },
+            (None, Some(f)) => RopeScaling::from_factors(f, dh, cfg.rope_theta),
+            (Some(_), Some(_)) => {
+                return Err(ferr(
+                    path,
+                    "the file has both linear rope scaling and `rope_freqs.weight`; blade \
+                     applies one or the other",
+                ))
+            }
+        };
+        scaling.validate(dh).map_err(|w| ferr(path, w))?;
+        Ok(scaling)
+    }
+}
 
 impl WeightSource for GgufFile {
     fn path(&self) -> &Path {
@@ -83,8 +158,11 @@ impl WeightSource for GgufFile {
                 .unwrap_or(2048) as usize,
             tie_embeddings: self.tensor_info("output.weight").is_none(),
             qkv_bias: self.tensor_info("blk.0.attn_q.bias").is_some(),
+            rope_scaling: RopeScaling::None,
             arch,
         };
+        let mut cfg = cfg;
+        cfg.rope_scaling = self.rope_scaling(&cfg)?;
         let key = |s: &str| format!("{}.{s}", cfg.arch);
         check_rope_and_eps(
             GgufFile::path(self),
@@ -277,14 +355,40 @@ impl WeightSource for SafetensorsModel {
                 .as_u64()
                 .map_or(n_heads, |v| v as usize),
             d_ff: need("intermediate_size")?,
-            rope_theta: c["rope_theta"].as_f64().unwrap_or(10_000.0) as f32,
+            // transformers 5 writes `rope_parameters.rope_theta`, earlier versions `rope_theta`
+            rope_theta: c["rope_theta"]
+                .as_f64()
+                .or_else(|| c["rope_parameters"]["rope_theta"].as_f64())
+                .unwrap_or(10_000.0) as f32,
             rms_eps: c["rms_norm_eps"].as_f64().unwrap_or(1e-6),
             max_seq_len: c["max_position_embeddings"].as_u64().unwrap_or(2048) as usize,
             tie_embeddings: c["tie_word_embeddings"].as_bool().unwrap_or(false)
                 || !self.contains("lm_head.weight"),
             qkv_bias: self.contains("model.layers.0.self_attn.q_proj.bias"),
+            rope_scaling: hf_rope_scaling(c).map_err(|w| ferr(&path, w))?,
             arch,
         };
+        if let Some(dh) = c["head_dim"].as_u64() {
+            if dh as usize != cfg.d_model / n_heads.max(1) {
+                return Err(ferr(
+                    &path,
+                    format!(
+                        "`head_dim` is {dh} but hidden_size / num_attention_heads is {}: blade \
+                         needs heads that split the residual width",
+                        cfg.d_model / n_heads.max(1)
+                    ),
+                ));
+            }
+        }
+        if c["partial_rotary_factor"]
+            .as_f64()
+            .is_some_and(|f| f != 1.0)
+        {
+            return Err(ferr(
+                &path,
+                "`partial_rotary_factor` is not 1: partial rotary embeddings are not supported",
+            ));
+        }
         check_rope_and_eps(
             &path,
             ("rope_theta", cfg.rope_theta),
@@ -311,6 +415,45 @@ impl WeightSource for SafetensorsModel {
 
     fn halves_rope(&self) -> bool {
         true
+    }
+}
+
+/// The rotary scaling of a Hugging Face `config.json`: `rope_scaling` (transformers 4) or
+/// `rope_parameters` (transformers 5), keyed by `rope_type` (or the older `type`): absent,
+/// `default`, `linear` or `llama3`; anything else is refused by name.
+pub fn hf_rope_scaling(c: &serde_json::Value) -> Result<RopeScaling, String> {
+    let (key, r) = match (&c["rope_scaling"], &c["rope_parameters"]) {
+        (serde_json::Value::Null, serde_json::Value::Null) => return Ok(RopeScaling::None),
+        (serde_json::Value::Null, p) => ("rope_parameters", p),
+        (s, _) => ("rope_scaling", s),
+    };
+    let kind = r["rope_type"]
+        .as_str()
+        .or_else(|| r["type"].as_str())
+        .unwrap_or("default");
+    let num = |k: &str| -> Result<f64, String> {
+        r[k].as_f64()
+            .ok_or_else(|| format!("`{key}.{k}` (a number) is missing for rope type `{kind}`"))
+    };
+    match kind {
+        "default" => Ok(RopeScaling::None),
+        "linear" => Ok(RopeScaling::Linear {
+            factor: num("factor")? as f32,
+        }),
+        "llama3" => Ok(RopeScaling::Llama3 {
+            factor: num("factor")? as f32,
+            low_freq_factor: num("low_freq_factor")? as f32,
+            high_freq_factor: num("high_freq_factor")? as f32,
+            original_max_position_embeddings: r["original_max_position_embeddings"]
+                .as_u64()
+                .ok_or_else(|| {
+                    format!("`{key}.original_max_position_embeddings` (an integer) is missing")
+                })? as usize,
+        }),
+        other => Err(format!(
+            "`{key}` has rope type `{other}`: blade computes the default, `linear` and `llama3` \
+             rotary scalings only"
+        )),
     }
 }
 

@@ -48,6 +48,9 @@ pub struct LlamaConfig {
     pub d_ff: usize,
     /// Rotary base `theta`.
     pub rope_theta: f32,
+    /// How the rotary frequencies are stretched for long contexts (Llama 3.1+, linear).
+    #[serde(default)]
+    pub rope_scaling: RopeScaling,
     /// RMSNorm epsilon.
     pub rms_eps: f64,
     /// Longest sequence the rotary table covers (capped by the caller to save memory).
@@ -88,9 +91,172 @@ impl LlamaConfig {
             ),
             (self.vocab_size == 0, "vocab_size is 0".to_string()),
         ];
-        match checks.into_iter().find(|(bad, _)| *bad) {
-            Some((_, why)) => Err(why),
-            None => Ok(()),
+        if let Some((_, why)) = checks.iter().find(|(bad, _)| *bad) {
+            return Err(why.clone());
+        }
+        self.rope_scaling.validate(self.head_dim())
+    }
+}
+
+/// How the rotary frequencies `theta^(-2i/d_head)` are scaled, as Hugging Face's `rope_scaling`
+/// (`rope_parameters` in transformers 5) and llama.cpp's GGUF keys state it. Each variant divides
+/// frequency `i` by a divisor `f_i >= 0` (see [`RopeScaling::divisors`]); llama.cpp stores those
+/// divisors as the tensor `rope_freqs.weight` (its "frequency factors").
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    /// Plain rotary embeddings.
+    #[default]
+    None,
+    /// Every frequency divided by `factor` (Hugging Face `linear`, GGUF `rope.scaling.type =
+    /// linear`).
+    Linear {
+        /// The divisor.
+        factor: f32,
+    },
+    /// Llama 3.1+ (`rope_type: llama3`): frequencies whose wavelength `2 pi / f` is longer than
+    /// `original_max_position_embeddings / low_freq_factor` are divided by `factor`, those shorter
+    /// than `original_max_position_embeddings / high_freq_factor` are kept, and the band between
+    /// is interpolated: with `s = (original / wavelength - low) / (high - low)`, the frequency is
+    /// multiplied by `(1 - s) / factor + s`.
+    Llama3 {
+        /// Divisor of the low frequencies (32 for Llama 3.2, 8 for Llama 3.1).
+        factor: f32,
+        /// Lower end of the interpolated band (1).
+        low_freq_factor: f32,
+        /// Upper end of the interpolated band (4).
+        high_freq_factor: f32,
+        /// Context length of the unscaled pre-training (8192).
+        original_max_position_embeddings: usize,
+    },
+    /// Per-frequency divisors as read from a GGUF `rope_freqs.weight` that blade did not
+    /// recognise as Llama 3 parameters.
+    Factors {
+        /// One divisor per frequency, `d_head / 2` of them.
+        factors: Vec<f32>,
+    },
+}
+
+impl RopeScaling {
+    /// The unscaled inverse frequencies `theta^(-2i/d_head)`, `i < d_head / 2`, in `f64`.
+    pub fn base_frequencies(head_dim: usize, theta: f32) -> Vec<f64> {
+        (0..head_dim / 2)
+            .map(|i| (theta as f64).powf(-((2 * i) as f64) / head_dim as f64))
+            .collect()
+    }
+
+    /// The divisor of each of the `head_dim / 2` frequencies; `None` for plain rotary.
+    pub fn divisors(&self, head_dim: usize, theta: f32) -> Option<Vec<f32>> {
+        let n = head_dim / 2;
+        match self {
+            Self::None => None,
+            Self::Linear { factor } => Some(vec![*factor; n]),
+            Self::Factors { factors } => Some(factors.clone()),
+            Self::Llama3 {
+                factor,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: orig,
+            } => {
+                let (factor, low, high, orig) =
+                    (*factor as f64, *low as f64, *high as f64, *orig as f64);
+                let (low_wavelen, high_wavelen) = (orig / low, orig / high);
+                Some(
+                    Self::base_frequencies(head_dim, theta)
+                        .into_iter()
+                        .map(|f| {
+                            let wavelen = 2.0 * std::f64::consts::PI / f;
+                            if wavelen < high_wavelen {
+                                1.0
+                            } else if wavelen > low_wavelen {
+                                factor as f32
+                            } else {
+                                let s = (orig / wavelen - low) / (high - low);
+                                (1.0 / ((1.0 - s) / factor + s)) as f32
+                            }
+                        })
+                        .collect(),
+                )
+            }
+        }
+    }
+
+    /// The scaling that per-frequency divisors read from a GGUF file stand for: the Llama 3
+    /// parameters when the divisors are theirs for a known set (the released Llama 3.1/3.2/3.3
+    /// ones, or any `factor` with the standard band 1..4 and an original context of 8192), else
+    /// the divisors themselves. All ones is no scaling.
+    pub fn from_factors(factors: Vec<f32>, head_dim: usize, theta: f32) -> Self {
+        if factors.iter().all(|&f| f == 1.0) {
+            return Self::None;
+        }
+        let factor = factors.iter().fold(0f32, |m, &f| m.max(f));
+        for orig in [8192, 4096, 16384, 32768, 2048] {
+            let cand = Self::Llama3 {
+                factor,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: orig,
+            };
+            if let Some(d) = cand.divisors(head_dim, theta) {
+                let close = d.len() == factors.len()
+                    && d.iter()
+                        .zip(&factors)
+                        .all(|(a, b)| (a - b).abs() <= 1e-4 * a.abs());
+                if close {
+                    return cand;
+                }
+            }
+        }
+        Self::Factors { factors }
+    }
+
+    /// Checks the parameters: positive finite factors, a band with `low < high`, one divisor per
+    /// frequency.
+    pub fn validate(&self, head_dim: usize) -> Result<(), String> {
+        let pos = |x: f32| x.is_finite() && x > 0.0;
+        match self {
+            Self::None => Ok(()),
+            Self::Linear { factor } if !pos(*factor) => Err(format!(
+                "rope scaling factor {factor}: expected a positive number"
+            )),
+            Self::Linear { .. } => Ok(()),
+            Self::Llama3 {
+                factor,
+                low_freq_factor: low,
+                high_freq_factor: high,
+                original_max_position_embeddings: orig,
+            } => {
+                if !(pos(*factor) && pos(*low) && pos(*high)) {
+                    Err(format!(
+                        "llama3 rope scaling: factor {factor}, low_freq_factor {low} and \
+                         high_freq_factor {high} must be positive numbers"
+                    ))
+                } else if low >= high {
+                    Err(format!(
+                        "llama3 rope scaling: low_freq_factor {low} must be below \
+                         high_freq_factor {high}"
+                    ))
+                } else if *orig == 0 {
+                    Err("llama3 rope scaling: original_max_position_embeddings is 0".into())
+                } else {
+                    Ok(())
+                }
+            }
+            Self::Factors { factors } => {
+                if factors.len() != head_dim / 2 {
+                    Err(format!(
+                        "rope_freqs.weight has {} values; the head width {head_dim} needs {}",
+                        factors.len(),
+                        head_dim / 2
+                    ))
+                } else if let Some(f) = factors.iter().find(|f| !pos(**f)) {
+                    Err(format!(
+                        "rope_freqs.weight holds {f}; expected positive numbers"
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
         }
     }
 }
@@ -398,11 +564,18 @@ pub fn rms_norm(weight: Vec<f32>, eps: f64, device: &Device) -> RmsNorm {
     n
 }
 
-/// The rotary table for `cfg`.
+/// The rotary table for `cfg`, its frequencies divided by [`RopeScaling::divisors`].
 pub fn rope_for(cfg: &LlamaConfig, device: &Device) -> RotaryEncoding {
-    RotaryEncodingConfig::new(cfg.max_seq_len, cfg.head_dim())
-        .with_theta(cfg.rope_theta)
-        .init(device)
+    let rope =
+        RotaryEncodingConfig::new(cfg.max_seq_len, cfg.head_dim()).with_theta(cfg.rope_theta);
+    match cfg.rope_scaling.divisors(cfg.head_dim(), cfg.rope_theta) {
+        None => rope.init(device),
+        Some(d) => {
+            let n = d.len();
+            let div = host_tensor(d, [n], device);
+            rope.init_with_frequency_scaling(|f| f.div(div.clone()), device)
+        }
+    }
 }
 
 impl Llama {

@@ -377,7 +377,8 @@ impl Tokenizer {
     /// Reads a Hugging Face `tokenizer.json` (any model the `tokenizers` crate reads). Its
     /// `added_tokens` are matched literally by [`encode`](Self::encode) when asked. BOS and EOS
     /// are taken from `bos_token` and `eos_token` in a `tokenizer_config.json` next to the file,
-    /// when there is one.
+    /// when there is one, else from `bos_token_id` and `eos_token_id` in a `config.json` next to
+    /// it.
     pub fn from_tokenizer_json(path: &Path) -> Result<Self, TokenizerError> {
         let origin = path.display().to_string();
         let bad = |message: String| TokenizerError::invalid(&origin, message);
@@ -483,6 +484,35 @@ impl Tokenizer {
             let eos = special_id("eos_token")?;
             tokenizer.bos = bos;
             tokenizer.eos = eos;
+        }
+        // what tokenizer_config.json does not name, the model's config.json may (as ids; a
+        // list of end ids, as Llama 3.1+ has, gives its first)
+        let model_config = path.with_file_name("config.json");
+        if (tokenizer.bos.is_none() || tokenizer.eos.is_none()) && model_config.is_file() {
+            let c = read_json(&model_config)?;
+            let n = tokenizer.vocab_size() as u64;
+            let id = |key: &str| -> Result<Option<u32>, TokenizerError> {
+                let v = match &c[key] {
+                    Value::Array(a) => a.first().cloned().unwrap_or(Value::Null),
+                    v => v.clone(),
+                };
+                match v {
+                    Value::Null => Ok(None),
+                    Value::Number(x) if x.as_u64().is_some_and(|i| i < n) => {
+                        Ok(x.as_u64().map(|i| i as u32))
+                    }
+                    other => Err(TokenizerError::invalid(
+                        &model_config.display().to_string(),
+                        format!("{key} is {other}; expected a token id below {n}"),
+                    )),
+                }
+            };
+            if tokenizer.bos.is_none() {
+                tokenizer.bos = id("bos_token_id")?;
+            }
+            if tokenizer.eos.is_none() {
+                tokenizer.eos = id("eos_token_id")?;
+            }
         }
         Ok(tokenizer)
     }

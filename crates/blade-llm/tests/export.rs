@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use blade_llm::export::{export_run, ExportDtype, ExportFormat, ExportOptions};
 use blade_llm::gguf::{GgmlType, GgufFile, Value};
 use blade_llm::lm::last_logits;
-use blade_llm::model::LoraConfig;
+use blade_llm::model::{LoraConfig, RopeScaling};
 use blade_llm::run::{build_policy, load_llm_run, save_llm_run, LlmRunConfig};
 use blade_llm::{LanguageModel, PromptTemplate};
 use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
@@ -285,4 +285,117 @@ fn refused_exports_leave_nothing_and_touch_nothing() {
         !left.iter().any(|n| n == "hf" || n.contains("partial")),
         "{left:?}"
     );
+}
+
+/// The tiny model with 16-wide heads and rotary base 500,000, scaled by `scaling`.
+fn scaled(scaling: RopeScaling) -> TinySpec {
+    TinySpec {
+        d_model: 64,
+        n_heads: 4,
+        n_kv_heads: 2,
+        rope_theta: 500_000.0,
+        rope_scaling: scaling,
+        ..TinySpec::default()
+    }
+}
+
+#[test]
+fn rotary_scaling_is_carried_into_both_formats() {
+    let dir = tempfile::tempdir().unwrap();
+    let llama3 = RopeScaling::Llama3 {
+        factor: 32.0,
+        low_freq_factor: 1.0,
+        high_freq_factor: 4.0,
+        original_max_position_embeddings: 64,
+    };
+    let linear = RopeScaling::Linear { factor: 4.0 };
+    // the check is sensitive: at these 9 positions either scaling moves the logits
+    let plain = dir.path().join("plain.gguf");
+    write_tiny_gguf(&plain, &scaled(RopeScaling::None)).unwrap();
+    let plain = export_logits(&plain);
+    for (k, (scaling, hf_base)) in [
+        (llama3.clone(), true),
+        (llama3, false),
+        (linear.clone(), true),
+        (linear, false),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let case = dir.path().join(format!("case{k}"));
+        std::fs::create_dir(&case).unwrap();
+        let base = if hf_base {
+            let b = case.join("base");
+            write_tiny_hf(&b, &scaled(scaling.clone())).unwrap();
+            b
+        } else {
+            let b = case.join("base.gguf");
+            write_tiny_gguf(&b, &scaled(scaling.clone())).unwrap();
+            b
+        };
+        let moved = max_diff(&export_logits(&base), &plain);
+        assert!(
+            moved > 1e-3,
+            "{scaling:?}: not visible at 9 tokens ({moved})"
+        );
+        let run = run_over(&base, &case, lora());
+        let ours = run_logits(&run);
+        let gguf = case.join("out.gguf");
+        export_run(&run, &gguf, &opts(ExportFormat::Gguf, ExportDtype::F32)).unwrap();
+        let d = max_diff(&ours, &export_logits(&gguf));
+        assert!(
+            d < 1e-4,
+            "{scaling:?} (HF base {hf_base}): GGUF export differs by {d}"
+        );
+        let f = GgufFile::open(&gguf).unwrap();
+        let llama3 = matches!(scaling, RopeScaling::Llama3 { .. });
+        assert_eq!(f.tensor_info("rope_freqs.weight").is_some(), llama3);
+        if !llama3 {
+            assert_eq!(f.get_str("llama.rope.scaling.type").unwrap(), "linear");
+        }
+        let hf = case.join("hf");
+        let r = export_run(&run, &hf, &opts(ExportFormat::Hf, ExportDtype::F32));
+        if llama3 && !hf_base {
+            // divisors of a non-standard band have no config.json form: refused, nothing left
+            let e = r.unwrap_err().to_string();
+            assert!(e.contains("--format gguf"), "{e}");
+            assert!(!hf.exists());
+            continue;
+        }
+        r.unwrap();
+        let d = max_diff(&ours, &export_logits(&hf));
+        assert!(
+            d < 1e-4,
+            "{scaling:?} (HF base {hf_base}): HF export differs by {d}"
+        );
+        let config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap())
+                .unwrap();
+        let want = if llama3 { "llama3" } else { "linear" };
+        assert_eq!(config["rope_scaling"]["rope_type"], want);
+    }
+}
+
+#[test]
+fn a_llama_3_2_layout_gguf_base_exports_its_scaling_to_config_json() {
+    // released Llama 3.x GGUF files hold only rope_freqs.weight: the parameters are recognised
+    // and written as Hugging Face's rope_scaling
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("l32.gguf");
+    write_tiny_gguf(&base, &TinySpec::llama32_1b()).unwrap();
+    let run = run_over(&base, dir.path(), lora());
+    let hf = dir.path().join("hf");
+    export_run(&run, &hf, &opts(ExportFormat::Hf, ExportDtype::Bf16)).unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(
+        config["rope_scaling"],
+        serde_json::json!({"rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0,
+            "high_freq_factor": 4.0, "original_max_position_embeddings": 8192})
+    );
+    assert_eq!(config["max_position_embeddings"], 131_072);
+    assert_eq!(config["num_key_value_heads"], 8);
+    let lm = LanguageModel::load(&hf, Some(64), &Device::default()).unwrap();
+    assert_eq!(lm.config.rope_scaling, TinySpec::llama32_1b().rope_scaling);
+    assert_eq!(lm.tokenizer.eos(), Some(128_009));
 }
