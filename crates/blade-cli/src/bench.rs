@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use blade_core::align::{AlignConfig, AlignInputs, Method, StepRecord};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::{train_sft, Dashboard};
@@ -61,24 +61,7 @@ fn mean(v: &[f64]) -> f64 {
 pub fn run(a: BenchArgs) -> Result<()> {
     crate::common::check_out_folder(&a.out)?;
     if let Some(python) = &a.peer {
-        let found = if python.components().count() > 1 {
-            python.is_file()
-        } else {
-            std::env::var_os("PATH")
-                .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(python).is_file()))
-        };
-        if !found {
-            bail!(
-                "--peer {}: no such interpreter (give the Python that `benches/peers/setup.sh` prints)",
-                python.display()
-            );
-        }
-        if !a.peer_script.is_file() {
-            bail!(
-                "--peer-script {}: no such file (run from the repository root or give its path)",
-                a.peer_script.display()
-            );
-        }
+        crate::common::check_peer(python, &a.peer_script, "benches/peers/setup.sh")?;
     }
     let device = a.backend.device()?;
     let sft_dir = match &a.init {
@@ -287,30 +270,18 @@ fn peer_table(
     items: usize,
     history_len: usize,
 ) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let out = std::process::Command::new(python)
-        .arg(&a.peer_script)
-        .args(["--items", &items.to_string()])
-        .args(["--history-len", &history_len.to_string()])
-        .args(["--list-len", &a.list_len.to_string()])
-        .args(["--prompts", &a.prompts.to_string()])
-        .args(["--threads", &threads.to_string()])
-        .output()
-        .with_context(|| format!("--peer {}: could not run the interpreter", python.display()))?;
-    if !out.status.success() {
-        bail!(
-            "--peer {} {}: failed: {}",
-            python.display(),
-            a.peer_script.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json: serde_json::Value = text
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str(l).ok())
-        .with_context(|| format!("--peer: no JSON line in the peer's output:\n{text}"))?;
+    let threads = crate::common::peer_threads();
+    let args: Vec<String> = [
+        ("--items", items),
+        ("--history-len", history_len),
+        ("--list-len", a.list_len),
+        ("--prompts", a.prompts),
+        ("--threads", threads),
+    ]
+    .iter()
+    .flat_map(|(k, v)| [k.to_string(), v.to_string()])
+    .collect();
+    let json = crate::common::run_peer(python, &a.peer_script, &args)?;
     let get = |k: &str| json.get(k).and_then(serde_json::Value::as_f64);
     println!(
         "\n| blade vs PyTorch {} ({threads} threads), same sizes, back to back | PyTorch | blade | blade speed / PyTorch |\n|---|---:|---:|---:|",

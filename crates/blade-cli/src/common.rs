@@ -50,3 +50,69 @@ pub fn check_out_folder(out: &std::path::Path) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Checks `--peer PYTHON` (a path, or a name on `PATH`) and `--peer-script SCRIPT` before any
+/// measurement starts; `setup` names the script that makes a suitable interpreter.
+pub fn check_peer(python: &std::path::Path, script: &std::path::Path, setup: &str) -> Result<()> {
+    let found = if python.components().count() > 1 {
+        python.is_file()
+    } else {
+        std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(python).is_file()))
+    };
+    if !found {
+        anyhow::bail!(
+            "--peer {}: no such interpreter (give the Python that `{setup}` prints)",
+            python.display()
+        );
+    }
+    if !script.is_file() {
+        anyhow::bail!(
+            "--peer-script {}: no such file (run from the repository root or give its path)",
+            script.display()
+        );
+    }
+    Ok(())
+}
+
+/// Runs the peer benchmark `python script args..` and returns the last JSON line of its
+/// standard output; every failure names `--peer`.
+pub fn run_peer(
+    python: &std::path::Path,
+    script: &std::path::Path,
+    args: &[String],
+) -> Result<serde_json::Value> {
+    use anyhow::Context;
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(args)
+        .output()
+        .with_context(|| format!("--peer {}: could not run the interpreter", python.display()))?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "--peer {} {}: failed: {}",
+            python.display(),
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .rev()
+        .find_map(|l| {
+            serde_json::from_str::<serde_json::Value>(l)
+                .ok()
+                .filter(serde_json::Value::is_object)
+        })
+        .with_context(|| format!("--peer: no JSON line in the peer's output:\n{text}"))
+}
+
+/// Threads the peers get: `RAYON_NUM_THREADS` where set (blade's CPU backends size their pool
+/// from it), else every core.
+pub fn peer_threads() -> usize {
+    std::env::var("RAYON_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()))
+}

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use blade_llm::gguf::GgufFile;
 use blade_llm::LanguageModel;
 use clap::{Args, Subcommand};
@@ -21,8 +21,10 @@ pub enum LlmCommand {
     Logits(LogitsArgs),
     /// Greedy generation from a prompt, with tokens/s.
     Generate(GenArgs),
-    /// Throughput of the title policy: prompt prefill, catalogue scoring, constrained list
-    /// sampling and plain generation, in tokens/s, printed as a table.
+    /// Throughput of the language model (greedy generation, batched sampling, teacher-forced
+    /// scoring on synthetic token ids) and of the title policy (constrained list sampling, list
+    /// log-probabilities, catalogue scoring), printed as a table; `--peer` adds the same
+    /// language-model workloads in Hugging Face transformers and the speed ratios.
     Bench(LlmBenchArgs),
 }
 
@@ -47,6 +49,38 @@ pub struct LlmBenchArgs {
     /// Users whose whole catalogue is scored.
     #[arg(long, default_value_t = 2)]
     score_users: usize,
+    /// Only the language-model workloads: skip the title-policy rows (and the dataset).
+    #[arg(long)]
+    lm_only: bool,
+    /// Length of the synthetic prompt of greedy generation and batched sampling.
+    #[arg(long, default_value_t = 32)]
+    prompt_len: usize,
+    /// Tokens generated per sequence by greedy generation and batched sampling (never stopped
+    /// early by an end-of-sequence token).
+    #[arg(long, default_value_t = 64)]
+    new_tokens: usize,
+    /// Sequences sampled together from the same prompt (temperature 1, KV cache).
+    #[arg(long, default_value_t = 16)]
+    sample_rows: usize,
+    /// Rows of the teacher-forced scoring batch.
+    #[arg(long, default_value_t = 16)]
+    score_rows: usize,
+    /// Tokens per row of the teacher-forced scoring batch.
+    #[arg(long, default_value_t = 128)]
+    score_len: usize,
+    /// Timed runs of each language-model workload after one warm-up; the median is reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also run the Hugging Face transformers peer (`--peer-script`) with this Python
+    /// interpreter (one with torch, transformers and gguf; `benches/peers/setup_hf.sh` makes
+    /// one) on the same weights, token ids, sizes and threads, right after blade, and print the
+    /// blade / transformers speed ratios. The weights must be a `.gguf` file or a Hugging Face
+    /// folder.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+    /// The peer script.
+    #[arg(long, default_value = "benches/peers/hf_llm.py")]
+    peer_script: PathBuf,
 }
 
 /// The weights to load.
@@ -319,11 +353,311 @@ fn generate(a: GenArgs) -> Result<()> {
     Ok(())
 }
 
+/// Token `k` of the synthetic id stream of `blade llm bench` (and of its peer,
+/// `benches/peers/hf_llm.py`, which uses the same formula): spread over the vocabulary, clear of
+/// the first 100 ids where the usual vocabularies keep their special tokens.
+fn synthetic_id(k: usize, vocab: usize) -> u32 {
+    let lo = 100.min(vocab / 2);
+    (lo + (k * 7919 + 13) % (vocab - lo)) as u32
+}
+
+/// Ids `start..start + n` of the synthetic stream.
+fn synthetic_ids(start: usize, n: usize, vocab: usize) -> Vec<u32> {
+    (start..start + n).map(|k| synthetic_id(k, vocab)).collect()
+}
+
+/// The median of `v` (the mean of the middle two for an even count).
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// Runs `f` once to warm up, then `repeats` times: the median seconds, every timed run's
+/// seconds and the last result.
+fn timed<T>(repeats: usize, mut f: impl FnMut() -> Result<T>) -> Result<(f64, Vec<f64>, T)> {
+    let mut last = f()?;
+    let mut secs = Vec::with_capacity(repeats);
+    for _ in 0..repeats {
+        let t = Instant::now();
+        last = f()?;
+        secs.push(t.elapsed().as_secs_f64());
+    }
+    Ok((median(&secs), secs, last))
+}
+
+/// What the plain language-model workloads measured, for the peer table.
+struct LmMeasured {
+    greedy_tps: f64,
+    sample_tps: f64,
+    score_tps: f64,
+    greedy: Vec<u32>,
+    score_mean_lp: f64,
+    ids_checksum: u64,
+}
+
+/// Greedy generation, batched sampling and teacher-forced scoring on synthetic ids: table rows
+/// and the figures.
+fn lm_workloads(
+    a: &LlmBenchArgs,
+    lm: &LanguageModel,
+) -> Result<(Vec<(String, String)>, LmMeasured)> {
+    use rand::SeedableRng;
+    let vocab = lm.config.vocab_size;
+    let prompt = synthetic_ids(0, a.prompt_len, vocab);
+    let p = prompt.len();
+    let score_ids: Vec<Vec<u32>> = (0..a.score_rows)
+        .map(|r| synthetic_ids(p + r * a.score_len, a.score_len, vocab))
+        .collect();
+    let ids_checksum: u64 = prompt
+        .iter()
+        .chain(score_ids.iter().flatten())
+        .map(|&t| u64::from(t))
+        .sum();
+    // "(median of 3 runs: 1.20, 1.31, 1.25 s)"
+    let fmt = |secs: &[f64]| {
+        let list = secs
+            .iter()
+            .map(|s| format!("{s:.2}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        match secs.len() {
+            1 => format!("one run: {list} s"),
+            n => format!("median of {n} runs: {list} s"),
+        }
+    };
+    let mut rows = Vec::new();
+
+    eprintln!(
+        "greedy generation: {p}-token prompt, {} new tokens",
+        a.new_tokens
+    );
+    let with_prompt = || format!("--prompt-len {p} --new-tokens {}", a.new_tokens);
+    let (secs, all, greedy) = timed(a.repeats, || {
+        lm.greedy(&prompt, a.new_tokens, &[])
+            .with_context(with_prompt)
+    })?;
+    let greedy_tps = greedy.len() as f64 / secs;
+    rows.push((
+        format!(
+            "greedy generation, KV cache, batch 1 ({p}-token prompt + {} new, prefill included)",
+            greedy.len()
+        ),
+        format!("{greedy_tps:.1} tokens/s ({})", fmt(&all)),
+    ));
+
+    eprintln!(
+        "batched sampling: {} sequences x {} new tokens",
+        a.sample_rows, a.new_tokens
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0);
+    let (secs, all, sampled) = timed(a.repeats, || {
+        lm.sample_batch(&prompt, a.sample_rows, a.new_tokens, 1.0, &mut rng)
+            .with_context(with_prompt)
+    })?;
+    let sampled_tokens: usize = sampled.iter().map(Vec::len).sum();
+    let sample_tps = sampled_tokens as f64 / secs;
+    rows.push((
+        format!(
+            "batched sampling, KV cache, T = 1 ({} sequences x {} new, one {p}-token prefill)",
+            a.sample_rows, a.new_tokens
+        ),
+        format!("{sample_tps:.1} tokens/s ({})", fmt(&all)),
+    ));
+
+    eprintln!("teacher-forced scoring: {} x {}", a.score_rows, a.score_len);
+    let (secs, all, lp) = timed(a.repeats, || {
+        lm.token_log_probs(&score_ids)
+            .with_context(|| format!("--score-len {}", a.score_len))
+    })?;
+    let score_tps = (a.score_rows * a.score_len) as f64 / secs;
+    let n_lp = lp.iter().map(Vec::len).sum::<usize>().max(1);
+    let score_mean_lp = lp.iter().flatten().map(|&x| f64::from(x)).sum::<f64>() / n_lp as f64;
+    rows.push((
+        format!(
+            "teacher-forced scoring, one forward of {} x {} (log-softmax, next-token log-probs)",
+            a.score_rows, a.score_len
+        ),
+        format!("{score_tps:.1} tokens/s ({})", fmt(&all)),
+    ));
+    Ok((
+        rows,
+        LmMeasured {
+            greedy_tps,
+            sample_tps,
+            score_tps,
+            greedy,
+            score_mean_lp,
+            ids_checksum,
+        },
+    ))
+}
+
+/// Runs the transformers peer on the same weights, ids, sizes and threads and prints blade's
+/// speed relative to it (> 1 = blade faster).
+fn lm_peer_table(
+    a: &LlmBenchArgs,
+    python: &std::path::Path,
+    weights: &std::path::Path,
+    ours: &LmMeasured,
+) -> Result<()> {
+    let threads = crate::common::peer_threads();
+    let mut args: Vec<String> = vec!["--gguf".into(), weights.display().to_string()];
+    for (k, v) in [
+        ("--threads", threads),
+        ("--prompt-len", a.prompt_len),
+        ("--new-tokens", a.new_tokens),
+        ("--sample-rows", a.sample_rows),
+        ("--score-rows", a.score_rows),
+        ("--score-len", a.score_len),
+        ("--repeats", a.repeats),
+    ] {
+        args.push(k.into());
+        args.push(v.to_string());
+    }
+    eprintln!(
+        "running the peer: {} {} {}",
+        python.display(),
+        a.peer_script.display(),
+        args.join(" ")
+    );
+    let json = crate::common::run_peer(python, &a.peer_script, &args)?;
+    let get = |k: &str| json.get(k).and_then(serde_json::Value::as_f64);
+    if let Some(sum) = json.get("ids_checksum").and_then(serde_json::Value::as_u64) {
+        if sum != ours.ids_checksum {
+            bail!(
+                "--peer: the peer read other token ids than blade (id checksum {sum} vs {}): \
+                 is its vocabulary ({}) another size?",
+                ours.ids_checksum,
+                json["sizes"]["vocab"]
+            );
+        }
+    }
+    let version = |k: &str| {
+        json.get(k)
+            .and_then(|v| v.as_str())
+            .unwrap_or("?")
+            .to_string()
+    };
+    println!(
+        "\n| work (blade vs transformers {}, torch {}, float32, {threads} threads, same ids, back to back) | transformers | blade | blade / transformers |\n|---|---:|---:|---:|",
+        version("transformers_version"),
+        version("torch_version"),
+    );
+    let rows = [
+        (
+            format!(
+                "greedy tokens/s ({} new, KV cache, prefill included)",
+                a.new_tokens
+            ),
+            get("greedy_tokens_per_s"),
+            ours.greedy_tps,
+        ),
+        (
+            format!(
+                "batched sampling tokens/s ({} sequences x {} new)",
+                a.sample_rows, a.new_tokens
+            ),
+            get("sample_tokens_per_s"),
+            ours.sample_tps,
+        ),
+        (
+            format!(
+                "teacher-forced scoring tokens/s ({} x {})",
+                a.score_rows, a.score_len
+            ),
+            get("score_tokens_per_s"),
+            ours.score_tps,
+        ),
+    ];
+    for (name, peer, blade) in rows {
+        let ratio = match peer {
+            Some(p) if p > 0.0 && blade > 0.0 => format!("{:.2}x", blade / p),
+            _ => "-".into(),
+        };
+        let peer = peer.map_or("-".into(), |p| format!("{p:.1}"));
+        println!("| {name} | {peer} | {blade:.1} | {ratio} |");
+    }
+    // the peer's timed runs, to judge the noise as blade's rows allow
+    let runs = |k: &str| {
+        json["seconds"][k].as_array().map_or("?".into(), |v| {
+            v.iter()
+                .filter_map(serde_json::Value::as_f64)
+                .map(|x| format!("{x:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    println!(
+        "\ntransformers' timed runs: greedy {} s; sampling {} s; scoring {} s",
+        runs("greedy"),
+        runs("sample"),
+        runs("score")
+    );
+    // the two sides ran the same model: greedy tokens and mean log-probabilities agree
+    if let Some(theirs) = json.get("greedy_tokens").and_then(|v| v.as_array()) {
+        let theirs: Vec<u64> = theirs
+            .iter()
+            .filter_map(serde_json::Value::as_u64)
+            .collect();
+        let same = ours
+            .greedy
+            .iter()
+            .zip(&theirs)
+            .take_while(|(a, b)| u64::from(**a) == **b)
+            .count();
+        println!(
+            "greedy continuations agree on the first {same} of {} tokens; mean teacher-forced log-prob: blade {:.4}, transformers {}",
+            ours.greedy.len().max(theirs.len()),
+            ours.score_mean_lp,
+            get("score_mean_log_prob").map_or("?".into(), |v| format!("{v:.4}"))
+        );
+    }
+    Ok(())
+}
+
 fn bench(a: LlmBenchArgs) -> Result<()> {
     use blade_core::{Policy, PromptBatch, Recommender, SampleSpec};
     use rand::SeedableRng;
-    let (ds, split) = a.data.dataset_and_split()?;
+    if let Some(python) = &a.peer {
+        crate::common::check_peer(python, &a.peer_script, "benches/peers/setup_hf.sh")?;
+    }
+    for (flag, v) in [
+        ("--prompt-len", a.prompt_len),
+        ("--new-tokens", a.new_tokens),
+        ("--sample-rows", a.sample_rows),
+        ("--score-rows", a.score_rows),
+        ("--repeats", a.repeats),
+    ] {
+        if v == 0 {
+            bail!("{flag}: must be at least 1");
+        }
+    }
+    if a.score_len < 2 {
+        bail!("--score-len: must be at least 2 (a token and its successor)");
+    }
+    let weights = a.w.resolve()?;
+    let data = if a.lm_only {
+        None
+    } else {
+        Some(a.data.dataset_and_split()?)
+    };
     let lm = load(&a.w, &a.backend)?;
+    let (lm_rows, measured) = lm_workloads(&a, &lm)?;
+    let Some((ds, split)) = data else {
+        print_rows(&lm_rows);
+        if let Some(python) = &a.peer {
+            lm_peer_table(&a, python, &weights, &measured)?;
+        }
+        return Ok(());
+    };
     let titles: Vec<String> = ds.catalog.items.iter().map(|i| i.title.clone()).collect();
     let t0 = Instant::now();
     let policy = blade_llm::LlmPolicy::new(lm, &titles, blade_llm::PromptTemplate::default())
@@ -346,14 +680,15 @@ fn bench(a: LlmBenchArgs) -> Result<()> {
                 .unwrap_or(0)
         })
         .sum();
-    let mut rows: Vec<(String, String)> = vec![(
+    let mut rows = lm_rows;
+    rows.push((
         "catalogue".into(),
         format!(
             "{} titles, {title_tokens} tokens, trie of {} nodes, built in {index_s:.2} s",
             idx.len(),
             idx.num_nodes()
         ),
-    )];
+    ));
     // constrained sampling (prefill + lockstep decoding with the KV cache)
     let spec = SampleSpec {
         lists_per_prompt: a.group_size,
@@ -408,9 +743,40 @@ fn bench(a: LlmBenchArgs) -> Result<()> {
             secs / scores.len().max(1) as f64
         ),
     ));
+    print_rows(&rows);
+    if let Some(python) = &a.peer {
+        lm_peer_table(&a, python, &weights, &measured)?;
+    }
+    Ok(())
+}
+
+fn print_rows(rows: &[(String, String)]) {
     println!("\n| measurement | result |\n|---|---|");
     for (k, v) in rows {
         println!("| {k} | {v} |");
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_ids_match_the_peer_script() {
+        // values printed by benches/peers/hf_llm.py's synthetic_ids
+        assert_eq!(synthetic_ids(0, 4, 49152), [113, 8032, 15951, 23870]);
+        assert_eq!(synthetic_ids(32, 3, 49152), [8261, 16180, 24099]);
+        assert_eq!(synthetic_ids(0, 4, 267), [113, 183, 253, 156]);
+        assert_eq!(synthetic_ids(0, 3, 10), [8, 7, 6]);
+        assert!(synthetic_ids(0, 10_000, 267)
+            .iter()
+            .all(|&t| (100..267).contains(&t)));
+    }
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert!(median(&[]).is_nan());
+    }
 }

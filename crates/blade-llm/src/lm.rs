@@ -1,9 +1,11 @@
-//! A loaded language model: weights, tokenizer and chat template, with greedy generation and
-//! next-token logits.
+//! A loaded language model: weights, tokenizer and chat template, with greedy generation,
+//! batched sampling, teacher-forced scoring and next-token logits.
 
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use rand::RngExt;
 
 use crate::error::LoadError;
 use crate::load::{gguf_tokenizer, load_llama, ModelFiles};
@@ -150,6 +152,126 @@ impl LanguageModel {
         }
         Ok(out)
     }
+
+    /// `n` continuations of `prompt` sampled together with the KV cache: the prompt is prefilled
+    /// once, its cache repeated for the `n` rows, then the rows decode in lockstep, each drawing
+    /// its next token from `softmax(logits / temperature)` on the host ([`sample_logits`];
+    /// `temperature <= 0` is greedy). Every row gets `max_new` tokens (no stop tokens), fewer only
+    /// where the rotary table fills up. Draws come from `rng` row by row, step by step, so a seeded
+    /// generator gives the same rows again.
+    pub fn sample_batch<R: rand::Rng + ?Sized>(
+        &self,
+        prompt: &[u32],
+        n: usize,
+        max_new: usize,
+        temperature: f32,
+        rng: &mut R,
+    ) -> Result<Vec<Vec<u32>>, LmError> {
+        self.check_tokens(prompt)?;
+        let room = self.config.max_seq_len - prompt.len() + 1;
+        let steps = max_new.min(room);
+        let mut rows = vec![Vec::with_capacity(steps); n];
+        if n == 0 || steps == 0 {
+            return Ok(rows);
+        }
+        let device = self.model.embed.val().device();
+        let mut cache = KvCache::new(self.config.n_layers);
+        let logits = self
+            .model
+            .forward(ids_tensor(&[prompt.to_vec()], &device), None, &mut cache);
+        let [_, s, v] = logits.dims();
+        let last = to_vec(logits.slice([0..1, s - 1..s, 0..v]).reshape([v]))?;
+        for row in &mut rows {
+            row.push(sample_logits(&last, temperature, rng) as u32);
+        }
+        let mut cache = cache.repeat_rows(n);
+        for _ in 1..steps {
+            let input: Vec<Vec<u32>> = rows.iter().map(|r| vec![r[r.len() - 1]]).collect();
+            let logits = self
+                .model
+                .forward(ids_tensor(&input, &device), None, &mut cache);
+            let host = to_vec(logits.reshape([n, v]))?;
+            for (row, l) in rows.iter_mut().zip(host.chunks_exact(v)) {
+                row.push(sample_logits(l, temperature, rng) as u32);
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Teacher-forced scoring of equal-length `rows` in one forward pass: for every row, the
+    /// log-probability of each token after the first given the tokens before it (`len - 1`
+    /// values per row; none for rows of one token).
+    pub fn token_log_probs(&self, rows: &[Vec<u32>]) -> Result<Vec<Vec<f32>>, LmError> {
+        let Some(first) = rows.first() else {
+            return Ok(Vec::new());
+        };
+        let s = first.len();
+        if let Some(r) = rows.iter().position(|r| r.len() != s) {
+            return Err(LmError::Tokenizer(format!(
+                "row {r} has {} tokens where row 0 has {s}: rows must have equal lengths",
+                rows[r].len()
+            )));
+        }
+        for r in rows {
+            self.check_tokens(r)?;
+        }
+        if s < 2 {
+            return Ok(vec![Vec::new(); rows.len()]);
+        }
+        let b = rows.len();
+        let device = self.model.embed.val().device();
+        let mut cache = KvCache::new(self.config.n_layers);
+        let logits = self
+            .model
+            .forward(ids_tensor(rows, &device), None, &mut cache);
+        let v = logits.dims()[2];
+        let targets: Vec<Vec<u32>> = rows.iter().map(|r| r[1..].to_vec()).collect();
+        let lp = log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2)
+            .gather(2, ids_tensor(&targets, &device).unsqueeze_dim::<3>(2))
+            .reshape([b, s - 1]);
+        Ok(to_vec(lp)?
+            .chunks_exact(s - 1)
+            .map(<[f32]>::to_vec)
+            .collect())
+    }
+}
+
+/// A token drawn from `softmax(logits / temperature)` with `rng` (one uniform draw); the
+/// [`argmax`] when `temperature <= 0` or no logit is finite. NaN logits are never drawn.
+pub fn sample_logits<R: rand::Rng + ?Sized>(
+    logits: &[f32],
+    temperature: f32,
+    rng: &mut R,
+) -> usize {
+    let max = logits
+        .iter()
+        .copied()
+        .filter(|x| !x.is_nan())
+        .fold(f32::NEG_INFINITY, f32::max);
+    if temperature <= 0.0 || !max.is_finite() {
+        return argmax(logits);
+    }
+    let inv = 1.0 / f64::from(temperature);
+    let weights: Vec<f64> = logits
+        .iter()
+        .map(|&x| {
+            if x.is_nan() {
+                0.0
+            } else {
+                (f64::from(x - max) * inv).exp()
+            }
+        })
+        .collect();
+    let total: f64 = weights.iter().sum();
+    let mut u = rng.random::<f64>() * total;
+    for (i, &w) in weights.iter().enumerate() {
+        if u < w {
+            return i;
+        }
+        u -= w;
+    }
+    // rounding left `u` past the end: the last token that can be drawn
+    weights.iter().rposition(|&w| w > 0.0).unwrap_or(0)
 }
 
 /// `[b, s]` token tensor from equal-length rows.
