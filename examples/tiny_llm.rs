@@ -37,19 +37,12 @@ fn main() -> anyhow::Result<()> {
             "tiny qwen2",
         ),
         (false, true, None) => (
-            TinySpec {
-                d_model: 64,
-                n_heads: 4,
-                n_kv_heads: 2,
-                rope_theta: 500_000.0,
-                rope_scaling: RopeScaling::Llama3 {
-                    factor: 32.0,
-                    low_freq_factor: 1.0,
-                    high_freq_factor: 4.0,
-                    original_max_position_embeddings: 64,
-                },
-                ..TinySpec::default()
-            },
+            TinySpec::scaled_rope(RopeScaling::Llama3 {
+                factor: 32.0,
+                low_freq_factor: 1.0,
+                high_freq_factor: 4.0,
+                original_max_position_embeddings: 64,
+            }),
             "tiny llama with Llama 3 rotary scaling",
         ),
         (false, false, Some(l)) if l == "llama3.2-1b" => {

@@ -82,6 +82,15 @@ impl LanguageModel {
         })
     }
 
+    /// The model with LoRA adapters on `lora`'s targets (fresh adapters leave it unchanged;
+    /// the base weights are frozen), for training on `device`.
+    pub fn with_lora(self, lora: &crate::model::LoraConfig, device: &Device) -> Self {
+        Self {
+            model: self.model.with_lora(lora, device),
+            ..self
+        }
+    }
+
     /// Token ids of `text`; special tokens in it (e.g. `<|im_start|>`) are parsed.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, LmError> {
         self.tokenizer

@@ -11,7 +11,7 @@ use blade_llm::lm::last_logits;
 use blade_llm::model::{LoraConfig, RopeScaling};
 use blade_llm::run::{build_policy, load_llm_run, save_llm_run, LlmRunConfig};
 use blade_llm::{LanguageModel, PromptTemplate};
-use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
+use blade_testkit::{max_abs_diff as max_diff, write_tiny_gguf, write_tiny_hf, TinySpec};
 use burn::module::Param;
 use burn::prelude::*;
 
@@ -80,14 +80,6 @@ fn run_logits(run: &Path) -> Vec<f32> {
 fn export_logits(path: &Path) -> Vec<f32> {
     let lm = LanguageModel::load(path, None, &Device::default()).unwrap();
     lm.last_logits(&TOKENS).unwrap()
-}
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0f32, f32::max)
 }
 
 fn opts(format: ExportFormat, dtype: ExportDtype) -> ExportOptions {
@@ -287,18 +279,6 @@ fn refused_exports_leave_nothing_and_touch_nothing() {
     );
 }
 
-/// The tiny model with 16-wide heads and rotary base 500,000, scaled by `scaling`.
-fn scaled(scaling: RopeScaling) -> TinySpec {
-    TinySpec {
-        d_model: 64,
-        n_heads: 4,
-        n_kv_heads: 2,
-        rope_theta: 500_000.0,
-        rope_scaling: scaling,
-        ..TinySpec::default()
-    }
-}
-
 #[test]
 fn rotary_scaling_is_carried_into_both_formats() {
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +291,7 @@ fn rotary_scaling_is_carried_into_both_formats() {
     let linear = RopeScaling::Linear { factor: 4.0 };
     // the check is sensitive: at these 9 positions either scaling moves the logits
     let plain = dir.path().join("plain.gguf");
-    write_tiny_gguf(&plain, &scaled(RopeScaling::None)).unwrap();
+    write_tiny_gguf(&plain, &TinySpec::scaled_rope(RopeScaling::None)).unwrap();
     let plain = export_logits(&plain);
     for (k, (scaling, hf_base)) in [
         (llama3.clone(), true),
@@ -326,11 +306,11 @@ fn rotary_scaling_is_carried_into_both_formats() {
         std::fs::create_dir(&case).unwrap();
         let base = if hf_base {
             let b = case.join("base");
-            write_tiny_hf(&b, &scaled(scaling.clone())).unwrap();
+            write_tiny_hf(&b, &TinySpec::scaled_rope(scaling.clone())).unwrap();
             b
         } else {
             let b = case.join("base.gguf");
-            write_tiny_gguf(&b, &scaled(scaling.clone())).unwrap();
+            write_tiny_gguf(&b, &TinySpec::scaled_rope(scaling.clone())).unwrap();
             b
         };
         let moved = max_diff(&export_logits(&base), &plain);

@@ -10,18 +10,10 @@ use blade_llm::lm::{ids_tensor, to_vec};
 use blade_llm::model::{KvCache, LoraConfig, RopeScaling};
 use blade_llm::tokenizer::ChatTemplate;
 use blade_llm::LanguageModel;
-use blade_testkit::{write_tiny_gguf, write_tiny_hf, TinySpec};
+use blade_testkit::{max_abs_diff, write_tiny_gguf, write_tiny_hf, TinySpec};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn scale(a: &[f32]) -> f32 {
     a.iter().fold(0f32, |m, x| m.max(x.abs()))
@@ -64,20 +56,7 @@ fn next_token_loss(lm: &LanguageModel, tokens: &[u32]) -> Tensor<1> {
 /// the loss before and after, and how many parameters got gradients.
 fn lora_steps(lm: LanguageModel, tokens: &[u32], steps: usize) -> (f32, f32, usize) {
     let dev = lm.model.embed.val().device();
-    let LanguageModel {
-        source,
-        config,
-        model,
-        tokenizer,
-        template,
-    } = lm;
-    let mut lm = LanguageModel {
-        source,
-        model: model.with_lora(&LoraConfig::default(), &dev),
-        config,
-        tokenizer,
-        template,
-    };
+    let mut lm = lm.with_lora(&LoraConfig::default(), &dev);
     let loss_of = |lm: &LanguageModel| to_vec(next_token_loss(lm, tokens)).unwrap()[0];
     let before = loss_of(&lm);
     let mut optim = AdamConfig::new().init();
@@ -89,6 +68,28 @@ fn lora_steps(lm: LanguageModel, tokens: &[u32], steps: usize) -> (f32, f32, usi
         lm.model = optim.step(1e-2, lm.model, grads);
     }
     (before, loss_of(&lm), n_params)
+}
+
+/// LoRA on every projection of `spec` loaded from its GGUF file (or its Hugging Face folder):
+/// 7 targets x 2 layers x (A, B) get gradients, and 3 Adam steps on `tokens` lower the loss.
+fn lora_lowers_the_loss(spec: &TinySpec, hf: bool, tokens: &[u32]) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = if hf {
+        let p = dir.path().join("hf");
+        write_tiny_hf(&p, spec).unwrap();
+        p
+    } else {
+        let p = dir.path().join("m.gguf");
+        write_tiny_gguf(&p, spec).unwrap();
+        p
+    };
+    let lm = LanguageModel::load(&p, Some(512), &Device::default().autodiff()).unwrap();
+    let (before, after, n) = lora_steps(lm, tokens, 3);
+    assert_eq!(n, 7 * 2 * 2);
+    assert!(
+        after < before,
+        "LoRA steps did not lower the loss: {before} -> {after}"
+    );
 }
 
 #[test]
@@ -135,21 +136,10 @@ fn llama_3_2_1b_layout_loads_from_both_formats_and_takes_lora_steps() {
     );
     assert!(lg.iter().all(|x| x.is_finite()));
     assert!(scale(&lg) > 0.1, "flat logits");
-    let d = max_diff(&lg, &lh);
+    let d = max_abs_diff(&lg, &lh);
     assert!(d < 1e-4 * scale(&lg).max(1.0), "GGUF vs safetensors: {d}");
     drop((g, h));
-    // LoRA on every projection: 7 targets x 2 layers x (A, B) train, and the loss falls
-    let ad = dev.autodiff();
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("m.gguf");
-    write_tiny_gguf(&p, &spec).unwrap();
-    let lm = LanguageModel::load(&p, Some(512), &ad).unwrap();
-    let (before, after, n) = lora_steps(lm, &tokens[..24], 3);
-    assert_eq!(n, 7 * 2 * 2);
-    assert!(
-        after < before,
-        "LoRA steps did not lower the loss: {before} -> {after}"
-    );
+    lora_lowers_the_loss(&spec, false, &tokens[..24]);
 }
 
 #[test]
@@ -185,32 +175,10 @@ fn qwen2_5_0_5b_layout_loads_from_both_formats_and_takes_lora_steps() {
         h.last_logits(&tokens).unwrap(),
     );
     assert!(scale(&lg) > 0.1, "flat logits");
-    let d = max_diff(&lg, &lh);
+    let d = max_abs_diff(&lg, &lh);
     assert!(d < 1e-4 * scale(&lg).max(1.0), "GGUF vs safetensors: {d}");
     drop((g, h));
-    let ad = dev.autodiff();
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("hf");
-    write_tiny_hf(&p, &spec).unwrap();
-    let lm = LanguageModel::load(&p, Some(512), &ad).unwrap();
-    let (before, after, n) = lora_steps(lm, &tokens[..24], 3);
-    assert_eq!(n, 7 * 2 * 2);
-    assert!(
-        after < before,
-        "LoRA steps did not lower the loss: {before} -> {after}"
-    );
-}
-
-/// The tiny model with head width 16 and rotary base 500,000, scaled by `scaling`.
-fn scaled(scaling: RopeScaling) -> TinySpec {
-    TinySpec {
-        d_model: 64,
-        n_heads: 4,
-        n_kv_heads: 2,
-        rope_theta: 500_000.0,
-        rope_scaling: scaling,
-        ..TinySpec::default()
-    }
+    lora_lowers_the_loss(&spec, true, &tokens[..24]);
 }
 
 #[test]
@@ -225,10 +193,10 @@ fn rope_scaling_is_read_from_both_formats_and_changes_the_logits() {
         original_max_position_embeddings: 64,
     };
     let tokens: Vec<u32> = ids(40, 256);
-    let (plain, _) = both(&scaled(RopeScaling::None), &dev);
+    let (plain, _) = both(&TinySpec::scaled_rope(RopeScaling::None), &dev);
     let reference = plain.last_logits(&tokens).unwrap();
     for scaling in [llama3, RopeScaling::Linear { factor: 4.0 }] {
-        let (g, h) = both(&scaled(scaling.clone()), &dev);
+        let (g, h) = both(&TinySpec::scaled_rope(scaling.clone()), &dev);
         // a non-standard Llama 3 band is not recognised from the divisors: it is kept as them
         match (&scaling, &g.config.rope_scaling) {
             (RopeScaling::Llama3 { .. }, RopeScaling::Factors { factors }) => {
@@ -241,9 +209,9 @@ fn rope_scaling_is_read_from_both_formats_and_changes_the_logits() {
             g.last_logits(&tokens).unwrap(),
             h.last_logits(&tokens).unwrap(),
         );
-        let d = max_diff(&lg, &lh);
+        let d = max_abs_diff(&lg, &lh);
         assert!(d < 1e-4, "{scaling:?}: GGUF vs safetensors {d}");
-        let moved = max_diff(&lg, &reference) / scale(&reference);
+        let moved = max_abs_diff(&lg, &reference) / scale(&reference);
         assert!(
             moved > 1e-2,
             "{scaling:?} barely changes the logits: {moved}"

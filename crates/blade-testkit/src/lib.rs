@@ -151,6 +151,21 @@ impl TinySpec {
         }
     }
 
+    /// The tiny model with 16-wide heads (d = 64, 4 query and 2 key/value heads) and rotary
+    /// base 500,000, its rotary frequencies scaled by `scaling`. With Llama 3's rule and an
+    /// original context of 64, its 8 frequencies fall in all three bands of the rule, so the
+    /// scaling shows at a few tokens.
+    pub fn scaled_rope(scaling: RopeScaling) -> Self {
+        Self {
+            d_model: 64,
+            n_heads: 4,
+            n_kv_heads: 2,
+            rope_theta: 500_000.0,
+            rope_scaling: scaling,
+            ..Self::default()
+        }
+    }
+
     /// The architecture name the files state.
     pub fn arch(&self) -> &'static str {
         if self.qkv_bias {
@@ -633,4 +648,16 @@ pub fn added_token_json(id: usize, content: &str, special: bool) -> serde_json::
         "id": id, "content": content, "special": special, "single_word": false,
         "lstrip": false, "rstrip": false, "normalized": !special
     })
+}
+
+/// The largest absolute difference between two equally long slices (e.g. two models' logits).
+///
+/// # Panics
+/// If the lengths differ.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "comparing slices of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
