@@ -134,7 +134,7 @@ impl WeightSource for GgufFile {
             n_layers,
             self.tensors.len(),
         )?;
-        let cfg = LlamaConfig {
+        let mut cfg = LlamaConfig {
             vocab_size,
             d_model: self.get_u64(&k("embedding_length"))? as usize,
             n_layers: n_layers as usize,
@@ -158,11 +158,10 @@ impl WeightSource for GgufFile {
                 .unwrap_or(2048) as usize,
             tie_embeddings: self.tensor_info("output.weight").is_none(),
             qkv_bias: self.tensor_info("blk.0.attn_q.bias").is_some(),
+            // read below, once the head width is known to be sound
             rope_scaling: RopeScaling::None,
             arch,
         };
-        let mut cfg = cfg;
-        cfg.rope_scaling = self.rope_scaling(&cfg)?;
         let key = |s: &str| format!("{}.{s}", cfg.arch);
         check_rope_and_eps(
             GgufFile::path(self),
@@ -178,6 +177,7 @@ impl WeightSource for GgufFile {
             ],
         )?;
         cfg.validate().map_err(|w| ferr(GgufFile::path(self), w))?;
+        cfg.rope_scaling = self.rope_scaling(&cfg)?;
         Ok(cfg)
     }
 

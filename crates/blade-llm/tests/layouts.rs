@@ -291,6 +291,11 @@ fn rotary_settings_blade_does_not_compute_are_refused_by_name() {
             vec![("llama.rope.scaling.type", s("linear"))],
             "without `llama.rope.scaling.factor`",
         ),
+        // no heads: refused as such before the rotary width is worked out from them
+        (
+            vec![("llama.attention.head_count", Value::U32(0))],
+            "n_heads is 0",
+        ),
         (
             vec![("llama.rope.dimension_count", Value::U32(4))],
             "`llama.rope.dimension_count` is 4 but the heads are 8 wide",
