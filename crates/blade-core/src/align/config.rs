@@ -345,6 +345,8 @@ impl AlignConfig {
             ));
         }
         for (flag, v, max) in [
+            // a run of no steps would write an aligned model that is the reference
+            ("--steps", self.steps, 100_000_000),
             ("--prompts-per-step", self.prompts_per_step, 1_000_000),
             ("--inner-epochs", self.inner_epochs, 1000),
             ("--align-k", self.list_len, 1000),
@@ -418,6 +420,20 @@ impl AlignConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_of_zero_are_refused_naming_their_flag() {
+        let ok = AlignConfig::new(crate::align::Method::Grpo.default_config());
+        assert!(ok.check().is_ok());
+        for (cfg, flag) in [
+            (ok.clone().with_steps(0), "--steps 0: expected 1..="),
+            (ok.clone().with_prompts_per_step(0), "--prompts-per-step 0"),
+            (ok.clone().with_grad_shards(0), "--grad-shards 0"),
+        ] {
+            let e = cfg.check().unwrap_err().to_string();
+            assert!(e.contains(flag), "{e}");
+        }
+    }
 
     #[test]
     fn schedules_warm_up_and_decay() {
