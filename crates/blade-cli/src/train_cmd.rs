@@ -504,7 +504,9 @@ pub struct LlmArgs {
     /// LLM SFT: learning rate (Adam).
     #[arg(long, default_value_t = 1e-4)]
     pub llm_lr: f64,
-    /// LLM SFT: validation users whose greedy lists give NDCG@10 after each epoch.
+    /// LLM SFT: validation users whose greedy lists give NDCG@10 after each epoch; the run keeps
+    /// the best epoch, epoch 0 (the starting model) included. 0 = no validation: the last epoch
+    /// is kept.
     #[arg(long, default_value_t = 32)]
     pub llm_valid_users: usize,
 }

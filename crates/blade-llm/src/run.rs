@@ -500,6 +500,20 @@ pub fn train_llm_sft(
         save_json(&stage.join("state.json"), &state)?;
         store.publish(&name, &[checkpoint_name(BEST, state.best_epoch)], true)?;
     }
+    if state.best_epoch == 0 && !state.records.is_empty() {
+        // said plainly: otherwise a run that kept nothing of its training looks like any other
+        log(&format!(
+            "no epoch beat the starting model on validation (NDCG@10 {:.4}): the run keeps epoch \
+             0, whose {} are untrained; train longer or change --llm-lr (--llm-valid-users 0 \
+             keeps the last epoch)",
+            state.best_ndcg,
+            if run.lora.is_some() {
+                "adapters"
+            } else {
+                "weights"
+            }
+        ));
+    }
     // the run's outputs: the best epoch's files, then the log
     let best = store.path(&checkpoint_name(BEST, state.best_epoch));
     for f in [ADAPTER_FILE, FULL_FILE, LLM_RUN_FILE] {
