@@ -2,15 +2,10 @@
 //! evaluate and dump lists end to end on the built-in data.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn blade(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_blade"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the blade binary runs")
-}
+mod common;
+use common::blade;
 
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()

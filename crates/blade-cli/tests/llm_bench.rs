@@ -1,18 +1,10 @@
 //! `blade llm bench`: the language-model workloads on a tiny random model, and `--peer` with a
 //! stand-in peer (a shell script printing the JSON line), its arguments and its failures.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use blade_testkit::{write_tiny_gguf, TinySpec};
 
-fn blade(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_blade"))
-        .args(args)
-        .current_dir(cwd)
-        .output()
-        .expect("the blade binary runs")
-}
+mod common;
+use common::blade;
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
