@@ -91,6 +91,7 @@ pub fn run(a: BenchArgs) -> Result<()> {
             seed: 42,
             sft_objective: blade_core::SftObjective::Windows,
             window_stride: 0,
+            sft_grad_shards: a.grad_shards,
         };
         let config = sft.config(ds.num_items(), data.history_len);
         let t = Instant::now();

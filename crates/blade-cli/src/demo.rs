@@ -111,6 +111,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         seed: 42,
         sft_objective: blade_core::SftObjective::Windows,
         window_stride: 0,
+        sft_grad_shards: 4,
     };
     let run_dir = a.out.join("sft");
     let kind = match a.llm.policy {

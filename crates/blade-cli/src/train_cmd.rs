@@ -78,6 +78,11 @@ pub struct SftArgs {
     /// `causal`).
     #[arg(long, default_value_t = 0)]
     pub window_stride: usize,
+    /// Each SFT batch's gradient is computed as this many row shards on as many threads (1 =
+    /// one pass on one thread); the dropout noise is drawn per (epoch, batch, shard), so a
+    /// run is reproducible and resumes exactly for a given value, which resume checks.
+    #[arg(long, default_value_t = 4)]
+    pub sft_grad_shards: usize,
     /// Seed of initialisation and shuffling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -103,6 +108,7 @@ impl SftArgs {
             .with_max_train_prompts(self.max_train_prompts)
             .with_objective(self.sft_objective)
             .with_window_stride(self.window_stride)
+            .with_grad_shards(self.sft_grad_shards)
     }
 }
 

@@ -71,6 +71,10 @@ pub struct SftConfig {
     /// Kept for reading older runs' `config.json`; batches are built on the training thread.
     #[config(default = 0)]
     pub num_workers: usize,
+    /// Each batch's gradient is computed as this many row shards on as many threads and
+    /// summed (1 = one pass; see [`train_sft`] for how the dropout noise stays reproducible).
+    #[config(default = 1)]
+    pub grad_shards: usize,
 }
 
 /// What SFT teaches.
@@ -117,6 +121,7 @@ impl SftConfig {
         if let Some(o) = v.as_object_mut() {
             o.entry("objective").or_insert_with(|| "windows".into());
             o.entry("window_stride").or_insert_with(|| 0.into());
+            o.entry("grad_shards").or_insert_with(|| 1.into());
         }
         serde_json::from_value(v).map_err(|e| e.to_string())
     }
@@ -185,6 +190,12 @@ impl SftConfig {
         if self.batch_size == 0 {
             return bad("--batch-size 0: expected at least 1".into());
         }
+        if self.grad_shards == 0 || self.grad_shards > 64 {
+            return bad(format!(
+                "--sft-grad-shards {}: expected 1..=64",
+                self.grad_shards
+            ));
+        }
         if self.window_stride > 10_000 {
             return bad(format!(
                 "--window-stride {}: expected 0..=10000 (0 = the objective's default)",
@@ -234,32 +245,19 @@ struct SftOutput {
 }
 
 impl ItemLm {
-    /// The SFT loss of a batch; with `causal`, the history slots are taught too (slot `p` the
-    /// item after it, the last history slot the first target), else only the list slots.
-    fn sft_forward(&self, items: &[&SftItem], slots: usize, causal: bool) -> SftOutput {
-        let device = self.devices()[0].clone();
-        let n = items.len();
-        let v = self.num_items();
+    /// The labels and weights (1 = taught, 0 = padding) of a batch, `width` per row: with
+    /// `causal`, the `L` history slots (slot `p` the item after it, the last history slot the
+    /// first target) before the `slots` list slots.
+    fn sft_labels(&self, items: &[&SftItem], slots: usize, causal: bool) -> (Vec<i64>, Vec<f32>) {
         let l = self.max_history();
-        let slots = slots.clamp(1, self.max_list());
-        let histories: Vec<Vec<ItemId>> = items.iter().map(|i| i.history.clone()).collect();
-        let targets: Vec<Vec<ItemId>> = items
-            .iter()
-            .map(|i| i.targets.iter().take(slots).copied().collect())
-            .collect();
-        let (logits, width) = if causal {
-            let all = self.causal_logits(&histories, &targets, slots, &device);
-            (all, l + slots)
-        } else {
-            let list = self.teacher_forced_logits(&histories, &targets, slots, &device);
-            (list, slots)
-        };
-        let mut labels = Vec::with_capacity(n * width);
-        let mut weights = Vec::with_capacity(n * width);
-        for (h, t) in histories.iter().zip(&targets) {
+        let width = if causal { l + slots } else { slots };
+        let mut labels = Vec::with_capacity(items.len() * width);
+        let mut weights = Vec::with_capacity(items.len() * width);
+        for it in items {
+            let t = &it.targets[..it.targets.len().min(slots)];
             if causal {
                 // the history is left-padded to L slots, most recent last
-                let h = &h[h.len().saturating_sub(l)..];
+                let h = &it.history[it.history.len().saturating_sub(l)..];
                 let pad = l - h.len();
                 for p in 0..l {
                     let next = if p < pad {
@@ -278,10 +276,51 @@ impl ItemLm {
                 weights.push(if j < t.len() { 1.0f32 } else { 0.0 });
             }
         }
+        (labels, weights)
+    }
+
+    /// The number of taught slots of a batch: the denominator of its mean loss.
+    fn sft_label_count(&self, items: &[&SftItem], slots: usize, causal: bool) -> f32 {
+        let slots = slots.clamp(1, self.max_list());
+        self.sft_labels(items, slots, causal).1.iter().sum()
+    }
+
+    /// The SFT loss of a batch; with `causal`, the history slots are taught too (slot `p` the
+    /// item after it, the last history slot the first target), else only the list slots. The
+    /// loss is the summed cross-entropy divided by `denominator` (a row shard passes its whole
+    /// batch's label count), or by the batch's own label count.
+    fn sft_forward(
+        &self,
+        items: &[&SftItem],
+        slots: usize,
+        causal: bool,
+        denominator: Option<f32>,
+    ) -> SftOutput {
+        let device = self.devices()[0].clone();
+        let n = items.len();
+        let v = self.num_items();
+        let l = self.max_history();
+        let slots = slots.clamp(1, self.max_list());
+        let histories: Vec<Vec<ItemId>> = items.iter().map(|i| i.history.clone()).collect();
+        let targets: Vec<Vec<ItemId>> = items
+            .iter()
+            .map(|i| i.targets.iter().take(slots).copied().collect())
+            .collect();
+        let (logits, width) = if causal {
+            let all = self.causal_logits(&histories, &targets, slots, &device);
+            (all, l + slots)
+        } else {
+            let list = self.teacher_forced_logits(&histories, &targets, slots, &device);
+            (list, slots)
+        };
+        let (labels, weights) = self.sft_labels(items, slots, causal);
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, width]), &device);
         let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, width]), &device);
         let first = logits.clone().narrow(1, width - slots, 1).reshape([n, v]);
-        let loss = ItemLm::cross_entropy(logits, labels, weights);
+        let loss = match denominator {
+            None => ItemLm::cross_entropy(logits, labels, weights),
+            Some(d) => ItemLm::cross_entropy_sum(logits, labels, weights) / d.max(1.0),
+        };
         let mut mask = vec![0.0f32; n * v];
         for (r, it) in items.iter().enumerate() {
             for &e in &it.exclude {
@@ -302,6 +341,66 @@ impl ItemLm {
     }
 }
 
+/// The loss of one SFT batch on the host and its parameter gradients, the batch cut into
+/// `shards` row shards (see [`train_sft`]): each shard runs on its own thread and its own fork
+/// of `model`; the forward passes, which draw the dropout noise from the backend's
+/// process-global generator, take turns under [`FORWARD`], each reseeding the generator with
+/// `(noise_seed, shard)` first; the backward passes run side by side. The summed gradient is
+/// the gradient of the batch's mean loss with that noise.
+fn sharded_sft_gradients(
+    model: &ItemLm,
+    device: &Device,
+    items: &[&SftItem],
+    slots: usize,
+    causal: bool,
+    shards: usize,
+    noise_seed: u64,
+) -> crate::Result<(f32, GradientsParams)> {
+    let ad = device.clone().autodiff();
+    let total = model.sft_label_count(items, slots, causal);
+    let jobs: Vec<(usize, ItemLm, std::ops::Range<usize>)> =
+        crate::parallel::ranges(items.len(), shards)
+            .into_iter()
+            .enumerate()
+            .map(|(s, r)| (s, model.clone().fork(&ad), r))
+            .collect();
+    let mut outs = crate::parallel::on_threads(jobs, |(s, replica, rows)| {
+        let out = {
+            let _turn = FORWARD
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            device.seed(fnv1a(&(s as u64).to_le_bytes(), noise_seed));
+            replica.sft_forward(&items[rows], slots, causal, Some(total))
+        };
+        let value = loss_value(&out.loss)?;
+        let grads = GradientsParams::from_grads(out.loss.backward(), &replica);
+        Ok((value, grads, replica))
+    })?;
+    let (mut value, mut grads, replica) = outs.remove(0);
+    for (v, mut g, _) in outs {
+        value += v;
+        crate::parallel::add_grads(&replica, &mut grads, &mut g);
+    }
+    Ok((value, grads))
+}
+
+/// Forward passes that draw dropout noise take turns: the backend's generator is global to the
+/// process, so only one seeded draw sequence may run at a time.
+static FORWARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// A scalar loss on the host.
+fn loss_value(loss: &Tensor<1>) -> crate::Result<f32> {
+    Ok(loss
+        .clone()
+        .detach()
+        .into_data()
+        .try_into_vec::<f32>()
+        .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
+        .first()
+        .copied()
+        .unwrap_or(f32::NAN))
+}
+
 /// Mean NDCG@`k` of each example's next item under full ranking of the first slot's scores
 /// (excluded items masked), in batches of `batch`.
 pub fn sft_valid_ndcg(
@@ -313,7 +412,7 @@ pub fn sft_valid_ndcg(
     let mut total = 0.0;
     for chunk in items.chunks(batch.max(1)) {
         let refs: Vec<&SftItem> = chunk.iter().collect();
-        let out = model.sft_forward(&refs, 1, false);
+        let out = model.sft_forward(&refs, 1, false, None);
         let v = model.num_items();
         let scores = out
             .scores
@@ -575,17 +674,28 @@ pub fn train_sft(
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         for (b, chunk) in order.chunks(bs).enumerate() {
             let items: Vec<&SftItem> = chunk.iter().map(|&i| &train[i]).collect();
-            let out = model.sft_forward(&items, config.model.max_list, causal);
-            let value = out
-                .loss
-                .clone()
-                .detach()
-                .into_data()
-                .try_into_vec::<f32>()
-                .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
-                .first()
-                .copied()
-                .unwrap_or(f32::NAN);
+            let slots = config.model.max_list;
+            let (value, grads) = if config.grad_shards > 1 {
+                // shards reseed the generator per (epoch, batch, shard): same noise whatever
+                // the thread timing, and on resume
+                let noise = fnv1a(&(b as u64).to_le_bytes(), mix);
+                sharded_sft_gradients(
+                    &model,
+                    device,
+                    &items,
+                    slots,
+                    causal,
+                    config.grad_shards,
+                    noise,
+                )?
+            } else {
+                let out = model.sft_forward(&items, slots, causal, None);
+                let value = loss_value(&out.loss)?;
+                (
+                    value,
+                    GradientsParams::from_grads(out.loss.backward(), &model),
+                )
+            };
             if !value.is_finite() {
                 return Err(CoreError::Config(format!(
                     "the SFT loss is {value} at epoch {epoch}, batch {}: lower --lr (now {})",
@@ -593,7 +703,6 @@ pub fn train_sft(
                     config.lr
                 )));
             }
-            let grads = GradientsParams::from_grads(out.loss.backward(), &model);
             model = optim.step(config.lr, model, grads);
             loss_sum += f64::from(value) * chunk.len() as f64;
             seen += chunk.len();
@@ -707,4 +816,90 @@ pub fn load_item_lm(dir: &Path, device: &Device) -> crate::Result<(SftConfig, It
         .try_load_file(&path)
         .map_err(|e| CoreError::file(&path, e))?;
     Ok((config, model))
+}
+
+#[cfg(all(test, feature = "flex"))]
+mod shard_tests {
+    use super::*;
+    use burn::module::{ModuleVisitor, Param};
+
+    struct Collect<'a> {
+        grads: &'a GradientsParams,
+        out: Vec<f32>,
+    }
+
+    impl ModuleVisitor for Collect<'_> {
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+            let g = self
+                .grads
+                .get::<D>(param.id)
+                .expect("every parameter has a gradient");
+            self.out.extend(g.into_data().try_to_vec::<f32>().unwrap());
+        }
+    }
+
+    fn flat(model: &ItemLm, grads: &GradientsParams) -> Vec<f32> {
+        let mut c = Collect {
+            grads,
+            out: Vec::new(),
+        };
+        model.visit(&mut c);
+        c.out
+    }
+
+    /// Without dropout, the summed shard gradients are the one-pass gradient of the batch's
+    /// mean loss (up to summation order), for both objectives and uneven shards.
+    #[test]
+    fn sharded_gradients_equal_the_one_pass_gradient() {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        let ad = device.clone().autodiff();
+        let model = ItemLmConfig::new(30)
+            .with_max_history(5)
+            .with_max_list(4)
+            .with_d_model(16)
+            .with_d_ff(32)
+            .with_dropout(0.0)
+            .init(&ad);
+        let items: Vec<SftItem> = (0..13)
+            .map(|r| SftItem {
+                history: (0..r % 6)
+                    .map(|i| ((r * 7 + i * 3) % 30) as ItemId)
+                    .collect(),
+                // uneven target counts: the shards' label counts differ
+                targets: (0..1 + r % 4)
+                    .map(|k| ((r * 5 + k * 11 + 1) % 30) as ItemId)
+                    .collect(),
+                exclude: Vec::new(),
+            })
+            .collect();
+        let refs: Vec<&SftItem> = items.iter().collect();
+        for causal in [false, true] {
+            let out = model.sft_forward(&refs, 4, causal, None);
+            let value = loss_value(&out.loss).unwrap();
+            let one = flat(
+                &model,
+                &GradientsParams::from_grads(out.loss.backward(), &model),
+            );
+            let scale = one.iter().fold(0f32, |m, x| m.max(x.abs()));
+            assert!(scale > 1e-3);
+            for shards in [2, 5, 13] {
+                let (v, g) =
+                    sharded_sft_gradients(&model, &device, &refs, 4, causal, shards, 9).unwrap();
+                assert!(
+                    (v - value).abs() < 1e-5 * value.abs().max(1.0),
+                    "{v} vs {value}"
+                );
+                let many = flat(&model, &g);
+                assert_eq!(many.len(), one.len());
+                let worst = one
+                    .iter()
+                    .zip(&many)
+                    .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+                assert!(
+                    worst <= 1e-5 * scale.max(1.0),
+                    "causal {causal}, {shards} shards: max |difference| {worst} (scale {scale})"
+                );
+            }
+        }
+    }
 }

@@ -255,3 +255,73 @@ fn assert_beats_pop(
     );
     lists
 }
+
+#[test]
+fn sharded_sft_learns_reproduces_and_resumes_exactly() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let raw = generate(&SyntheticConfig {
+        users: 200,
+        items: 120,
+        ..SyntheticConfig::tiny()
+    });
+    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
+    let split = ds.leave_one_out(6);
+    let device = BackendSpec::Flex.device().unwrap();
+    let config = SftConfig::new(
+        ItemLmConfig::new(ds.num_items())
+            .with_max_history(6)
+            .with_max_list(10)
+            .with_d_model(32),
+    )
+    .with_epochs(4)
+    .with_lr(3e-3)
+    .with_batch_size(64)
+    .with_grad_shards(3);
+    let train = |cfg: &SftConfig, dir: &std::path::Path, resume: bool| {
+        train_sft(cfg, &split, &device, dir, Dashboard::Plain, resume).unwrap()
+    };
+    let a = tempfile::tempdir().unwrap();
+    let first = train(&config.clone().with_epochs(2), a.path(), false);
+    let resumed = train(&config, a.path(), true);
+    assert_eq!(resumed.epochs_run, 2);
+    assert_beats_pop(&ds, &split, &resumed.model, "sharded SFT");
+    // the same run at once, twice: the same model file, byte for byte, as the resumed one
+    // (the dropout noise is drawn per epoch, batch and shard, whatever the threads' timing)
+    let bytes = std::fs::read(&resumed.model_path).unwrap();
+    for _ in 0..2 {
+        let b = tempfile::tempdir().unwrap();
+        let straight = train(&config, b.path(), false);
+        assert_eq!(straight.valid_ndcg, resumed.valid_ndcg);
+        assert_eq!(&straight.valid_ndcg[..2], &first.valid_ndcg[..]);
+        assert_eq!(std::fs::read(&straight.model_path).unwrap(), bytes);
+    }
+    // another shard count is another noise stream: a resume with it is refused, untouched
+    let err = train_sft(
+        &config.clone().with_epochs(6).with_grad_shards(2),
+        &split,
+        &device,
+        a.path(),
+        Dashboard::Plain,
+        true,
+    )
+    .err()
+    .unwrap()
+    .to_string();
+    assert!(err.contains("grad_shards: run 3, now 2"), "{err}");
+    assert_eq!(std::fs::read(&resumed.model_path).unwrap(), bytes);
+    // and 0 shards is refused by name
+    let err = config
+        .clone()
+        .with_grad_shards(0)
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--sft-grad-shards 0"), "{err}");
+    // a config.json from before the setting reads as one pass
+    let text = std::fs::read_to_string(a.path().join("config.json")).unwrap();
+    let mut old: serde_json::Value = serde_json::from_str(&text).unwrap();
+    old.as_object_mut().unwrap().remove("grad_shards");
+    let p = a.path().join("old.json");
+    std::fs::write(&p, old.to_string()).unwrap();
+    assert_eq!(SftConfig::read(&p).unwrap().grad_shards, 1);
+}

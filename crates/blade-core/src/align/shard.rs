@@ -19,7 +19,6 @@
 use std::ops::Range;
 
 use blade_data::ItemId;
-use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::GradientsParams;
 use burn::prelude::*;
 
@@ -27,6 +26,7 @@ use super::host;
 use super::policy::AlignPolicy;
 use crate::batch::PromptBatch;
 use crate::error::CoreError;
+use crate::parallel::{add_grads, on_threads, ranges};
 use crate::policy::TokenLogProbs;
 
 /// The policy's differentiable output on a batch, computed in shards.
@@ -44,31 +44,6 @@ struct Part<P> {
     /// `[rows, T_shard]`, attached to the replica's graph.
     values: Tensor<2>,
     rows: Range<usize>,
-}
-
-/// `n` rows cut into at most `shards` contiguous, near-equal ranges (none empty).
-pub(crate) fn ranges(n: usize, shards: usize) -> Vec<Range<usize>> {
-    let k = shards.clamp(1, n.max(1));
-    (0..k).map(|i| i * n / k..(i + 1) * n / k).collect()
-}
-
-/// Runs `work` on every item on its own scoped thread and returns the results in order; a
-/// panicking thread panics the caller.
-fn on_threads<T: Send, R: Send>(
-    items: Vec<T>,
-    work: impl Fn(T) -> crate::Result<R> + Sync,
-) -> crate::Result<Vec<R>> {
-    let work = &work;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = items
-            .into_iter()
-            .map(|item| s.spawn(move || work(item)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-            .collect()
-    })
 }
 
 /// Pads `[rows, t]` with zero columns to `[rows, width]`.
@@ -192,31 +167,9 @@ impl<P: AlignPolicy> Sharded<P> {
         })?;
         let (mut total, replica) = each.remove(0);
         for (mut g, _) in each {
-            replica.visit(&mut AddGrads {
-                into: &mut total,
-                from: &mut g,
-            });
+            add_grads(&replica, &mut total, &mut g);
         }
         Ok(total)
-    }
-}
-
-/// Sums the gradients of `from` into `into`, parameter by parameter of `module`.
-struct AddGrads<'a> {
-    into: &'a mut GradientsParams,
-    from: &'a mut GradientsParams,
-}
-
-impl ModuleVisitor for AddGrads<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-        let id: ParamId = param.id;
-        if let Some(g) = self.from.remove::<D>(id) {
-            let sum = match self.into.remove::<D>(id) {
-                Some(a) => a + g,
-                None => g,
-            };
-            self.into.register(id, sum);
-        }
     }
 }
 
@@ -225,6 +178,7 @@ mod tests {
     use super::*;
     use crate::policy::Policy;
     use crate::{ItemLm, ItemLmConfig};
+    use burn::module::{ModuleVisitor, Param, ParamId};
 
     /// Every float gradient of `module` as `(param id, values)`.
     struct Collect<'a> {
@@ -339,13 +293,5 @@ mod tests {
                 assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{x} vs {y}");
             }
         }
-    }
-
-    #[test]
-    fn ranges_cover_every_row_once() {
-        assert_eq!(ranges(10, 3), vec![0..3, 3..6, 6..10]);
-        assert_eq!(ranges(2, 4), vec![0..1, 1..2]);
-        assert_eq!(ranges(0, 2), vec![0..0]);
-        assert_eq!(ranges(5, 1), vec![0..5]);
     }
 }

@@ -29,6 +29,9 @@ use crate::reward::{mean_optimum, parse_reward, score_group, ListReward, RewardC
 use crate::sft::Dashboard;
 use crate::target::BayesianTarget;
 
+/// Lists a thread of reference log-probabilities holds at least.
+const REF_ROWS_PER_THREAD: usize = 32;
+
 /// Folder of the best checkpoint inside a run folder.
 pub const BEST_DIR: &str = "best";
 
@@ -251,9 +254,13 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         }
         let prompts =
             batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history).repeat_each(scored.g);
+        // the reference's log-probabilities: no gradient, rows independent, so in row shards
+        // on threads
         let ref_logp = {
             let kl_ref = self.objective.kl_reference(&self.reference);
-            host(kl_ref.log_prob(&prompts, &scored.lists)?)?
+            crate::parallel::map_rows(kl_ref, prompts.len(), REF_ROWS_PER_THREAD, |m, r| {
+                host(m.log_prob(&prompts.slice(r.clone()), &scored.lists[r])?)
+            })?
         };
         // token-level ratios: the sampling policy's per-token log-probabilities are the
         // policy's own before the first update of the step (the same weights), detached

@@ -22,11 +22,18 @@ use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, L
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
 
 use crate::batch::PromptBatch;
+use crate::checkpoint::fnv1a;
 use crate::error::CoreError;
+use crate::parallel;
 use crate::policy::sampling::{beam_step, blocked, greedy_pick, sample_pick, Beam};
 use crate::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec, TokenLogProbs};
+
+/// Rows (sequences) a thread of inference work holds at least: smaller shards cost more in
+/// per-call overhead than a second core gives back.
+const MIN_ROWS_PER_THREAD: usize = 16;
 
 /// Additive logit mask for disallowed items: large and finite so that `log_softmax` stays
 /// finite even in a (never sampled) fully masked row.
@@ -327,12 +334,24 @@ impl ItemLm {
         labels: Tensor<2, Int>,
         weights: Tensor<2>,
     ) -> Tensor<1> {
+        let total = weights.clone().sum().clamp_min(1.0);
+        Self::cross_entropy_sum(logits, labels, weights) / total
+    }
+
+    /// The summed (not averaged) cross-entropy of [`cross_entropy`](Self::cross_entropy).
+    ///
+    /// # Shapes
+    /// - as [`cross_entropy`](Self::cross_entropy); output: `[1]`
+    pub fn cross_entropy_sum(
+        logits: Tensor<3>,
+        labels: Tensor<2, Int>,
+        weights: Tensor<2>,
+    ) -> Tensor<1> {
         let logp = log_softmax(logits, 2);
         let picked = logp
             .gather(2, labels.unsqueeze_dim::<3>(2))
             .squeeze_dim::<2>(2);
-        let total = weights.clone().sum().clamp_min(1.0);
-        (picked * weights).sum().neg() / total
+        (picked * weights).sum().neg()
     }
 
     /// Logits of the list slots for SFT batches, on `device`.
@@ -406,12 +425,17 @@ impl Recommender for ItemLm {
         self.num_items
     }
 
+    /// Row shards on [`parallel::threads`] threads (each row's scores do not depend on the
+    /// others).
     fn score_all(&self, prompts: &PromptBatch) -> crate::Result<Vec<Vec<f32>>> {
         let model = self.valid();
         let empty = vec![Vec::new(); prompts.len()];
-        model.next_logits(&prompts.histories, &empty)
+        parallel::map_rows(&model, prompts.len(), MIN_ROWS_PER_THREAD, |m, r| {
+            m.next_logits(&prompts.histories[r.clone()], &empty[r])
+        })
     }
 
+    /// Prompt shards on [`parallel::threads`] threads (each prompt is decoded on its own).
     fn decode(
         &self,
         prompts: &PromptBatch,
@@ -420,6 +444,21 @@ impl Recommender for ItemLm {
     ) -> crate::Result<Vec<Vec<ItemId>>> {
         self.check_list_len(k)?;
         let model = self.valid();
+        parallel::map_rows(&model, prompts.len(), MIN_ROWS_PER_THREAD, |m, r| {
+            m.decode_rows(&prompts.slice(r), k, strategy)
+        })
+    }
+}
+
+impl ItemLm {
+    /// [`Recommender::decode`] on one thread, on the inference copy.
+    fn decode_rows(
+        &self,
+        prompts: &PromptBatch,
+        k: usize,
+        strategy: DecodeStrategy,
+    ) -> crate::Result<Vec<Vec<ItemId>>> {
+        let model = self;
         match strategy {
             DecodeStrategy::Greedy => {
                 let mut lists = vec![Vec::with_capacity(k); prompts.len()];
@@ -467,6 +506,36 @@ impl Recommender for ItemLm {
             }
         }
     }
+
+    /// `spec.lists_per_prompt` sampled lists and their log-probabilities for each prompt, on
+    /// one thread; prompt `i` (counted from `first`) draws from its own stream seeded by
+    /// `(base, first + i)`.
+    fn sample_rows(
+        &self,
+        prompts: &PromptBatch,
+        first: usize,
+        spec: &SampleSpec,
+        base: u64,
+    ) -> crate::Result<Vec<(Vec<ItemId>, f32)>> {
+        let g = spec.lists_per_prompt.max(1);
+        let mut rngs: Vec<StdRng> = (0..prompts.len())
+            .map(|i| StdRng::seed_from_u64(fnv1a(&((first + i) as u64).to_le_bytes(), base)))
+            .collect();
+        let rep = prompts.repeat_each(g);
+        let mut lists = vec![Vec::with_capacity(spec.list_len); rep.len()];
+        let mut log_probs = vec![0.0f32; rep.len()];
+        let mut dec = self.incremental(&rep.histories);
+        for _ in 0..spec.list_len {
+            let logits = dec.next(&lists)?;
+            for (i, l) in logits.iter().enumerate() {
+                let blocked = blocked(&rep.exclude[i], &lists[i]);
+                let (item, lp) = sample_pick(l, &blocked, spec, &mut rngs[i / g])?;
+                lists[i].push(item);
+                log_probs[i] += lp;
+            }
+        }
+        Ok(lists.into_iter().zip(log_probs).collect())
+    }
 }
 
 impl Policy for ItemLm {
@@ -479,18 +548,16 @@ impl Policy for ItemLm {
         self.check_list_len(spec.list_len)?;
         let g = spec.lists_per_prompt.max(1);
         let model = self.valid();
-        let rep = prompts.repeat_each(g);
-        let mut lists = vec![Vec::with_capacity(spec.list_len); rep.len()];
-        let mut log_probs = vec![0.0f32; rep.len()];
-        let mut dec = model.incremental(&rep.histories);
-        for _ in 0..spec.list_len {
-            let logits = dec.next(&lists)?;
-            for (i, l) in logits.iter().enumerate() {
-                let (item, lp) = sample_pick(l, &blocked(&rep.exclude[i], &lists[i]), spec, rng)?;
-                lists[i].push(item);
-                log_probs[i] += lp;
-            }
-        }
+        // one random stream per prompt, seeded from one draw of `rng` and the prompt's index,
+        // so that the lists do not depend on how the prompts are split over threads
+        let base: u64 = rng.random();
+        let rows = parallel::map_rows(
+            &model,
+            prompts.len(),
+            MIN_ROWS_PER_THREAD.div_ceil(g),
+            |m, r| m.sample_rows(&prompts.slice(r.clone()), r.start, spec, base),
+        )?;
+        let (lists, log_probs) = rows.into_iter().unzip();
         Ok(Rollouts {
             group_size: g,
             lists,
@@ -571,6 +638,94 @@ impl Policy for ItemLm {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+
+    fn prompts(n: usize, items: usize) -> PromptBatch {
+        PromptBatch {
+            histories: (0..n)
+                .map(|r| {
+                    (0..r % 7)
+                        .map(|i| ((r * 7 + i * 3) % items) as ItemId)
+                        .collect()
+                })
+                .collect(),
+            exclude: (0..n)
+                .map(|r| vec![(r % items) as ItemId, ((r * 3 + 1) % items) as ItemId])
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn sampled_lists_do_not_depend_on_how_prompts_are_split_over_threads() {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        let model = ItemLmConfig::new(40)
+            .with_max_history(6)
+            .with_max_list(5)
+            .with_d_model(16)
+            .with_d_ff(32)
+            .init(&device);
+        let p = prompts(9, 40);
+        let spec = SampleSpec {
+            lists_per_prompt: 3,
+            list_len: 5,
+            ..SampleSpec::default()
+        };
+        let whole = model.sample_rows(&p, 0, &spec, 77).unwrap();
+        assert_eq!(whole.len(), 27);
+        for cut in [1, 4, 8] {
+            let mut parts = model.sample_rows(&p.slice(0..cut), 0, &spec, 77).unwrap();
+            parts.extend(model.sample_rows(&p.slice(cut..9), cut, &spec, 77).unwrap());
+            for (a, b) in whole.iter().zip(&parts) {
+                assert_eq!(a.0, b.0, "cut at prompt {cut}");
+                assert!((a.1 - b.1).abs() < 1e-4, "cut {cut}: {} vs {}", a.1, b.1);
+            }
+        }
+        // another base seed gives other lists; each prompt's lists are valid
+        let other = model.sample_rows(&p, 0, &spec, 78).unwrap();
+        assert_ne!(
+            whole.iter().map(|r| &r.0).collect::<Vec<_>>(),
+            other.iter().map(|r| &r.0).collect::<Vec<_>>()
+        );
+        for (i, (list, lp)) in whole.iter().enumerate() {
+            let mut d = list.clone();
+            d.sort_unstable();
+            d.dedup();
+            assert_eq!(d.len(), 5, "row {i}: repeated items {list:?}");
+            assert!(list.iter().all(|x| !p.exclude[i / 3].contains(x)));
+            assert!(lp.is_finite() && *lp < 0.0);
+        }
+        // the public entry point: the same lists as one thread, whatever the thread count
+        let mut rng = StdRng::seed_from_u64(5);
+        let base: u64 = StdRng::seed_from_u64(5).random();
+        let r = model.sample(&p, &spec, &mut rng).unwrap();
+        let one = model.sample_rows(&p, 0, &spec, base).unwrap();
+        assert_eq!(r.lists, one.iter().map(|x| x.0.clone()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn scores_and_greedy_lists_do_not_depend_on_the_row_shards() {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        let model = ItemLmConfig::new(50)
+            .with_max_history(6)
+            .with_max_list(4)
+            .with_d_model(16)
+            .with_d_ff(32)
+            .init(&device);
+        // enough rows for several shards on a machine with several cores
+        let p = prompts(70, 50);
+        let scores = model.score_all(&p).unwrap();
+        let empty = vec![Vec::new(); 70];
+        let one = model.next_logits(&p.histories, &empty).unwrap();
+        assert_eq!(scores.len(), 70);
+        for (a, b) in scores.iter().flatten().zip(one.iter().flatten()) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        for strategy in [DecodeStrategy::Greedy, DecodeStrategy::Beam(2)] {
+            let lists = model.decode(&p, 4, strategy).unwrap();
+            let mut halves = model.decode_rows(&p.slice(0..31), 4, strategy).unwrap();
+            halves.extend(model.decode_rows(&p.slice(31..70), 4, strategy).unwrap());
+            assert_eq!(lists, halves, "{strategy:?}");
+        }
+    }
 
     #[test]
     fn the_incremental_decoder_gives_the_full_pass_logits() {
