@@ -104,12 +104,31 @@ fn exclusion_mask(n: usize, exclude: &[u32]) -> Vec<bool> {
 ///
 /// Order is (score desc, item id asc); ids in `exclude` (e.g. the user's history) and items with
 /// a NaN score are skipped. Returns fewer than `k` ids when fewer items remain. Runs in
-/// O(n + k log k) via a partial selection.
+/// O(n + k log k): for a short list (k <= 32) one pass keeps the best k seen so far in a sorted
+/// buffer (most items fail the first comparison with the buffer's worst), else a partial
+/// selection over all candidates.
 pub fn top_k_by_scores(scores: &[f32], k: usize, exclude: &[u32]) -> Vec<u32> {
     if k == 0 || scores.is_empty() {
         return Vec::new();
     }
     let excluded = exclusion_mask(scores.len(), exclude);
+    if k <= 32 {
+        let mut best: Vec<(f32, u32)> = Vec::with_capacity(k + 1);
+        for (id, &s) in (0..=u32::MAX).zip(scores) {
+            if s.is_nan() || excluded[id as usize] {
+                continue;
+            }
+            // ids arrive in increasing order, so a tie with the worst kept item never beats it
+            if best.len() == k && best.last().is_some_and(|w| s <= w.0) {
+                continue;
+            }
+            let c = (s, id);
+            let at = best.partition_point(|x| ranking_order(x, &c) == Ordering::Less);
+            best.insert(at, c);
+            best.truncate(k);
+        }
+        return best.into_iter().map(|(_, id)| id).collect();
+    }
     let mut candidates: Vec<(f32, u32)> = (0..=u32::MAX)
         .zip(scores)
         .filter(|&(id, s)| !s.is_nan() && !excluded[id as usize])
