@@ -103,6 +103,52 @@ impl ModuleVisitor for AddGrads<'_> {
     }
 }
 
+/// What the shard tests share: a small item model and its gradients on the host.
+#[cfg(all(test, feature = "flex"))]
+pub(crate) mod testing {
+    use burn::module::{Module, ModuleVisitor, Param, ParamId};
+    use burn::optim::GradientsParams;
+    use burn::prelude::*;
+
+    use crate::{ItemLm, ItemLmConfig};
+
+    /// An item model of `items` items, L = 5, K = 4, d = 16, no dropout, on `device`.
+    pub(crate) fn tiny_model(items: usize, device: &Device) -> ItemLm {
+        ItemLmConfig::new(items)
+            .with_max_history(5)
+            .with_max_list(4)
+            .with_d_model(16)
+            .with_d_ff(32)
+            .with_dropout(0.0)
+            .init(device)
+    }
+
+    /// Every float gradient of `module` as `(param id, values)`, in visiting order.
+    pub(crate) fn host_grads<M: Module>(
+        module: &M,
+        grads: &GradientsParams,
+    ) -> Vec<(ParamId, Vec<f32>)> {
+        struct Collect<'a> {
+            grads: &'a GradientsParams,
+            out: Vec<(ParamId, Vec<f32>)>,
+        }
+        impl ModuleVisitor for Collect<'_> {
+            fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
+                if let Some(g) = self.grads.get::<D>(param.id) {
+                    let v = g.into_data().try_to_vec::<f32>().unwrap();
+                    self.out.push((param.id, v));
+                }
+            }
+        }
+        let mut c = Collect {
+            grads,
+            out: Vec::new(),
+        };
+        module.visit(&mut c);
+        c.out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -821,30 +821,13 @@ pub fn load_item_lm(dir: &Path, device: &Device) -> crate::Result<(SftConfig, It
 #[cfg(all(test, feature = "flex"))]
 mod shard_tests {
     use super::*;
-    use burn::module::{ModuleVisitor, Param};
-
-    struct Collect<'a> {
-        grads: &'a GradientsParams,
-        out: Vec<f32>,
-    }
-
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            let g = self
-                .grads
-                .get::<D>(param.id)
-                .expect("every parameter has a gradient");
-            self.out.extend(g.into_data().try_to_vec::<f32>().unwrap());
-        }
-    }
+    use crate::parallel::testing::{host_grads, tiny_model};
 
     fn flat(model: &ItemLm, grads: &GradientsParams) -> Vec<f32> {
-        let mut c = Collect {
-            grads,
-            out: Vec::new(),
-        };
-        model.visit(&mut c);
-        c.out
+        host_grads(model, grads)
+            .into_iter()
+            .flat_map(|(_, g)| g)
+            .collect()
     }
 
     /// Without dropout, the summed shard gradients are the one-pass gradient of the batch's
@@ -853,13 +836,7 @@ mod shard_tests {
     fn sharded_gradients_equal_the_one_pass_gradient() {
         let device = crate::BackendSpec::Flex.device().unwrap();
         let ad = device.clone().autodiff();
-        let model = ItemLmConfig::new(30)
-            .with_max_history(5)
-            .with_max_list(4)
-            .with_d_model(16)
-            .with_d_ff(32)
-            .with_dropout(0.0)
-            .init(&ad);
+        let model = tiny_model(30, &ad);
         let items: Vec<SftItem> = (0..13)
             .map(|r| SftItem {
                 history: (0..r % 6)

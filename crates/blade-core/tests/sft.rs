@@ -12,9 +12,8 @@ use blade_data::{Dataset, PreprocessConfig};
 /// process shares: tests that train (and compare runs bit for bit) take turns.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-#[test]
-fn sft_beats_popularity_saves_and_resumes() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+/// The synthetic data of these tests: 200 users, 120 items, prompts of 6 items.
+fn data() -> (Dataset, blade_data::Split) {
     let raw = generate(&SyntheticConfig {
         users: 200,
         items: 120,
@@ -22,9 +21,12 @@ fn sft_beats_popularity_saves_and_resumes() {
     });
     let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
     let split = ds.leave_one_out(6);
-    let device = BackendSpec::Flex.device().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = SftConfig::new(
+    (ds, split)
+}
+
+/// 4 epochs of a small model (d = 32, L = 6, K = 10), lr 3e-3, batches of 64.
+fn small_config(ds: &Dataset) -> SftConfig {
+    SftConfig::new(
         ItemLmConfig::new(ds.num_items())
             .with_max_history(6)
             .with_max_list(10)
@@ -32,7 +34,16 @@ fn sft_beats_popularity_saves_and_resumes() {
     )
     .with_epochs(4)
     .with_lr(3e-3)
-    .with_batch_size(64);
+    .with_batch_size(64)
+}
+
+#[test]
+fn sft_beats_popularity_saves_and_resumes() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let (ds, split) = data();
+    let device = BackendSpec::Flex.device().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = small_config(&ds);
     let out = train_sft(
         &config,
         &split,
@@ -176,13 +187,7 @@ fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     use blade_core::sft::{train_items, train_windows};
     use blade_core::SftObjective;
-    let raw = generate(&SyntheticConfig {
-        users: 200,
-        items: 120,
-        ..SyntheticConfig::tiny()
-    });
-    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
-    let split = ds.leave_one_out(6);
+    let (ds, split) = data();
     // windows every 6 items, counted back from the end: each sequence keeps its last window
     let all = train_items(&split, 10, None);
     let strided = train_windows(&split, 10, None, 6);
@@ -200,16 +205,9 @@ fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
     }
     let device = BackendSpec::Flex.device().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = SftConfig::new(
-        ItemLmConfig::new(ds.num_items())
-            .with_max_history(6)
-            .with_max_list(10)
-            .with_d_model(32),
-    )
-    .with_epochs(4)
-    .with_lr(3e-3)
-    .with_batch_size(32)
-    .with_objective(SftObjective::Causal);
+    let config = small_config(&ds)
+        .with_batch_size(32)
+        .with_objective(SftObjective::Causal);
     assert_eq!(
         config.stride(),
         6,
@@ -259,24 +257,9 @@ fn assert_beats_pop(
 #[test]
 fn sharded_sft_learns_reproduces_and_resumes_exactly() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
-    let raw = generate(&SyntheticConfig {
-        users: 200,
-        items: 120,
-        ..SyntheticConfig::tiny()
-    });
-    let ds = Dataset::from_raw(&raw, &PreprocessConfig::default()).unwrap();
-    let split = ds.leave_one_out(6);
+    let (ds, split) = data();
     let device = BackendSpec::Flex.device().unwrap();
-    let config = SftConfig::new(
-        ItemLmConfig::new(ds.num_items())
-            .with_max_history(6)
-            .with_max_list(10)
-            .with_d_model(32),
-    )
-    .with_epochs(4)
-    .with_lr(3e-3)
-    .with_batch_size(64)
-    .with_grad_shards(3);
+    let config = small_config(&ds).with_grad_shards(3);
     let train = |cfg: &SftConfig, dir: &std::path::Path, resume: bool| {
         train_sft(cfg, &split, &device, dir, Dashboard::Plain, resume).unwrap()
     };

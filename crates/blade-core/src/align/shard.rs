@@ -176,32 +176,13 @@ impl<P: AlignPolicy> Sharded<P> {
 #[cfg(all(test, feature = "flex"))]
 mod tests {
     use super::*;
+    use crate::parallel::testing::{host_grads, tiny_model};
     use crate::policy::Policy;
-    use crate::{ItemLm, ItemLmConfig};
-    use burn::module::{ModuleVisitor, Param, ParamId};
-
-    /// Every float gradient of `module` as `(param id, values)`.
-    struct Collect<'a> {
-        grads: &'a GradientsParams,
-        out: Vec<(ParamId, Vec<f32>)>,
-    }
-
-    impl ModuleVisitor for Collect<'_> {
-        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<D>>) {
-            if let Some(g) = self.grads.get::<D>(param.id) {
-                let v = g.into_data().try_to_vec::<f32>().unwrap();
-                self.out.push((param.id, v));
-            }
-        }
-    }
+    use crate::ItemLm;
+    use burn::module::ParamId;
 
     fn collect(model: &ItemLm, grads: &GradientsParams) -> Vec<(ParamId, Vec<f32>)> {
-        let mut c = Collect {
-            grads,
-            out: Vec::new(),
-        };
-        model.visit(&mut c);
-        c.out
+        host_grads(model, grads)
     }
 
     /// A loss that couples rows (batch mean, a softmax over rows) and tokens, as the alignment
@@ -226,13 +207,7 @@ mod tests {
     #[test]
     fn sharded_gradients_equal_the_one_pass_gradient() {
         let device = crate::BackendSpec::Flex.device().unwrap().autodiff();
-        let model = ItemLmConfig::new(30)
-            .with_max_history(5)
-            .with_max_list(4)
-            .with_d_model(16)
-            .with_d_ff(32)
-            .with_dropout(0.0)
-            .init(&device);
+        let model = tiny_model(30, &device);
         let n = 11;
         let prompts = PromptBatch {
             histories: (0..n)
