@@ -36,7 +36,8 @@ pub struct BenchArgs {
     /// Items per list (K) of the rollouts and alignment steps.
     #[arg(long, default_value_t = 10)]
     pub list_len: usize,
-    /// Row shards (threads) of each alignment gradient pass.
+    /// Row shards (threads) of each alignment gradient pass, and of each batch of the SFT
+    /// epoch it trains first (`--sft-grad-shards` of `blade train`).
     #[arg(long, default_value_t = AlignConfig::new(Method::BonStatic.default_config()).grad_shards)]
     pub grad_shards: usize,
     /// Also run the PyTorch peer of the item-level model (`--peer-script`) with this Python
