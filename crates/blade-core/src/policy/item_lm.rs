@@ -619,14 +619,11 @@ impl Policy for ItemLm {
         }
         let ids = Tensor::<3, Int>::from_data(TensorData::new(ids, [n, k, width]), &device);
         let vals = Tensor::<3>::from_data(TensorData::new(vals, [n, k, width]), &device);
-        let mask = Tensor::<3>::zeros([n, k, v], &device).scatter(
-            2,
-            ids,
-            vals,
-            burn::tensor::IndexingUpdateOp::Add,
-        );
+        // added into the logits in place of a `[n, k, v]` mask tensor: one full-size
+        // allocation and pass fewer; allowed entries get + 0.0, so they are unchanged
+        let masked = logits.scatter(2, ids, vals, burn::tensor::IndexingUpdateOp::Add);
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, k]), &device);
-        let logp = log_softmax(logits + mask, 2);
+        let logp = log_softmax(masked, 2);
         let picked = logp.gather(2, labels.unsqueeze_dim::<3>(2)).reshape([n, k]);
         Ok(TokenLogProbs {
             values: picked,
