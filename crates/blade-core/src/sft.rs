@@ -238,8 +238,8 @@ pub struct SftItem {
 struct SftOutput {
     /// Mean cross-entropy. `[1]`
     loss: Tensor<1>,
-    /// First-slot scores with excluded items masked. `[batch, num_items]`
-    scores: Tensor<2>,
+    /// First-slot scores with excluded items masked, when asked for. `[batch, num_items]`
+    scores: Option<Tensor<2>>,
     /// The next item of each prompt.
     first_targets: Vec<ItemId>,
 }
@@ -288,13 +288,15 @@ impl ItemLm {
     /// The SFT loss of a batch; with `causal`, the history slots are taught too (slot `p` the
     /// item after it, the last history slot the first target), else only the list slots. The
     /// loss is the summed cross-entropy divided by `denominator` (a row shard passes its whole
-    /// batch's label count), or by the batch's own label count.
+    /// batch's label count), or by the batch's own label count. With `scores`, the output also
+    /// holds the first slot's history-masked scores (validation; training skips them).
     fn sft_forward(
         &self,
         items: &[&SftItem],
         slots: usize,
         causal: bool,
         denominator: Option<f32>,
+        scores: bool,
     ) -> SftOutput {
         let device = self.devices()[0].clone();
         let n = items.len();
@@ -316,23 +318,25 @@ impl ItemLm {
         let (labels, weights) = self.sft_labels(items, slots, causal);
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, width]), &device);
         let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, width]), &device);
-        let first = logits.clone().narrow(1, width - slots, 1).reshape([n, v]);
+        let scores = scores.then(|| {
+            let first = logits.clone().narrow(1, width - slots, 1).reshape([n, v]);
+            let mut mask = vec![0.0f32; n * v];
+            for (r, it) in items.iter().enumerate() {
+                for &e in &it.exclude {
+                    if let Some(x) = mask.get_mut(r * v + e as usize) {
+                        *x = MASK_VALUE;
+                    }
+                }
+            }
+            first.detach() + Tensor::<2>::from_data(TensorData::new(mask, [n, v]), &device)
+        });
         let loss = match denominator {
             None => ItemLm::cross_entropy(logits, labels, weights),
             Some(d) => ItemLm::cross_entropy_sum(logits, labels, weights) / d.max(1.0),
         };
-        let mut mask = vec![0.0f32; n * v];
-        for (r, it) in items.iter().enumerate() {
-            for &e in &it.exclude {
-                if let Some(x) = mask.get_mut(r * v + e as usize) {
-                    *x = MASK_VALUE;
-                }
-            }
-        }
-        let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, v]), &device);
         SftOutput {
             loss,
-            scores: first.detach() + mask,
+            scores,
             first_targets: targets
                 .iter()
                 .map(|t| t.first().copied().unwrap_or(0))
@@ -370,7 +374,7 @@ fn sharded_sft_gradients(
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             device.seed(fnv1a(&(s as u64).to_le_bytes(), noise_seed));
-            replica.sft_forward(&items[rows], slots, causal, Some(total))
+            replica.sft_forward(&items[rows], slots, causal, Some(total), false)
         };
         let value = loss_value(&out.loss)?;
         let grads = GradientsParams::from_grads(out.loss.backward(), &replica);
@@ -412,10 +416,11 @@ pub fn sft_valid_ndcg(
     let mut total = 0.0;
     for chunk in items.chunks(batch.max(1)) {
         let refs: Vec<&SftItem> = chunk.iter().collect();
-        let out = model.sft_forward(&refs, 1, false, None);
+        let out = model.sft_forward(&refs, 1, false, None, true);
         let v = model.num_items();
         let scores = out
             .scores
+            .ok_or_else(|| CoreError::Tensor("validation asked for scores".into()))?
             .into_data()
             .try_into_vec::<f32>()
             .map_err(|e| CoreError::Tensor(format!("{e:?}")))?;
@@ -689,7 +694,7 @@ pub fn train_sft(
                     noise,
                 )?
             } else {
-                let out = model.sft_forward(&items, slots, causal, None);
+                let out = model.sft_forward(&items, slots, causal, None, false);
                 let value = loss_value(&out.loss)?;
                 (
                     value,
@@ -851,7 +856,7 @@ mod shard_tests {
             .collect();
         let refs: Vec<&SftItem> = items.iter().collect();
         for causal in [false, true] {
-            let out = model.sft_forward(&refs, 4, causal, None);
+            let out = model.sft_forward(&refs, 4, causal, None, false);
             let value = loss_value(&out.loss).unwrap();
             let one = flat(
                 &model,
