@@ -14,7 +14,7 @@
 //! tokens long, so decoding recomputes the prefix instead of keeping a KV cache.
 
 use blade_data::ItemId;
-use burn::nn::attention::generate_autoregressive_mask;
+use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
@@ -300,10 +300,42 @@ impl ItemLm {
         let j = lists.first().map_or(0, Vec::len);
         let device = self.devices()[0].clone();
         let (tokens, pad) = self.encode(histories, lists, j).tensors(&device);
-        let seq = tokens.dims()[1];
         // the head only at the last position: the next item's distribution
-        let last = self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1);
+        let last = self.last_hidden(tokens, pad);
         self.host_rows(self.head.forward(last).reshape([n, self.num_items]))
+    }
+
+    /// The hidden state of the last position only, after the final norm: the rows of
+    /// [`forward_hidden`](Self::forward_hidden) at `seq - 1`, for inference (no dropout). The
+    /// final layer computes its attention query, feed-forward block and norms at that position
+    /// alone; its keys and values still come from every position. The earlier layers run whole.
+    ///
+    /// # Shapes
+    /// - output: `[batch, 1, d_model]`
+    fn last_hidden(&self, tokens: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
+        let seq = tokens.dims()[1];
+        let Some((last, rest)) = self.encoder.layers.split_last() else {
+            return self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1);
+        };
+        if !last.norm_first {
+            // ItemLmConfig builds pre-norm layers; anything else takes the full pass
+            return self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1);
+        }
+        let [batch, _] = tokens.dims();
+        let device = tokens.device();
+        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
+        let mut x = self.item_emb.forward(tokens) + self.pos_emb.forward(positions);
+        let mask = generate_autoregressive_mask(batch, seq, &device);
+        for layer in rest {
+            x = layer.forward(x, Some(pad.clone()), Some(mask.clone()));
+        }
+        // the last query may attend to every key (causal), so only padding is masked
+        let normed = last.norm_2.forward(x.clone());
+        let query = normed.clone().narrow(1, seq - 1, 1);
+        let attn = MhaInput::new(query, normed.clone(), normed).mask_pad(pad);
+        let h = x.narrow(1, seq - 1, 1) + last.mha.forward(attn).context;
+        let h = h.clone() + last.pwff.forward(last.norm_1.forward(h));
+        self.norm.forward(h)
     }
 
     fn host_rows(&self, logits: Tensor<2>) -> crate::Result<Vec<Vec<f32>>> {
@@ -696,6 +728,46 @@ mod tests {
         let r = model.sample(&p, &spec, &mut rng).unwrap();
         let one = model.sample_rows(&p, 0, &spec, base).unwrap();
         assert_eq!(r.lists, one.iter().map(|x| x.0.clone()).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn last_position_scores_equal_the_full_pass() {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        for layers in [1, 3] {
+            let model = ItemLmConfig::new(50)
+                .with_max_history(6)
+                .with_max_list(4)
+                .with_d_model(16)
+                .with_d_ff(32)
+                .with_n_layers(layers)
+                .init(&device);
+            // uneven histories (left padding), one empty, and partial lists
+            let p = prompts(9, 50);
+            for j in [0, 2] {
+                let lists: Vec<Vec<ItemId>> = (0..9)
+                    .map(|r| (0..j).map(|i| (20 + r + i) as ItemId).collect())
+                    .collect();
+                let fast = model.next_logits(&p.histories, &lists).unwrap();
+                let (tokens, pad) = model.encode(&p.histories, &lists, j).tensors(&device);
+                let seq = tokens.dims()[1];
+                let full =
+                    model
+                        .head
+                        .forward(model.forward_hidden(tokens, pad).narrow(1, seq - 1, 1));
+                let full = to_host(full).unwrap();
+                let (mut worst, mut scale) = (0f32, 0f32);
+                for (a, b) in fast.iter().flatten().zip(&full) {
+                    worst = worst.max((a - b).abs());
+                    scale = scale.max(b.abs());
+                }
+                assert_eq!(fast.len() * 50, full.len());
+                assert!(scale > 0.1);
+                assert!(
+                    worst < 1e-5 * scale.max(1.0),
+                    "{layers} layers, {j} items: {worst}"
+                );
+            }
+        }
     }
 
     #[test]
