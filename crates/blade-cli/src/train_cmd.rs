@@ -78,9 +78,10 @@ pub struct SftArgs {
     /// `causal`).
     #[arg(long, default_value_t = 0)]
     pub window_stride: usize,
-    /// Each SFT batch's gradient is computed as this many row shards on as many threads (1 =
-    /// one pass on one thread); the dropout noise is drawn per (epoch, batch, shard), so a
-    /// run is reproducible and resumes exactly for a given value, which resume checks.
+    /// Item policy: each SFT batch's gradient is computed as this many row shards on as many
+    /// threads (1 = one pass on one thread); the dropout noise is drawn per (epoch, batch,
+    /// shard), so a run is reproducible and resumes exactly for a given value, which resume
+    /// checks. The LLM policy's SFT does not use it.
     #[arg(long, default_value_t = 4)]
     pub sft_grad_shards: usize,
     /// Seed of initialisation and shuffling.
