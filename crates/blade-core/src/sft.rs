@@ -29,7 +29,7 @@ use crate::checkpoint::{
 };
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
-use crate::policy::item_lm::{ItemLm, ItemLmConfig, MASK_VALUE};
+use crate::policy::item_lm::{to_host, ItemLm, ItemLmConfig, MASK_VALUE};
 use crate::policy::Recommender;
 
 /// Settings of an SFT run; saved as `config.json` beside the checkpoints.
@@ -234,16 +234,6 @@ pub struct SftItem {
     pub exclude: Vec<ItemId>,
 }
 
-/// One SFT batch's loss and first-slot scores (history-masked), with the next items.
-struct SftOutput {
-    /// Mean cross-entropy. `[1]`
-    loss: Tensor<1>,
-    /// First-slot scores with excluded items masked, when asked for. `[batch, num_items]`
-    scores: Option<Tensor<2>>,
-    /// The next item of each prompt.
-    first_targets: Vec<ItemId>,
-}
-
 impl ItemLm {
     /// The labels and weights (1 = taught, 0 = padding) of a batch, `width` per row: with
     /// `causal`, the `L` history slots (slot `p` the item after it, the last history slot the
@@ -288,19 +278,16 @@ impl ItemLm {
     /// The SFT loss of a batch; with `causal`, the history slots are taught too (slot `p` the
     /// item after it, the last history slot the first target), else only the list slots. The
     /// loss is the summed cross-entropy divided by `denominator` (a row shard passes its whole
-    /// batch's label count), or by the batch's own label count. With `scores`, the output also
-    /// holds the first slot's history-masked scores (validation; training skips them).
-    fn sft_forward(
+    /// batch's label count), or by the batch's own label count. `[1]`
+    fn sft_loss(
         &self,
         items: &[&SftItem],
         slots: usize,
         causal: bool,
         denominator: Option<f32>,
-        scores: bool,
-    ) -> SftOutput {
+    ) -> Tensor<1> {
         let device = self.devices()[0].clone();
         let n = items.len();
-        let v = self.num_items();
         let l = self.max_history();
         let slots = slots.clamp(1, self.max_list());
         let histories: Vec<Vec<ItemId>> = items.iter().map(|i| i.history.clone()).collect();
@@ -318,29 +305,9 @@ impl ItemLm {
         let (labels, weights) = self.sft_labels(items, slots, causal);
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, width]), &device);
         let weights = Tensor::<2>::from_data(TensorData::new(weights, [n, width]), &device);
-        let scores = scores.then(|| {
-            let first = logits.clone().narrow(1, width - slots, 1).reshape([n, v]);
-            let mut mask = vec![0.0f32; n * v];
-            for (r, it) in items.iter().enumerate() {
-                for &e in &it.exclude {
-                    if let Some(x) = mask.get_mut(r * v + e as usize) {
-                        *x = MASK_VALUE;
-                    }
-                }
-            }
-            first.detach() + Tensor::<2>::from_data(TensorData::new(mask, [n, v]), &device)
-        });
-        let loss = match denominator {
+        match denominator {
             None => ItemLm::cross_entropy(logits, labels, weights),
             Some(d) => ItemLm::cross_entropy_sum(logits, labels, weights) / d.max(1.0),
-        };
-        SftOutput {
-            loss,
-            scores,
-            first_targets: targets
-                .iter()
-                .map(|t| t.first().copied().unwrap_or(0))
-                .collect(),
         }
     }
 }
@@ -369,15 +336,15 @@ fn sharded_sft_gradients(
             .map(|(s, r)| (s, model.clone().fork(&ad), r))
             .collect();
     let mut outs = crate::parallel::on_threads(jobs, |(s, replica, rows)| {
-        let out = {
+        let loss = {
             let _turn = FORWARD
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             device.seed(fnv1a(&(s as u64).to_le_bytes(), noise_seed));
-            replica.sft_forward(&items[rows], slots, causal, Some(total), false)
+            replica.sft_loss(&items[rows], slots, causal, Some(total))
         };
-        let value = loss_value(&out.loss)?;
-        let grads = GradientsParams::from_grads(out.loss.backward(), &replica);
+        let value = loss_value(&loss)?;
+        let grads = GradientsParams::from_grads(loss.backward(), &replica);
         Ok((value, grads, replica))
     })?;
     let (mut value, mut grads, replica) = outs.remove(0);
@@ -413,19 +380,25 @@ pub fn sft_valid_ndcg(
     k: usize,
     batch: usize,
 ) -> crate::Result<f64> {
+    let v = model.num_items();
+    let device = model.devices()[0].clone();
     let mut total = 0.0;
     for chunk in items.chunks(batch.max(1)) {
-        let refs: Vec<&SftItem> = chunk.iter().collect();
-        let out = model.sft_forward(&refs, 1, false, None, true);
-        let v = model.num_items();
-        let scores = out
-            .scores
-            .ok_or_else(|| CoreError::Tensor("validation asked for scores".into()))?
-            .into_data()
-            .try_into_vec::<f32>()
-            .map_err(|e| CoreError::Tensor(format!("{e:?}")))?;
-        for (r, &t) in out.first_targets.iter().enumerate() {
-            let rank = blade_metrics::rank_of(&scores[r * v..(r + 1) * v], t, &[]);
+        let histories: Vec<Vec<ItemId>> = chunk.iter().map(|i| i.history.clone()).collect();
+        let mut scores = to_host(model.first_slot_logits(&histories, &device))?;
+        for (it, row) in chunk.iter().zip(scores.chunks_mut(v)) {
+            // excluded items pushed to the bottom (the target is ranked even if excluded)
+            let mut mask = vec![0.0f32; v];
+            for &e in &it.exclude {
+                if let Some(x) = mask.get_mut(e as usize) {
+                    *x = MASK_VALUE;
+                }
+            }
+            for (s, m) in row.iter_mut().zip(&mask) {
+                *s += m;
+            }
+            let t = it.targets.first().copied().unwrap_or(0);
+            let rank = blade_metrics::rank_of(row, t, &[]);
             if rank <= k {
                 total += 1.0 / ((rank + 1) as f64).log2();
             }
@@ -694,12 +667,9 @@ pub fn train_sft(
                     noise,
                 )?
             } else {
-                let out = model.sft_forward(&items, slots, causal, None, false);
-                let value = loss_value(&out.loss)?;
-                (
-                    value,
-                    GradientsParams::from_grads(out.loss.backward(), &model),
-                )
+                let loss = model.sft_loss(&items, slots, causal, None);
+                let value = loss_value(&loss)?;
+                (value, GradientsParams::from_grads(loss.backward(), &model))
             };
             if !value.is_finite() {
                 return Err(CoreError::Config(format!(
@@ -856,11 +826,11 @@ mod shard_tests {
             .collect();
         let refs: Vec<&SftItem> = items.iter().collect();
         for causal in [false, true] {
-            let out = model.sft_forward(&refs, 4, causal, None, false);
-            let value = loss_value(&out.loss).unwrap();
+            let loss = model.sft_loss(&refs, 4, causal, None);
+            let value = loss_value(&loss).unwrap();
             let one = flat(
                 &model,
-                &GradientsParams::from_grads(out.loss.backward(), &model),
+                &GradientsParams::from_grads(loss.backward(), &model),
             );
             let scale = one.iter().fold(0f32, |m, x| m.max(x.abs()));
             assert!(scale > 1e-3);
