@@ -245,14 +245,22 @@ impl ItemLm {
         tokens: Tensor<2, Int>,
         pad: Tensor<2, Bool>,
     ) -> TransformerEncoderInput {
+        let (x, mask) = self.embed(tokens);
+        TransformerEncoderInput::new(x)
+            .mask_pad(pad)
+            .mask_attn(mask)
+    }
+
+    /// Item + position embeddings of a token batch and its causal attention mask.
+    ///
+    /// # Shapes
+    /// - output: `[batch, seq, d_model]` and `[batch, seq, seq]`
+    fn embed(&self, tokens: Tensor<2, Int>) -> (Tensor<3>, Tensor<3, Bool>) {
         let [batch, seq] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
         let x = self.item_emb.forward(tokens) + self.pos_emb.forward(positions);
-        let mask = generate_autoregressive_mask(batch, seq, &device);
-        TransformerEncoderInput::new(x)
-            .mask_pad(pad)
-            .mask_attn(mask)
+        (x, generate_autoregressive_mask(batch, seq, &device))
     }
 
     /// Item logits at the list slots: slot `j` is the distribution of list item `j+1`.
@@ -314,18 +322,12 @@ impl ItemLm {
     /// - output: `[batch, 1, d_model]`
     fn last_hidden(&self, tokens: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
         let seq = tokens.dims()[1];
-        let Some((last, rest)) = self.encoder.layers.split_last() else {
-            return self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1);
-        };
-        if !last.norm_first {
+        let (last, rest) = match self.encoder.layers.split_last() {
+            Some((last, rest)) if last.norm_first => (last, rest),
             // ItemLmConfig builds pre-norm layers; anything else takes the full pass
-            return self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1);
-        }
-        let [batch, _] = tokens.dims();
-        let device = tokens.device();
-        let positions = Tensor::<1, Int>::arange(0..seq as i64, &device).reshape([1, seq]);
-        let mut x = self.item_emb.forward(tokens) + self.pos_emb.forward(positions);
-        let mask = generate_autoregressive_mask(batch, seq, &device);
+            _ => return self.forward_hidden(tokens, pad).narrow(1, seq - 1, 1),
+        };
+        let (mut x, mask) = self.embed(tokens);
         for layer in rest {
             x = layer.forward(x, Some(pad.clone()), Some(mask.clone()));
         }
@@ -490,11 +492,10 @@ impl ItemLm {
         k: usize,
         strategy: DecodeStrategy,
     ) -> crate::Result<Vec<Vec<ItemId>>> {
-        let model = self;
         match strategy {
             DecodeStrategy::Greedy => {
                 let mut lists = vec![Vec::with_capacity(k); prompts.len()];
-                let mut dec = model.incremental(&prompts.histories);
+                let mut dec = self.incremental(&prompts.histories);
                 for _ in 0..k {
                     let logits = dec.next(&lists)?;
                     for (i, l) in logits.iter().enumerate() {
@@ -522,7 +523,7 @@ impl ItemLm {
                             partial.push(b.items.clone());
                         }
                     }
-                    let logits = model.next_logits(&hist, &partial)?;
+                    let logits = self.next_logits(&hist, &partial)?;
                     let mut offset = 0;
                     for (p, bs) in beams.iter_mut().enumerate() {
                         let n = bs.len();
