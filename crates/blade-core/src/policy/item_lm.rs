@@ -10,8 +10,9 @@
 //! Histories are left-padded so the most recent item always sits at slot `L-1`; padded slots
 //! are masked out of attention. The output at slot `L + j` is the distribution of list item
 //! `y_{j+1}`. Attention is causal, so the same forward pass scores a whole list (training,
-//! `log_prob`) or the next slot of a partial list (decoding). Sequences are at most `L + K`
-//! tokens long, so decoding recomputes the prefix instead of keeping a KV cache.
+//! `log_prob`) or the next slot of a partial list (decoding). Sampling and greedy decoding keep
+//! burn's autoregressive encoder cache (keys and values of earlier slots); full ranking runs the
+//! final layer at the scored position only ([`ItemLm::last_hidden`]).
 
 use blade_data::ItemId;
 use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
