@@ -12,7 +12,7 @@
 //! `y_{j+1}`. Attention is causal, so the same forward pass scores a whole list (training,
 //! `log_prob`) or the next slot of a partial list (decoding). Sampling and greedy decoding keep
 //! burn's autoregressive encoder cache (keys and values of earlier slots); full ranking runs the
-//! final layer at the scored position only ([`ItemLm::last_hidden`]).
+//! final layer at the scored position only (`ItemLm::last_hidden`).
 
 use blade_data::ItemId;
 use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
