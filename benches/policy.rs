@@ -135,7 +135,7 @@ fn bench_training(c: &mut Criterion) {
     g.bench_function("sft_batch_256_windows", |b| {
         b.iter(|| {
             let m = sft.take().unwrap();
-            let logits = m.teacher_forced_logits(&windows.histories, &targets, 10, &device);
+            let logits = m.teacher_forced_logits(&windows.histories, &targets, 10, &device, None);
             let labels = burn::tensor::Tensor::<2, burn::tensor::Int>::from_data(
                 burn::tensor::TensorData::new(labels.clone(), [256, 10]),
                 &device,

@@ -5,9 +5,10 @@
 //! Every epoch draws its data order and its dropout noise from `(seed, epoch)` alone, and each
 //! epoch's checkpoint (model, AdamW state, progress) is one folder published with one rename
 //! ([`crate::checkpoint`]): a run killed at any moment and resumed with `--resume` ends with the
-//! same model file, byte for byte, as a run never interrupted. (The dropout noise comes from
-//! the backend's generator, which is global to the process: two SFT runs training at the same
-//! time in one process draw from it in turn and are not reproducible; one per process is.)
+//! same model file, byte for byte, as a run never interrupted. The dropout masks come from a
+//! stream seeded per `(seed, epoch, batch, shard)` ([`DropoutNoise`]), not from the backend's
+//! process-global generator, so row shards draw them side by side and two runs in one process
+//! do not disturb each other.
 //!
 //! Each training prompt is a sliding window `history -> next item`; the list slots are taught
 //! the items that actually followed (`y_1 = next`, `y_2 = the one after`, ...), so every list
@@ -29,6 +30,7 @@ use crate::checkpoint::{
 };
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
+use crate::policy::dropout::DropoutNoise;
 use crate::policy::item_lm::{to_host, ItemLm, ItemLmConfig, MASK_VALUE};
 use crate::policy::Recommender;
 
@@ -278,13 +280,15 @@ impl ItemLm {
     /// The SFT loss of a batch; with `causal`, the history slots are taught too (slot `p` the
     /// item after it, the last history slot the first target), else only the list slots. The
     /// loss is the summed cross-entropy divided by `denominator` (a row shard passes its whole
-    /// batch's label count), or by the batch's own label count. `[1]`
+    /// batch's label count), or by the batch's own label count. Dropout masks come from
+    /// `noise` (none: the modules' own, which an inference model never draws). `[1]`
     fn sft_loss(
         &self,
         items: &[&SftItem],
         slots: usize,
         causal: bool,
         denominator: Option<f32>,
+        noise: Option<&DropoutNoise>,
     ) -> Tensor<1> {
         let device = self.devices()[0].clone();
         let n = items.len();
@@ -296,10 +300,10 @@ impl ItemLm {
             .map(|i| i.targets.iter().take(slots).copied().collect())
             .collect();
         let (logits, width) = if causal {
-            let all = self.causal_logits(&histories, &targets, slots, &device);
+            let all = self.causal_logits(&histories, &targets, slots, &device, noise);
             (all, l + slots)
         } else {
-            let list = self.teacher_forced_logits(&histories, &targets, slots, &device);
+            let list = self.teacher_forced_logits(&histories, &targets, slots, &device, noise);
             (list, slots)
         };
         let (labels, weights) = self.sft_labels(items, slots, causal);
@@ -313,11 +317,10 @@ impl ItemLm {
 }
 
 /// The loss of one SFT batch on the host and its parameter gradients, the batch cut into
-/// `shards` row shards (see [`train_sft`]): each shard runs on its own thread and its own fork
-/// of `model`; the forward passes, which draw the dropout noise from the backend's
-/// process-global generator, take turns under [`FORWARD`], each reseeding the generator with
-/// `(noise_seed, shard)` first; the backward passes run side by side. The summed gradient is
-/// the gradient of the batch's mean loss with that noise.
+/// `shards` row shards (see [`train_sft`]): each shard runs its forward and backward pass on its
+/// own thread and its own fork of `model`, with dropout masks from its own stream seeded by
+/// `(noise_seed, shard)`. The summed gradient is the gradient of the batch's mean loss with that
+/// noise.
 fn sharded_sft_gradients(
     model: &ItemLm,
     device: &Device,
@@ -336,13 +339,8 @@ fn sharded_sft_gradients(
             .map(|(s, r)| (s, model.clone().fork(&ad), r))
             .collect();
     let mut outs = crate::parallel::on_threads(jobs, |(s, replica, rows)| {
-        let loss = {
-            let _turn = FORWARD
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            device.seed(fnv1a(&(s as u64).to_le_bytes(), noise_seed));
-            replica.sft_loss(&items[rows], slots, causal, Some(total))
-        };
+        let noise = shard_noise(noise_seed, s);
+        let loss = replica.sft_loss(&items[rows], slots, causal, Some(total), Some(&noise));
         let value = loss_value(&loss)?;
         let grads = GradientsParams::from_grads(loss.backward(), &replica);
         Ok((value, grads, replica))
@@ -355,9 +353,11 @@ fn sharded_sft_gradients(
     Ok((value, grads))
 }
 
-/// Forward passes that draw dropout noise take turns: the backend's generator is global to the
-/// process, so only one seeded draw sequence may run at a time.
-static FORWARD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+/// The dropout stream of row shard `shard` of a batch whose noise seed is `noise_seed` (one
+/// pass is shard 0).
+fn shard_noise(noise_seed: u64, shard: usize) -> DropoutNoise {
+    DropoutNoise::new(fnv1a(&(shard as u64).to_le_bytes(), noise_seed))
+}
 
 /// A scalar loss on the host.
 fn loss_value(loss: &Tensor<1>) -> crate::Result<f32> {
@@ -646,17 +646,16 @@ pub fn train_sft(
         let epoch = state.epoch + 1;
         // the epoch's data order and dropout noise depend on (seed, epoch) only
         let mix = fnv1a(&(epoch as u64).to_le_bytes(), config.seed);
-        device.seed(mix);
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut StdRng::seed_from_u64(mix));
         let (mut loss_sum, mut seen) = (0.0f64, 0usize);
         for (b, chunk) in order.chunks(bs).enumerate() {
             let items: Vec<&SftItem> = chunk.iter().map(|&i| &train[i]).collect();
             let slots = config.model.max_list;
+            // dropout masks seeded per (epoch, batch[, shard]): the same noise whatever the
+            // thread timing, and on resume
+            let noise = fnv1a(&(b as u64).to_le_bytes(), mix);
             let (value, grads) = if config.grad_shards > 1 {
-                // shards reseed the generator per (epoch, batch, shard): same noise whatever
-                // the thread timing, and on resume
-                let noise = fnv1a(&(b as u64).to_le_bytes(), mix);
                 sharded_sft_gradients(
                     &model,
                     device,
@@ -667,7 +666,8 @@ pub fn train_sft(
                     noise,
                 )?
             } else {
-                let loss = model.sft_loss(&items, slots, causal, None);
+                let noise = shard_noise(noise, 0);
+                let loss = model.sft_loss(&items, slots, causal, None, Some(&noise));
                 let value = loss_value(&loss)?;
                 (value, GradientsParams::from_grads(loss.backward(), &model))
             };
@@ -826,7 +826,7 @@ mod shard_tests {
             .collect();
         let refs: Vec<&SftItem> = items.iter().collect();
         for causal in [false, true] {
-            let loss = model.sft_loss(&refs, 4, causal, None);
+            let loss = model.sft_loss(&refs, 4, causal, None, None);
             let value = loss_value(&loss).unwrap();
             let one = flat(
                 &model,

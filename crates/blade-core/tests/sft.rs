@@ -8,7 +8,7 @@ use blade_core::{
 use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig};
 
-/// Training draws dropout noise from the backend's one generator, which every thread of a
+/// Model initialisation draws from the backend's one generator, which every thread of a
 /// process shares: tests that train (and compare runs bit for bit) take turns.
 static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 

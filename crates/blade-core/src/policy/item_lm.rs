@@ -16,12 +16,13 @@
 
 use blade_data::ItemId;
 use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
+use burn::nn::transformer::TransformerEncoderLayer;
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
+use burn::tensor::activation::{log_softmax, quiet_softmax, softmax};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -29,6 +30,7 @@ use crate::batch::PromptBatch;
 use crate::checkpoint::fnv1a;
 use crate::error::CoreError;
 use crate::parallel;
+use crate::policy::dropout::DropoutNoise;
 use crate::policy::sampling::{beam_step, blocked, greedy_pick, sample_pick, Beam};
 use crate::policy::{DecodeStrategy, Policy, Recommender, Rollouts, SampleSpec, TokenLogProbs};
 
@@ -240,6 +242,33 @@ impl ItemLm {
         self.norm.forward(h)
     }
 
+    /// [`forward_hidden`](Self::forward_hidden) with the dropout masks drawn from `noise`
+    /// instead of burn's process-global generator (training passes that run on threads; see
+    /// [`DropoutNoise`]). Each pre-norm layer computes what burn's `TransformerEncoderLayer`
+    /// does, from its public sub-modules, with the same four dropout sites at the same rates:
+    /// the attention weights, the attention output, the feed-forward hidden activations and the
+    /// feed-forward output. A post-norm layer (which `ItemLmConfig` never builds) runs burn's own
+    /// forward.
+    ///
+    /// # Shapes
+    /// - as [`forward_hidden`](Self::forward_hidden)
+    pub fn forward_hidden_noisy(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad: Tensor<2, Bool>,
+        noise: &DropoutNoise,
+    ) -> Tensor<3> {
+        let (mut x, mask) = self.embed(tokens);
+        for layer in &self.encoder.layers {
+            x = if layer.norm_first {
+                noisy_layer(layer, x, &pad, &mask, noise)
+            } else {
+                layer.forward(x, Some(pad.clone()), Some(mask.clone()))
+            };
+        }
+        self.norm.forward(x)
+    }
+
     /// Item + position embeddings with the padding and causal masks.
     fn encoder_input(
         &self,
@@ -274,8 +303,9 @@ impl ItemLm {
         lists: &[Vec<ItemId>],
         list_len: usize,
         device: &Device,
+        noise: Option<&DropoutNoise>,
     ) -> Tensor<3> {
-        self.position_logits(histories, lists, list_len, self.max_history, device)
+        self.position_logits(histories, lists, list_len, self.max_history, device, noise)
     }
 
     /// Item logits at every position from `from` on (`from = max_history` is the SEP slot).
@@ -289,9 +319,13 @@ impl ItemLm {
         list_len: usize,
         from: usize,
         device: &Device,
+        noise: Option<&DropoutNoise>,
     ) -> Tensor<3> {
         let (tokens, pad) = self.encode(histories, lists, list_len).tensors(device);
-        let hidden = self.forward_hidden(tokens, pad);
+        let hidden = match noise {
+            Some(noise) => self.forward_hidden_noisy(tokens, pad, noise),
+            None => self.forward_hidden(tokens, pad),
+        };
         let hidden = hidden.narrow(1, from, self.max_history + list_len + 1 - from);
         self.head.forward(hidden)
     }
@@ -389,7 +423,9 @@ impl ItemLm {
         (picked * weights).sum().neg()
     }
 
-    /// Logits of the list slots for SFT batches, on `device`.
+    /// Logits of the list slots for SFT batches, on `device`. With `noise`, dropout masks come
+    /// from it ([`forward_hidden_noisy`](Self::forward_hidden_noisy)); without, from the
+    /// modules themselves (burn's generator, on an autodiff device in training mode).
     ///
     /// # Shapes
     /// - output: `[histories.len(), targets_len, num_items]`
@@ -399,14 +435,21 @@ impl ItemLm {
         targets: &[Vec<ItemId>],
         targets_len: usize,
         device: &Device,
+        noise: Option<&DropoutNoise>,
     ) -> Tensor<3> {
         let inputs = shifted_inputs(targets, targets_len);
-        self.list_logits(histories, &inputs, targets_len.saturating_sub(1), device)
+        self.list_logits(
+            histories,
+            &inputs,
+            targets_len.saturating_sub(1),
+            device,
+            noise,
+        )
     }
 
     /// Logits of every position for the causal (SASRec-style) SFT objective: the `L` history
     /// slots (slot `p` predicts the item after it) followed by the list slots of
-    /// [`teacher_forced_logits`](Self::teacher_forced_logits).
+    /// [`teacher_forced_logits`](Self::teacher_forced_logits) (and its `noise`).
     ///
     /// # Shapes
     /// - output: `[histories.len(), max_history + targets_len, num_items]`
@@ -416,9 +459,17 @@ impl ItemLm {
         targets: &[Vec<ItemId>],
         targets_len: usize,
         device: &Device,
+        noise: Option<&DropoutNoise>,
     ) -> Tensor<3> {
         let inputs = shifted_inputs(targets, targets_len);
-        self.position_logits(histories, &inputs, targets_len.saturating_sub(1), 0, device)
+        self.position_logits(
+            histories,
+            &inputs,
+            targets_len.saturating_sub(1),
+            0,
+            device,
+            noise,
+        )
     }
 
     /// Scores of every item as the first list slot, on the device.
@@ -428,7 +479,7 @@ impl ItemLm {
     pub fn first_slot_logits(&self, histories: &[Vec<ItemId>], device: &Device) -> Tensor<2> {
         let empty = vec![Vec::new(); histories.len()];
         let n = histories.len();
-        self.list_logits(histories, &empty, 0, device)
+        self.list_logits(histories, &empty, 0, device, None)
             .reshape([n, self.num_items])
     }
 
@@ -444,6 +495,56 @@ impl ItemLm {
 }
 
 /// Reads a float tensor back to the host.
+/// One pre-norm encoder layer in training mode with `noise`'s dropout masks: burn's
+/// `TransformerEncoderLayer::forward` (and `MultiHeadAttention::forward`,
+/// `PositionWiseFeedForward::forward`) written out from their public sub-modules.
+///
+/// # Shapes
+/// - `x`: `[batch, seq, d_model]`, `pad`: `[batch, seq]`, `mask`: `[batch, seq, seq]`
+/// - output: `[batch, seq, d_model]`
+fn noisy_layer(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+    pad: &Tensor<2, Bool>,
+    mask: &Tensor<3, Bool>,
+    noise: &DropoutNoise,
+) -> Tensor<3> {
+    let [batch, seq, d_model] = x.dims();
+    let mha = &layer.mha;
+    let normed = layer.norm_2.forward(x.clone());
+    let heads = |linear: &Linear| {
+        linear
+            .forward(normed.clone())
+            .reshape([batch, seq, mha.n_heads, mha.d_k])
+            .swap_dims(1, 2)
+    };
+    let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let scores = query
+        .matmul(key.transpose())
+        .div_scalar((mha.d_k as f32).sqrt())
+        .mask_fill(pad.clone().reshape([batch, 1, 1, seq]), mha.min_float)
+        .mask_fill(mask.clone().reshape([batch, 1, seq, seq]), mha.min_float);
+    let weights = if mha.quiet_softmax {
+        quiet_softmax(scores, 3)
+    } else {
+        softmax(scores, 3)
+    };
+    let context = noise
+        .apply(weights, mha.dropout.prob)
+        .matmul(value)
+        .swap_dims(1, 2)
+        .reshape([batch, seq, d_model]);
+    let x = x + noise.apply(mha.output.forward(context), layer.dropout.prob);
+    let ff = &layer.pwff;
+    let hidden = ff
+        .activation
+        .forward(ff.linear_inner.forward(layer.norm_1.forward(x.clone())));
+    let out = ff
+        .linear_outer
+        .forward(noise.apply(hidden, ff.dropout.prob));
+    x + noise.apply(out, layer.dropout.prob)
+}
+
 pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
     t.try_into_data_as::<f32>()
         .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
@@ -627,7 +728,7 @@ impl Policy for ItemLm {
         let device = self.devices()[0].clone();
         let v = self.num_items;
         let inputs: Vec<Vec<ItemId>> = lists.iter().map(|l| l[..k - 1].to_vec()).collect();
-        let logits = self.list_logits(&prompts.histories, &inputs, k - 1, &device);
+        let logits = self.list_logits(&prompts.histories, &inputs, k - 1, &device, None);
         // additive mask: slot j may not take excluded items nor y_1..y_{j}; built on the
         // device by scattering MASK_VALUE at those ids (padding adds 0; a repeated id adds
         // twice and stays masked), so only the ids cross from the host
@@ -770,6 +871,46 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// The layers written out for seeded dropout compute burn's layers: with the masks off
+    /// (rate 0) the two passes agree, on an autodiff device in training mode; with them on,
+    /// a seed gives the same output twice and another seed another one.
+    #[test]
+    fn the_noisy_pass_is_burns_pass_with_seeded_masks() {
+        let device = crate::BackendSpec::Flex.device().unwrap().autodiff();
+        let p = prompts(9, 50);
+        let lists: Vec<Vec<ItemId>> = (0..9)
+            .map(|r| (0..3).map(|i| (20 + r + i) as ItemId).collect())
+            .collect();
+        let config = ItemLmConfig::new(50)
+            .with_max_history(6)
+            .with_max_list(4)
+            .with_d_model(16)
+            .with_d_ff(32);
+        let pass = |model: &ItemLm, noise: Option<u64>| {
+            let (tokens, pad) = model.encode(&p.histories, &lists, 3).tensors(&device);
+            let h = match noise {
+                Some(seed) => model.forward_hidden_noisy(tokens, pad, &DropoutNoise::new(seed)),
+                None => model.forward_hidden(tokens, pad),
+            };
+            to_host(h).unwrap()
+        };
+        let plain = config.clone().with_dropout(0.0).init(&device);
+        let (a, b) = (pass(&plain, None), pass(&plain, Some(1)));
+        let worst = a
+            .iter()
+            .zip(&b)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst < 1e-5, "max |difference| {worst}");
+        let noisy = config.with_dropout(0.3).init(&device);
+        let (x, y, z) = (
+            pass(&noisy, Some(1)),
+            pass(&noisy, Some(1)),
+            pass(&noisy, Some(2)),
+        );
+        assert_eq!(x, y);
+        assert_ne!(x, z);
     }
 
     #[test]

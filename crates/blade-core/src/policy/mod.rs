@@ -12,6 +12,7 @@
 
 pub mod baselines;
 pub mod bon;
+pub mod dropout;
 pub mod item_lm;
 pub mod sampling;
 
