@@ -426,9 +426,10 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
 /// `resume`, continues from the run's last checkpoint (policy, optimiser, target, method state,
 /// step).
 ///
-/// The policy type is chosen by the caller, e.g. `train_align::<ItemLm>(..)`: the reference is
-/// `P::load_run(inputs.init, inputs.device)`, the trained copy the same on the autodiff device
-/// (from `dir` when resuming), and checkpoints go through [`AlignPolicy::save_run`].
+/// The policy type is chosen by the caller, e.g. `train_align::<ItemLm>(..)`: the trained copy
+/// is `P::load_run(inputs.init, ..)` on the autodiff device (from `dir` when resuming), the
+/// reference its `valid()` copy on `inputs.device` (sharing its weight buffers; loaded from
+/// `init` again when resuming), and checkpoints go through [`AlignPolicy::save_run`].
 pub fn train_align<P: AlignPolicy + 'static>(
     cfg: &AlignConfig,
     inputs: &AlignInputs,
@@ -443,8 +444,6 @@ pub fn train_align<P: AlignPolicy + 'static>(
     if pool.is_empty() {
         return Err(CoreError::Config("no training windows to align on".into()));
     }
-    let reference = P::load_run(inputs.init, inputs.device)?;
-    reference.check_fit(cfg.list_len, inputs.split.max_history)?;
     let ad = inputs.device.clone().autodiff();
     let store = Checkpoints::of_run(dir);
     let cfg_path = dir.join("align.json");
@@ -499,6 +498,14 @@ pub fn train_align<P: AlignPolicy + 'static>(
     };
     let policy_src = resumed.as_ref().map_or(inputs.init, |(ck, _)| ck.as_path());
     let policy = P::load_run(policy_src, &ad)?;
+    // the frozen reference: from the policy itself when both come from `init`, so that they
+    // share their weight buffers (the backend's tensors are reference-counted and copied on
+    // write); a LoRA policy then holds one copy of its frozen base, not two
+    let reference = match resumed {
+        None => policy.valid(),
+        Some(_) => P::load_run(inputs.init, inputs.device)?,
+    };
+    reference.check_fit(cfg.list_len, inputs.split.max_history)?;
     let mut optim = AdamConfig::new().init();
     let mut objective = cfg.method.objective(&reference);
     if let Some((ck, _)) = resumed.as_ref() {
