@@ -656,27 +656,32 @@ impl Llama {
         }
     }
 
-    /// Logits of hidden states `[b, s, d]` at chosen vocabulary entries `idx` (`[b, s, a]`)
-    /// only: `[b, s, a]`, without the full `[b, s, vocab]` product.
-    pub fn logits_at(&self, hidden: Tensor<3>, idx: Tensor<3, Int>) -> Tensor<3> {
-        let [b, s, a] = idx.dims();
-        let d = hidden.dims()[2];
+    /// Logits of hidden states `[b, s, d]` at the vocabulary entries `tokens` only:
+    /// `[b, s, tokens.len()]`, column `j` the logit of token `tokens[j]`. One
+    /// `[b * s, d] x [d, tokens.len()]` product instead of the full `[b, s, vocab]` one (the
+    /// trie's allowed tokens are a few hundred of the vocabulary), so neither the forward pass
+    /// nor the gradient holds vocabulary-wide logits.
+    pub fn logits_for(&self, hidden: Tensor<3>, tokens: &[u32]) -> Tensor<3> {
+        let [b, s, d] = hidden.dims();
+        let ids = Tensor::<1, Int>::from_data(
+            TensorData::new(
+                tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
+                [tokens.len()],
+            ),
+            &hidden.device(),
+        );
         let table = match &self.head {
             // a separate head without an adapter: its columns are the rows we need
             Some(h) if h.lora.is_none() && h.bias.is_none() => h.weight.val().transpose(),
-            Some(h) => {
-                // general case (bias or adapter): fall back to the full product
-                let full = h.forward(hidden);
-                return full.gather(2, idx);
-            }
+            // general case (bias or adapter): the full product, then the columns
+            Some(h) => return h.forward(hidden).select(2, ids),
             None => self.embed.val(),
         };
-        let rows = table
-            .select(0, idx.reshape([b * s * a]))
-            .reshape([b, s, a, d]);
-        (rows * hidden.unsqueeze_dim::<4>(2))
-            .sum_dim(3)
-            .reshape([b, s, a])
+        let rows = table.select(0, ids); // [tokens, d]
+        hidden
+            .reshape([b * s, d])
+            .matmul(rows.transpose())
+            .reshape([b, s, tokens.len()])
     }
 
     /// Logits of every position of `tokens` (`[b, s]`) after the cache: `[b, s, vocab]`.

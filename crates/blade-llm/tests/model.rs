@@ -224,3 +224,35 @@ fn a_prompt_cache_repeated_for_its_rollouts_gives_the_logits_of_separate_prefill
     let r3 = to_vec(logits.slice([3..4, 0..2, 0..v])).unwrap();
     assert!(max_diff(&r0, &r3) > 1e-2);
 }
+
+/// Logits at chosen tokens only equal those columns of the full product, with a tied and with
+/// a separate head.
+#[test]
+fn logits_at_chosen_tokens_are_the_full_logits_columns() {
+    let tokens = [3u32, 257, 72, 266, 101, 0];
+    for untied in [false, true] {
+        let spec = TinySpec {
+            untied,
+            ..TinySpec::default()
+        };
+        let (lm, _) = both(&spec);
+        let rows = [PROMPT.to_vec(), PROMPT.iter().rev().copied().collect()];
+        let mut cache = KvCache::new(lm.config.n_layers);
+        let hidden = lm
+            .model
+            .forward_hidden(ids_tensor(&rows, &device()), None, &mut cache);
+        let [b, s, _] = hidden.dims();
+        let full = to_vec(lm.model.logits(hidden.clone())).unwrap();
+        let some = to_vec(lm.model.logits_for(hidden, &tokens)).unwrap();
+        let vocab = lm.config.vocab_size;
+        assert_eq!(some.len(), b * s * tokens.len());
+        let mut worst = 0f32;
+        for r in 0..b * s {
+            for (j, &t) in tokens.iter().enumerate() {
+                let a = full[r * vocab + t as usize];
+                worst = worst.max((a - some[r * tokens.len() + j]).abs());
+            }
+        }
+        assert!(worst < 1e-4, "untied {untied}: max |diff| {worst}");
+    }
+}

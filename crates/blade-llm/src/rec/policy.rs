@@ -15,7 +15,7 @@ use rand::rngs::StdRng;
 use std::sync::Arc;
 
 use super::prompt::PromptTemplate;
-use super::trie::{allowed_tensors, TitleIndex, Walker};
+use super::trie::{allowed_tensors, local_vocabulary, TitleIndex, Walker};
 use crate::lm::{ids_tensor, to_vec, LanguageModel};
 use crate::model::{KvCache, Llama, LlamaConfig};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
@@ -362,8 +362,9 @@ impl Recommender for LlmPolicy {
                     }
                     sets.push(per);
                 }
+                let vocab = local_vocabulary(&mut sets);
                 let (idx, mask, valid) = allowed_tensors(&sets, s, &device);
-                let sub = self.model.logits_at(hidden, idx) + mask;
+                let sub = self.model.logits_for(hidden, &vocab).gather(2, idx) + mask;
                 let lp = log_softmax(sub, 2)
                     .slice([0..n, 0..s, 0..1])
                     .reshape([n, s]);
@@ -513,9 +514,10 @@ impl Policy for LlmPolicy {
         } else {
             first
         };
-        let logits = self.model.logits(h); // [n, t, vocab]
+        // logits at the tokens some position allows only: [n, t, |allowed|]
+        let vocab = local_vocabulary(&mut sets);
         let (idx, mask, valid) = allowed_tensors(&sets, t_len, &device);
-        let sub = logits.gather(2, idx) + mask;
+        let sub = self.model.logits_for(h, &vocab).gather(2, idx) + mask;
         let lp = log_softmax(sub, 2)
             .slice([0..n, 0..t_len, 0..1])
             .reshape([n, t_len]);
