@@ -7,8 +7,8 @@
 //! ([`crate::checkpoint`]): a run killed at any moment and resumed with `--resume` ends with the
 //! same model file, byte for byte, as a run never interrupted. The dropout masks come from a
 //! stream seeded per `(seed, epoch, batch, shard)` ([`DropoutNoise`]), not from the backend's
-//! process-global generator, so row shards draw them side by side and two runs in one process
-//! do not disturb each other.
+//! process-global generator, so row shards draw them side by side (only the model's
+//! initialisation still draws from the backend's generator, seeded with `seed`).
 //!
 //! Each training prompt is a sliding window `history -> next item`; the list slots are taught
 //! the items that actually followed (`y_1 = next`, `y_2 = the one after`, ...), so every list
