@@ -16,9 +16,8 @@
 
 use blade_data::ItemId;
 use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
-use burn::nn::transformer::TransformerEncoderLayer;
 use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput, TransformerEncoderLayer,
 };
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
