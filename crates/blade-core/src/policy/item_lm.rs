@@ -493,7 +493,6 @@ impl ItemLm {
     }
 }
 
-/// Reads a float tensor back to the host.
 /// One pre-norm encoder layer in training mode with `noise`'s dropout masks: burn's
 /// `TransformerEncoderLayer::forward` (and `MultiHeadAttention::forward`,
 /// `PositionWiseFeedForward::forward`) written out from their public sub-modules.
@@ -544,6 +543,7 @@ fn noisy_layer(
     x + noise.apply(out, layer.dropout.prob)
 }
 
+/// Reads a float tensor back to the host.
 pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
     t.try_into_data_as::<f32>()
         .map_err(|e| CoreError::Tensor(format!("{e:?}")))?

@@ -136,9 +136,6 @@ impl TitleIndex {
     }
 }
 
-/// Per row and step, the allowed tokens with the chosen one first, as tensors: indices
-/// `[n, s, a]` (padded with the row's first token), an additive mask `[n, s, a]` (0 or -1e9 on
-/// padding) and a validity mask `[n, s]` (0 past a row's end).
 /// The distinct tokens of `sets` (sorted), with every token of `sets` replaced by its position
 /// in that list: the columns of [`crate::model::Llama::logits_for`] that
 /// [`allowed_tensors`] then indexes.
@@ -153,6 +150,9 @@ pub(super) fn local_vocabulary(sets: &mut [Vec<Vec<u32>>]) -> Vec<u32> {
     vocab
 }
 
+/// Per row and step, the allowed tokens with the chosen one first, as tensors: indices
+/// `[n, s, a]` (padded with the row's first token), an additive mask `[n, s, a]` (0 or -1e9 on
+/// padding) and a validity mask `[n, s]` (0 past a row's end).
 pub(super) fn allowed_tensors(
     sets: &[Vec<Vec<u32>>],
     s: usize,
