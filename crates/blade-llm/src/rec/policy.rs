@@ -249,6 +249,27 @@ impl LlmPolicy {
         ))
     }
 
+    /// At every step of every row, the log-probability of the chosen token (the first of the
+    /// step's allowed set, as [`list_steps`](Self::list_steps) writes them) under the softmax
+    /// restricted to that set, from the hidden states `[n, s, d]` that predict each step. The
+    /// logits are computed at the batch's distinct allowed tokens only
+    /// ([`Llama::logits_for`]). Returns the log-probs `[n, s]` and the validity mask `[n, s]`
+    /// (0 past a row's end; the log-probs there are meaningless).
+    fn chosen_log_probs(
+        &self,
+        hidden: Tensor<3>,
+        mut sets: Vec<Vec<Vec<u32>>>,
+    ) -> (Tensor<2>, Tensor<2>) {
+        let [n, s, _] = hidden.dims();
+        let vocab = local_vocabulary(&mut sets);
+        let (idx, mask, valid) = allowed_tensors(&sets, s, &hidden.device());
+        let sub = self.model.logits_for(hidden, &vocab).gather(2, idx) + mask;
+        let lp = log_softmax(sub, 2)
+            .slice([0..n, 0..s, 0..1])
+            .reshape([n, s]);
+        (lp, valid)
+    }
+
     /// Per list, the token sequence and at every token the allowed tokens with the chosen one
     /// first (what [`Policy::log_prob`] renormalises over).
     fn list_steps(
@@ -362,12 +383,7 @@ impl Recommender for LlmPolicy {
                     }
                     sets.push(per);
                 }
-                let vocab = local_vocabulary(&mut sets);
-                let (idx, mask, valid) = allowed_tensors(&sets, s, &device);
-                let sub = self.model.logits_for(hidden, &vocab).gather(2, idx) + mask;
-                let lp = log_softmax(sub, 2)
-                    .slice([0..n, 0..s, 0..1])
-                    .reshape([n, s]);
+                let (lp, valid) = self.chosen_log_probs(hidden, sets);
                 let rest = to_vec((lp * valid).sum_dim(1).reshape([n])).map_err(core_err)?;
                 for (ci, &item) in chunk.iter().enumerate() {
                     scores[item as usize] = first_lp[ci] + rest[ci];
@@ -514,13 +530,7 @@ impl Policy for LlmPolicy {
         } else {
             first
         };
-        // logits at the tokens some position allows only: [n, t, |allowed|]
-        let vocab = local_vocabulary(&mut sets);
-        let (idx, mask, valid) = allowed_tensors(&sets, t_len, &device);
-        let sub = self.model.logits_for(h, &vocab).gather(2, idx) + mask;
-        let lp = log_softmax(sub, 2)
-            .slice([0..n, 0..t_len, 0..1])
-            .reshape([n, t_len]);
+        let (lp, valid) = self.chosen_log_probs(h, sets);
         Ok(TokenLogProbs {
             values: lp * valid.clone(),
             mask: valid,
