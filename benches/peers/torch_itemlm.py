@@ -245,6 +245,31 @@ def full_rank(model, hist, excl, batch_size, top=10):
     return torch.cat(out)
 
 
+def kernel_timings(rows: int, d: int, vocab: int, ff: int) -> dict:
+    """Single operations at one alignment pass's sizes (rows = B x G x K list slots), median
+    seconds of 7 calls after a warm-up: the output head [rows, d] x [d, vocab], its two
+    backward products, exp over the logits, GELU over [2 * rows, ff] activations."""
+    x, w = torch.randn(rows, d), torch.randn(d, vocab)
+    g, h = torch.randn(rows, vocab), torch.randn(2 * rows, ff)
+
+    def time_it(f):
+        f()
+        v = []
+        for _ in range(7):
+            t = time.perf_counter()
+            f()
+            v.append(time.perf_counter() - t)
+        return sorted(v)[3]
+
+    with torch.no_grad():
+        return {
+            "head_forward_s": time_it(lambda: x @ w),
+            "head_backward_s": time_it(lambda: (g @ w.t(), x.t() @ g)),
+            "exp_s": time_it(lambda: g.exp()),
+            "gelu_s": time_it(lambda: F.gelu(h)),
+        }
+
+
 def random_histories(n: int, num_items: int, length: int, gen) -> torch.Tensor:
     """[n, length] distinct item ids per row, uniform over the catalogue."""
     rows = []
@@ -322,6 +347,9 @@ def main() -> int:
     ap.add_argument("--users", type=int, default=943, help="users of the full-ranking pass")
     ap.add_argument("--eval-batch", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--kernel-rows", type=int, default=2560, help="rows of the kernel timings (B x G x K)"
+    )
     ap.add_argument("--quick", action="store_true", help="tiny repetitions (smoke test) + --check")
     ap.add_argument("--check", action="store_true", help="only run the consistency checks")
     args = ap.parse_args()
@@ -403,6 +431,8 @@ def main() -> int:
         top = full_rank(model, users, users_excl, args.eval_batch)
     full_rank_users_per_s = reps * top.size(0) / (time.perf_counter() - t)
 
+    kernels = kernel_timings(args.kernel_rows, args.d_model, V + 2, args.d_ff)
+
     out = {
         "peer": "torch",
         "torch_version": torch.__version__,
@@ -411,6 +441,7 @@ def main() -> int:
         "align_step_s": round(align_step_s, 4),
         "sft_epoch_s": round(sft_epoch_s, 3),
         "full_rank_users_per_s": round(full_rank_users_per_s, 1),
+        "kernels": {k: round(v, 6) for k, v in kernels.items()},
         "sizes": {
             "items": V,
             "vocab": V + 2,

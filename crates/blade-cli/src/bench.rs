@@ -256,11 +256,21 @@ pub fn run(a: BenchArgs) -> Result<()> {
         println!("| {k} | {v} |");
     }
     if let Some(python) = &a.peer {
+        // the sizes of the peer's model (d = 64, feed-forward 256), which are the bench's SFT
+        // model's
+        let kernels = Kernels::measure(
+            &device,
+            a.prompts * 8 * a.list_len,
+            64,
+            ds.num_items() + 2,
+            256,
+        );
         let ours = Measured {
             rollout_lists_per_s: rollout,
             align_step_s: step_times[0],
             sft_epoch_s: sft_epoch,
             full_rank_users_per_s: ranking,
+            kernels,
         };
         peer_table(&a, python, &ours, ds.num_items(), data.history_len)?;
     }
@@ -273,6 +283,73 @@ struct Measured {
     align_step_s: f64,
     sft_epoch_s: Option<f64>,
     full_rank_users_per_s: f64,
+    kernels: Kernels,
+}
+
+/// Single backend operations at the sizes of one alignment step's training pass (`rows` =
+/// B x G x K list slots), each the median seconds of 7 calls after a warm-up: where the
+/// backend itself stands against PyTorch's, apart from blade's own code.
+struct Kernels {
+    /// The output head `[rows, d] x [d, vocab]`.
+    head_forward_s: f64,
+    /// Its two backward products, `[rows, vocab] x [vocab, d]` and `[d, rows] x [rows, vocab]`.
+    head_backward_s: f64,
+    /// `exp` over the `[rows, vocab]` logits.
+    exp_s: f64,
+    /// GELU over the feed-forward activations of the whole sequences, `[rows * 2, ff]` (about
+    /// B x G x (L + K) tokens).
+    gelu_s: f64,
+    rows: usize,
+    d: usize,
+    vocab: usize,
+    ff: usize,
+}
+
+impl Kernels {
+    fn measure(
+        device: &burn::prelude::Device,
+        rows: usize,
+        d: usize,
+        vocab: usize,
+        ff: usize,
+    ) -> Self {
+        use burn::prelude::*;
+        use burn::tensor::Distribution;
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<2>::random([rows, d], normal, device);
+        let w = Tensor::<2>::random([d, vocab], normal, device);
+        let g = Tensor::<2>::random([rows, vocab], normal, device);
+        let h = Tensor::<2>::random([rows * 2, ff], normal, device);
+        // reading one element back waits for the work on any backend
+        let done = |t: Tensor<2>| {
+            let _ = t.slice([0..1, 0..1]).into_data();
+        };
+        let time = |f: &dyn Fn()| {
+            f();
+            let mut v: Vec<f64> = (0..7)
+                .map(|_| {
+                    let t = Instant::now();
+                    f();
+                    t.elapsed().as_secs_f64()
+                })
+                .collect();
+            v.sort_by(f64::total_cmp);
+            v[3]
+        };
+        Self {
+            head_forward_s: time(&|| done(x.clone().matmul(w.clone()))),
+            head_backward_s: time(&|| {
+                done(g.clone().matmul(w.clone().transpose()));
+                done(x.clone().transpose().matmul(g.clone()));
+            }),
+            exp_s: time(&|| done(g.clone().exp())),
+            gelu_s: time(&|| done(burn::tensor::activation::gelu(h.clone()))),
+            rows,
+            d,
+            vocab,
+            ff,
+        }
+    }
 }
 
 /// Runs the PyTorch peer on the same sizes and prints blade's speed relative to it (> 1 =
@@ -291,6 +368,7 @@ fn peer_table(
         ("--list-len", a.list_len),
         ("--prompts", a.prompts),
         ("--threads", threads),
+        ("--kernel-rows", ours.kernels.rows),
     ]
     .iter()
     .flat_map(|(k, v)| [k.to_string(), v.to_string()])
@@ -301,25 +379,61 @@ fn peer_table(
         "\n| blade vs PyTorch {} ({threads} threads), same sizes, back to back | PyTorch | blade | blade speed / PyTorch |\n|---|---:|---:|---:|",
         json.get("torch_version").and_then(|v| v.as_str()).unwrap_or("?")
     );
-    let rows: [(&str, Option<f64>, Option<f64>, bool); 4] = [
+    let k = &ours.kernels;
+    let kernel = |name: &str| {
+        json.get("kernels")
+            .and_then(|j| j.get(name))
+            .and_then(serde_json::Value::as_f64)
+    };
+    let head = format!("[{}x{}]x[{}x{}]", k.rows, k.d, k.d, k.vocab);
+    let rows: [(String, Option<f64>, Option<f64>, bool); 8] = [
         (
-            "rollout lists/s",
+            "rollout lists/s".into(),
             get("rollout_lists_per_s"),
             Some(ours.rollout_lists_per_s),
             true,
         ),
         (
-            "alignment step, s",
+            "alignment step, s".into(),
             get("align_step_s"),
             Some(ours.align_step_s),
             false,
         ),
-        ("SFT epoch, s", get("sft_epoch_s"), ours.sft_epoch_s, false),
         (
-            "full-ranking users/s",
+            "SFT epoch, s".into(),
+            get("sft_epoch_s"),
+            ours.sft_epoch_s,
+            false,
+        ),
+        (
+            "full-ranking users/s".into(),
             get("full_rank_users_per_s"),
             Some(ours.full_rank_users_per_s),
             true,
+        ),
+        (
+            format!("kernel: output head {head}, ms"),
+            kernel("head_forward_s").map(|s| s * 1e3),
+            Some(k.head_forward_s * 1e3),
+            false,
+        ),
+        (
+            "kernel: its two backward products, ms".into(),
+            kernel("head_backward_s").map(|s| s * 1e3),
+            Some(k.head_backward_s * 1e3),
+            false,
+        ),
+        (
+            format!("kernel: exp over [{}x{}], ms", k.rows, k.vocab),
+            kernel("exp_s").map(|s| s * 1e3),
+            Some(k.exp_s * 1e3),
+            false,
+        ),
+        (
+            format!("kernel: GELU over [{}x{}], ms", 2 * k.rows, k.ff),
+            kernel("gelu_s").map(|s| s * 1e3),
+            Some(k.gelu_s * 1e3),
+            false,
         ),
     ];
     for (name, peer, blade, higher_is_better) in rows {

@@ -731,7 +731,8 @@ fn bench_prints_speed_ratios_against_a_peer() {
         &fake,
         "#!/bin/sh\necho \"args: $*\" > args.txt\necho 'warming up'\n\
          echo '{\"torch_version\": \"9.9\", \"rollout_lists_per_s\": 1e9, \"align_step_s\": 1e-9, \
-         \"sft_epoch_s\": 1e-9, \"full_rank_users_per_s\": 1e9}'\n",
+         \"sft_epoch_s\": 1e-9, \"full_rank_users_per_s\": 1e9, \"kernels\": {\"head_forward_s\": 1e-9, \
+         \"head_backward_s\": 1e-9, \"exp_s\": 1e-9, \"gelu_s\": 1e-9}}'\n",
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -780,16 +781,23 @@ fn bench_prints_speed_ratios_against_a_peer() {
         "alignment step, s",
         "SFT epoch, s",
         "full-ranking users/s",
+        // the backend's own kernels at the step's sizes: 4 prompts x 8 lists x 10 slots
+        "kernel: output head [320x64]x[64x62], ms",
+        "kernel: its two backward products, ms",
+        "kernel: exp over [320x62], ms",
+        "kernel: GELU over [640x256], ms",
     ] {
         let line = out
             .lines()
             .find(|l| l.starts_with(&format!("| {row} |")))
-            .unwrap();
+            .unwrap_or_else(|| panic!("no row {row}: {out}"));
         assert!(line.trim_end().ends_with("0.00x |"), "{line}");
     }
     let args = std::fs::read_to_string(dir.path().join("args.txt")).unwrap();
     assert!(
-        args.contains("peer.py --items") && args.contains("--prompts 4"),
+        args.contains("peer.py --items")
+            && args.contains("--prompts 4")
+            && args.contains("--kernel-rows 320"),
         "{args}"
     );
 }
