@@ -67,7 +67,8 @@ pub struct SftArgs {
     /// Longest list the model generates (K).
     #[arg(long, default_value_t = 10)]
     pub list_len: usize,
-    /// Use at most this many training windows (the most recent per user are kept).
+    /// Use at most this many training windows: every user keeps its most recent ones, the cap
+    /// shared out evenly between users.
     #[arg(long)]
     pub max_train_prompts: Option<usize>,
     /// SFT objective: `windows` (every window, list slots taught) or `causal` (SASRec-style:
@@ -505,7 +506,9 @@ pub struct LlmArgs {
     /// LLM SFT: windows per gradient step.
     #[arg(long, default_value_t = 4)]
     pub llm_batch: usize,
-    /// LLM SFT: training windows used (the most recent per user first).
+    /// LLM SFT: training windows used: every user keeps its most recent ones, the cap shared
+    /// out evenly between users (256 on ML-100K: the last window of 256 users spread over
+    /// the split).
     #[arg(long, default_value_t = 256)]
     pub llm_train_prompts: usize,
     /// LLM SFT: learning rate (Adam).

@@ -60,7 +60,8 @@ pub struct SftConfig {
     /// Mask every item seen before the target when scoring validation NDCG@10.
     #[config(default = true)]
     pub mask_history: bool,
-    /// Use at most this many training prompts (the most recent windows are kept first).
+    /// Use at most this many training prompts: every user keeps its most recent windows, the
+    /// cap shared out evenly between users ([`train_windows`]).
     #[config(default = "None")]
     pub max_train_prompts: Option<usize>,
     /// The training objective (see [`SftObjective`]).
@@ -414,6 +415,13 @@ pub fn train_items(split: &Split, max_list: usize, max_prompts: Option<usize>) -
 
 /// Training windows every `stride` items, counted back from each sequence's end (so the most
 /// recent window is always there), as SFT examples.
+///
+/// With `max_prompts` below the number of windows, every user keeps its most recent windows
+/// and the cap is shared out evenly: the largest per-user count `c` with
+/// `sum_u min(n_u, c) <= max_prompts`, then one more window each for users that have one,
+/// spread evenly over them in split order, until exactly `max_prompts` are kept. (Before 2026-12-07 the cap
+/// kept the last `max_prompts` windows of all users in split order, so the first users lost
+/// all of theirs.)
 pub fn train_windows(
     split: &Split,
     max_list: usize,
@@ -421,11 +429,23 @@ pub fn train_windows(
     stride: usize,
 ) -> Vec<SftItem> {
     let stride = stride.max(1);
-    let mut items = Vec::new();
-    for seq in &split.train_sequences {
-        let mut ends: Vec<usize> = (1..seq.len()).rev().step_by(stride).collect();
-        ends.reverse();
-        for t in ends {
+    let ends: Vec<Vec<usize>> = split
+        .train_sequences
+        .iter()
+        .map(|seq| {
+            let mut ends: Vec<usize> = (1..seq.len()).rev().step_by(stride).collect();
+            ends.reverse();
+            ends
+        })
+        .collect();
+    let counts: Vec<usize> = ends.iter().map(Vec::len).collect();
+    let keep = match max_prompts {
+        Some(m) if counts.iter().sum::<usize>() > m => share_out(&counts, m),
+        _ => counts,
+    };
+    let mut items = Vec::with_capacity(keep.iter().sum());
+    for ((seq, ends), &k) in split.train_sequences.iter().zip(&ends).zip(&keep) {
+        for &t in &ends[ends.len() - k..] {
             let start = t.saturating_sub(split.max_history);
             let end = (t + max_list).min(seq.len());
             items.push(SftItem {
@@ -435,13 +455,31 @@ pub fn train_windows(
             });
         }
     }
-    if let Some(m) = max_prompts {
-        if items.len() > m {
-            let skip = items.len() - m;
-            items.drain(..skip);
+    items
+}
+
+/// How many of its `counts[u]` windows each user keeps when `total` (less than their sum) are
+/// kept: the largest even cap `c`, then one more for users above it, spread evenly over them.
+fn share_out(counts: &[usize], total: usize) -> Vec<usize> {
+    let kept = |c: usize| counts.iter().map(|&n| n.min(c)).sum::<usize>();
+    // kept(c) grows with c; kept(0) = 0 <= total < kept(max)
+    let (mut lo, mut hi) = (0, counts.iter().copied().max().unwrap_or(0));
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if kept(mid) <= total {
+            lo = mid;
+        } else {
+            hi = mid - 1;
         }
     }
-    items
+    let mut keep: Vec<usize> = counts.iter().map(|&n| n.min(lo)).collect();
+    // the remaining windows go one each to users that have more, spread evenly over them
+    let above: Vec<usize> = (0..counts.len()).filter(|&u| counts[u] > lo).collect();
+    let left = total - kept(lo);
+    for i in 0..left {
+        keep[above[i * above.len() / left]] += 1;
+    }
+    keep
 }
 
 /// Evaluation cases as SFT examples (one target; exclusions when `mask_history`).

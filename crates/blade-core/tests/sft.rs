@@ -182,6 +182,70 @@ fn loading_a_folder_without_a_model_is_a_clear_error() {
     assert!(err.contains("config.json"), "{err}");
 }
 
+/// `--max-train-prompts` keeps every user's most recent windows and shares the cap evenly; it
+/// once kept the last windows of the split, so the first users lost all of theirs.
+#[test]
+fn capped_windows_are_each_users_most_recent_shared_evenly() {
+    use blade_core::sft::train_windows;
+    let (_, split) = data();
+    let key = |w: &blade_core::sft::SftItem| (w.history.clone(), w.targets.clone());
+    let all: Vec<_> = train_windows(&split, 10, None, 1).iter().map(key).collect();
+    // the uncapped windows, user by user (one per item after the first)
+    let mut groups = Vec::new();
+    let mut at = 0;
+    for seq in &split.train_sequences {
+        let n = seq.len().saturating_sub(1);
+        groups.push(&all[at..at + n]);
+        at += n;
+    }
+    assert_eq!(at, all.len());
+    let users = groups.iter().filter(|g| !g.is_empty()).count();
+    for cap in [users / 2, users + 7, all.len() / 3, all.len() - 1] {
+        let kept: Vec<_> = train_windows(&split, 10, Some(cap), 1)
+            .iter()
+            .map(key)
+            .collect();
+        assert_eq!(kept.len(), cap);
+        // each user contributes the most recent suffix of its windows, users in order
+        let mut at = 0;
+        let mut share = Vec::new();
+        for g in &groups {
+            let k = (0..=g.len().min(kept.len() - at))
+                .rev()
+                .find(|&k| kept[at..at + k] == g[g.len() - k..])
+                .unwrap();
+            share.push((g.len(), k));
+            at += k;
+        }
+        assert_eq!(
+            at, cap,
+            "every kept window is a user's most recent: {share:?}"
+        );
+        // evenly: a user short of its windows keeps the even share c or c + 1, and any user
+        // with at most c windows keeps them all
+        let c = share
+            .iter()
+            .filter(|(n, k)| k < n)
+            .map(|&(_, k)| k)
+            .min()
+            .unwrap();
+        for &(n, k) in &share {
+            assert!(
+                k == n.min(c) || k == c + 1,
+                "uneven share (c = {c}): {share:?}"
+            );
+        }
+        if cap >= users {
+            assert!(share.iter().all(|&(n, k)| n == 0 || k > 0), "{share:?}");
+        } else {
+            // fewer windows than users: one each, spread over the split, not its first users
+            let half = share.len() / 2;
+            let second: usize = share[half..].iter().map(|&(_, k)| k).sum();
+            assert!(second * 3 >= cap, "{second} of {cap} in the second half");
+        }
+    }
+}
+
 #[test]
 fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
