@@ -143,6 +143,12 @@ pub struct AlignArgs {
     /// one thread); the gradient is the same up to floating-point summation order.
     #[arg(long, default_value_t = defaults().grad_shards)]
     pub grad_shards: usize,
+    /// Keep no shard's autodiff graph from the forward pass: each shard's forward pass runs
+    /// again at the backward pass, as many at a time as there are threads. Less memory (that
+    /// of `threads` shards: use more --grad-shards than threads) for one more forward pass
+    /// per shard; the same gradient up to summation order.
+    #[arg(long)]
+    pub recompute: bool,
     /// Learning rate of alignment (Adam).
     #[arg(long, default_value_t = OptimConfig::new().lr)]
     pub align_lr: f64,
@@ -428,6 +434,7 @@ impl AlignArgs {
             .with_list_len(self.align_k)
             .with_inner_epochs(self.inner_epochs)
             .with_grad_shards(self.grad_shards)
+            .with_recompute(self.recompute)
             .with_optim(optim)
             .with_reference_lists(self.reference_lists)
             .with_prompt_pool(self.prompt_pool)

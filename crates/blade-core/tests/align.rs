@@ -246,6 +246,51 @@ fn alignment_resumes_from_its_checkpoint() {
         std::fs::read_to_string(straight.join("checkpoint/step-000004/target.json")).unwrap(),
         target_after
     );
+    // --recompute (each shard's forward pass again at the backward pass) trains the same model
+    let again = root.join("blade-recompute");
+    train_align::<ItemLm>(
+        &small(Method::Blade, 4).with_recompute(true),
+        &inputs,
+        &again,
+        Dashboard::Plain,
+        false,
+    )
+    .unwrap();
+    // (the lists' log-probabilities then come from the inference copy, whose float results
+    // differ from the autodiff pass's in the last bits: the same model up to that)
+    let scores = |d: &Path| {
+        use blade_core::align::AlignPolicy;
+        use blade_core::{PromptBatch, Recommender};
+        let m = ItemLm::load_run(d, &f.device).unwrap();
+        let p = PromptBatch::from_cases(&f.split.test[..20], true);
+        m.score_all(&p).unwrap().concat()
+    };
+    let (a, b) = (scores(&straight), scores(&again));
+    let sft = scores(&f.sft);
+    let moved = a
+        .iter()
+        .zip(&sft)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst < 1e-3 && worst * 100.0 < moved,
+        "--recompute changed the trained model: scores differ by {worst} (training moved them \
+         by {moved})"
+    );
+    // it changes no result, so a resume may turn it on
+    train_align::<ItemLm>(
+        &small(Method::Blade, 5).with_recompute(true),
+        &inputs,
+        &again,
+        Dashboard::Plain,
+        true,
+    )
+    .unwrap();
     // --resume without a checkpoint is an error, and the run is left as it was
     let fresh = root.join("never-trained");
     let e = train_align::<ItemLm>(

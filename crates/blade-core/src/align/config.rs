@@ -298,6 +298,14 @@ pub struct AlignConfig {
     /// (docs/results/speed-itemlm.md).
     #[config(default = 4)]
     pub grad_shards: usize,
+    /// Keep no shard's autodiff graph from the forward pass: the lists' log-probabilities come
+    /// from the inference copy, and each shard's forward pass runs again, with its graph, at
+    /// the backward pass, as many at a time as there are threads. Peak activation memory falls
+    /// to that of `threads` shards (use more shards than threads), for one more forward pass
+    /// per shard; the gradient is the same up to summation order. Does not change the run's
+    /// results, so a resume may turn it on or off.
+    #[config(default = false)]
+    pub recompute: bool,
     /// Reference lists sampled per prompt from the SFT model (`M`).
     #[config(default = 16)]
     pub reference_lists: usize,

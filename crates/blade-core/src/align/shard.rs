@@ -15,6 +15,11 @@
 //! on the concatenated, detached `x`, whose gradient `dL/dx` then drives each shard's backward
 //! pass of `Σ (dL/dx) · x` on its thread; the shards' parameter gradients are summed. The result
 //! is the gradient of the one-pass loss up to floating-point summation order (tested).
+//!
+//! With `recompute` (`--recompute`), no shard keeps its graph from the forward pass: `x` comes
+//! from the policy's inference copy (no graph at all), and each shard's forward pass runs again,
+//! with its graph, at the backward pass, at most [`threads`] at a time. Peak activation memory
+//! is then that of `threads` shards instead of all of them, for one more forward pass per shard.
 
 use std::ops::Range;
 
@@ -26,7 +31,7 @@ use super::host;
 use super::policy::AlignPolicy;
 use crate::batch::PromptBatch;
 use crate::error::CoreError;
-use crate::parallel::{add_grads, on_threads, ranges};
+use crate::parallel::{add_grads, on_threads, ranges, threads};
 use crate::policy::TokenLogProbs;
 
 /// The policy's differentiable output on a batch, computed in shards.
@@ -37,13 +42,59 @@ pub(crate) struct Sharded<P> {
     /// `[lists, T]`: 1 for a real token, 0 for padding (token level only).
     mask: Option<Tensor<2>>,
     parts: Vec<Part<P>>,
+    /// With `recompute`: what the shards' forward passes need again at the backward pass.
+    again: Option<Again<P>>,
 }
 
 struct Part<P> {
-    replica: P,
-    /// `[rows, T_shard]`, attached to the replica's graph.
-    values: Tensor<2>,
+    /// The shard's replica and its `[rows, T_shard]` output, attached to the replica's graph
+    /// (`None` with `recompute`).
+    kept: Option<(P, Tensor<2>)>,
     rows: Range<usize>,
+}
+
+struct Again<P> {
+    policy: P,
+    device: Device,
+    prompts: PromptBatch,
+    lists: Vec<Vec<ItemId>>,
+    token_level: bool,
+}
+
+/// One shard's forward pass: `[rows, T]` values (log-probabilities per token, or per list as
+/// `T` = 1) and the token mask at token level.
+fn shard_forward<P: AlignPolicy>(
+    policy: &P,
+    prompts: &PromptBatch,
+    lists: &[Vec<ItemId>],
+    token_level: bool,
+) -> crate::Result<(Tensor<2>, Option<Tensor<2>>)> {
+    if token_level {
+        let t = policy.token_log_probs(prompts, lists)?;
+        Ok((t.values, Some(t.mask)))
+    } else {
+        let v = policy.log_prob(prompts, lists)?;
+        let m = v.dims()[0];
+        Ok((v.reshape([m, 1]), None))
+    }
+}
+
+/// `Σ (dL/dx) · x` over one shard's `[m, t]` output, with `dx` the whole batch's `[lists,
+/// width]` gradient on the host, and the replica's parameter gradients from its backward pass.
+fn shard_backward<P: AlignPolicy>(
+    replica: &P,
+    values: Tensor<2>,
+    rows: &Range<usize>,
+    dx: &[f32],
+    width: usize,
+) -> GradientsParams {
+    let [m, t] = values.dims();
+    let up: Vec<f32> = rows
+        .clone()
+        .flat_map(|r| dx[r * width..r * width + t].iter().copied())
+        .collect();
+    let upstream = Tensor::<2>::from_data(TensorData::new(up, [m, t]), &values.device());
+    GradientsParams::from_grads((values * upstream).sum().backward(), replica)
 }
 
 /// Pads `[rows, t]` with zero columns to `[rows, width]`.
@@ -58,7 +109,8 @@ fn pad_cols(t: Tensor<2>, width: usize) -> Tensor<2> {
 
 impl<P: AlignPolicy> Sharded<P> {
     /// The forward passes: list log-probabilities (`token_level` false) or per-token ones, of
-    /// `lists` under `prompts`, each shard on its own thread and its own fork of `policy`.
+    /// `lists` under `prompts`, each shard on its own thread and its own fork of `policy`
+    /// (its inference copy, without graphs, with `recompute`).
     pub(crate) fn forward(
         policy: &P,
         device: &Device,
@@ -66,55 +118,72 @@ impl<P: AlignPolicy> Sharded<P> {
         lists: &[Vec<ItemId>],
         token_level: bool,
         shards: usize,
+        recompute: bool,
     ) -> crate::Result<Self> {
         let jobs: Vec<(P, Range<usize>)> = ranges(lists.len(), shards)
             .into_iter()
-            .map(|r| (policy.clone().fork(device), r))
+            .map(|r| {
+                let replica = if recompute {
+                    policy.valid()
+                } else {
+                    policy.clone().fork(device)
+                };
+                (replica, r)
+            })
             .collect();
         let outs = on_threads(jobs, |(replica, rows)| {
-            let p = prompts.slice(rows.clone());
-            let l = &lists[rows.clone()];
-            let (values, mask) = if token_level {
-                let t = replica.token_log_probs(&p, l)?;
-                (t.values, Some(t.mask))
-            } else {
-                let v = replica.log_prob(&p, l)?;
-                let m = v.dims()[0];
-                (v.reshape([m, 1]), None)
-            };
-            Ok((
-                Part {
-                    replica,
-                    values,
-                    rows,
-                },
-                mask,
-            ))
+            let (values, mask) = shard_forward(
+                &replica,
+                &prompts.slice(rows.clone()),
+                &lists[rows.clone()],
+                token_level,
+            )?;
+            Ok((replica, values, mask, rows))
         })?;
         let width = outs
             .iter()
-            .map(|(p, _)| p.values.dims()[1])
+            .map(|(_, v, _, _)| v.dims()[1])
             .max()
             .unwrap_or(1);
-        let values = Tensor::cat(
-            outs.iter()
-                .map(|(p, _)| pad_cols(p.values.clone().detach(), width))
-                .collect(),
-            0,
-        )
+        let cat = |parts: Vec<Tensor<2>>| {
+            let t = Tensor::cat(parts, 0);
+            if recompute {
+                // from the inference copy: onto the autodiff device, as a leaf
+                Tensor::from_data(t.into_data(), device)
+            } else {
+                t
+            }
+        };
+        let values = cat(outs
+            .iter()
+            .map(|(_, v, _, _)| pad_cols(v.clone().detach(), width))
+            .collect())
         .require_grad();
         let mask = token_level.then(|| {
-            Tensor::cat(
-                outs.iter()
-                    .map(|(_, m)| pad_cols(m.clone().expect("token level has a mask"), width))
-                    .collect(),
-                0,
-            )
+            cat(outs
+                .iter()
+                .map(|(_, _, m, _)| pad_cols(m.clone().expect("token level has a mask"), width))
+                .collect())
+        });
+        let parts = outs
+            .into_iter()
+            .map(|(replica, values, _, rows)| Part {
+                kept: (!recompute).then_some((replica, values)),
+                rows,
+            })
+            .collect();
+        let again = recompute.then(|| Again {
+            policy: policy.clone(),
+            device: device.clone(),
+            prompts: prompts.clone(),
+            lists: lists.to_vec(),
+            token_level,
         });
         Ok(Self {
             values,
             mask,
-            parts: outs.into_iter().map(|(p, _)| p).collect(),
+            parts,
+            again,
         })
     }
 
@@ -150,21 +219,36 @@ impl<P: AlignPolicy> Sharded<P> {
         })?;
         let dx = host(dx)?;
         let dx = &dx;
-        let mut each = on_threads(self.parts, |part| {
-            let [m, t] = part.values.dims();
-            let rows: Vec<f32> = part
-                .rows
-                .clone()
-                .flat_map(|r| dx[r * width..r * width + t].iter().copied())
-                .collect();
-            let upstream =
-                Tensor::<2>::from_data(TensorData::new(rows, [m, t]), &part.values.device());
-            let surrogate = (part.values * upstream).sum();
-            Ok((
-                GradientsParams::from_grads(surrogate.backward(), &part.replica),
-                part.replica,
-            ))
-        })?;
+        let mut each = match self.again {
+            None => on_threads(self.parts, |part| {
+                let (replica, values) = part.kept.expect("kept without recompute");
+                Ok((
+                    shard_backward(&replica, values, &part.rows, dx, width),
+                    replica,
+                ))
+            })?,
+            Some(a) => {
+                // each shard's forward pass again, with its graph, `threads` shards at a time
+                let mut each = Vec::new();
+                let rows: Vec<Range<usize>> = self.parts.into_iter().map(|p| p.rows).collect();
+                for wave in rows.chunks(threads().max(1)) {
+                    let jobs: Vec<(P, Range<usize>)> = wave
+                        .iter()
+                        .map(|r| (a.policy.clone().fork(&a.device), r.clone()))
+                        .collect();
+                    each.extend(on_threads(jobs, |(replica, rows)| {
+                        let (values, _) = shard_forward(
+                            &replica,
+                            &a.prompts.slice(rows.clone()),
+                            &a.lists[rows.clone()],
+                            a.token_level,
+                        )?;
+                        Ok((shard_backward(&replica, values, &rows, dx, width), replica))
+                    })?);
+                }
+                each
+            }
+        };
         let (mut total, replica) = each.remove(0);
         for (mut g, _) in each {
             add_grads(&replica, &mut total, &mut g);
@@ -232,15 +316,16 @@ mod tests {
             collect(&model, &g)
         };
         assert!(!one.is_empty());
-        for shards in [2, 3, 11] {
-            let sh = Sharded::forward(&model, &device, &prompts, &lists, true, shards).unwrap();
+        for (shards, recompute) in [(2, false), (3, false), (11, false), (1, true), (3, true)] {
+            let sh = Sharded::forward(&model, &device, &prompts, &lists, true, shards, recompute)
+                .unwrap();
             let l = loss(&sh.tokens().unwrap());
             let g = sh.backward(&l.backward()).unwrap();
             let many = collect(&model, &g);
             assert_eq!(
                 many.len(),
                 one.len(),
-                "{shards} shards: parameters with gradients"
+                "{shards} shards (recompute {recompute}): parameters with gradients"
             );
             let (mut worst, mut scale) = (0f32, 0f32);
             for ((ida, a), (idb, b)) in one.iter().zip(&many) {
@@ -253,19 +338,23 @@ mod tests {
             assert!(scale > 1e-3, "the gradient is not trivially zero");
             assert!(
                 worst <= 1e-5 * scale.max(1.0),
-                "{shards} shards: max |difference| {worst} (largest gradient {scale})"
+                "{shards} shards (recompute {recompute}): max |difference| {worst} (largest \
+                 gradient {scale})"
             );
         }
         // list level: a [lists] output, the same gradient
         let x = model.log_prob(&prompts, &lists).unwrap();
         let g1 = GradientsParams::from_grads((x.clone() * x).sum().backward(), &model);
-        let sh = Sharded::forward(&model, &device, &prompts, &lists, false, 2).unwrap();
-        assert!(sh.tokens().is_none());
-        let x = sh.log_probs();
-        let g2 = sh.backward(&(x.clone() * x).sum().backward()).unwrap();
-        for ((_, a), (_, b)) in collect(&model, &g1).iter().zip(&collect(&model, &g2)) {
-            for (x, y) in a.iter().zip(b) {
-                assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{x} vs {y}");
+        for recompute in [false, true] {
+            let sh =
+                Sharded::forward(&model, &device, &prompts, &lists, false, 2, recompute).unwrap();
+            assert!(sh.tokens().is_none());
+            let x = sh.log_probs();
+            let g2 = sh.backward(&(x.clone() * x).sum().backward()).unwrap();
+            for ((_, a), (_, b)) in collect(&model, &g1).iter().zip(&collect(&model, &g2)) {
+                for (x, y) in a.iter().zip(b) {
+                    assert!((x - y).abs() <= 1e-4 * x.abs().max(1.0), "{x} vs {y}");
+                }
             }
         }
     }

@@ -270,7 +270,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         for epoch in 0..cfg.inner_epochs {
             // with several shards, the forward and backward passes run on as many threads
             // (`shard`: the same gradient up to summation order)
-            let sharded = if cfg.grad_shards > 1 {
+            let sharded = if cfg.grad_shards > 1 || cfg.recompute {
                 Some(Sharded::forward(
                     &self.policy,
                     &device,
@@ -278,6 +278,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                     &scored.lists,
                     token_level,
                     cfg.grad_shards,
+                    cfg.recompute,
                 )?)
             } else {
                 None
@@ -476,7 +477,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
         check_same_settings(
             &saved,
             cfg,
-            &["steps", "patience", "checkpoint_every"],
+            &["steps", "patience", "checkpoint_every", "recompute"],
             &cfg_path,
         )?;
         let state_path = ck.join("state.json");
