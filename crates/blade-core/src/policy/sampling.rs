@@ -97,6 +97,65 @@ pub fn sample_pick(
     spec: &SampleSpec,
     rng: &mut StdRng,
 ) -> Result<(ItemId, f32)> {
+    if spec.temperature == 1.0 && spec.top_k.is_none() && spec.top_p.is_none() {
+        plain_pick(logits, blocked, rng)
+    } else {
+        general_pick(logits, blocked, spec, rng)
+    }
+}
+
+/// [`sample_pick`] at temperature 1 without truncation (every rollout of alignment): the same
+/// arithmetic in the same order as [`general_pick`], so the same item and log-probability for
+/// the same random state (tested), in one buffer and without the candidate list.
+fn plain_pick(logits: &[f32], blocked: &Blocked, rng: &mut StdRng) -> Result<(ItemId, f32)> {
+    // blocked (and NaN) logits become NaN, which every pass below skips
+    let mut w = logits.to_vec();
+    for &i in &blocked.ids {
+        if let Some(x) = w.get_mut(i) {
+            *x = f32::NAN;
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    let mut last = None;
+    for (i, &l) in w.iter().enumerate() {
+        if !l.is_nan() {
+            max = max.max(l);
+            last = Some(i);
+        }
+    }
+    let Some(last) = last else {
+        return Err(exhausted(logits.len(), blocked));
+    };
+    let mut total = 0.0f32;
+    for x in &mut w {
+        if !x.is_nan() {
+            *x = (*x - max).exp();
+            total += *x;
+        }
+    }
+    let lse = max + total.ln();
+    let mut u = rng.random::<f32>() * total;
+    let mut chosen = last;
+    for (i, &x) in w.iter().enumerate() {
+        if x.is_nan() {
+            continue;
+        }
+        if u < x {
+            chosen = i;
+            break;
+        }
+        u -= x;
+    }
+    Ok((chosen as ItemId, logits[chosen] - lse))
+}
+
+/// [`sample_pick`] with any temperature and truncation.
+fn general_pick(
+    logits: &[f32],
+    blocked: &Blocked,
+    spec: &SampleSpec,
+    rng: &mut StdRng,
+) -> Result<(ItemId, f32)> {
     let ok = blocked.allowed(logits.len());
     let t = spec.temperature.max(1e-4);
     let mut cand: Vec<(usize, f32)> = logits
@@ -230,6 +289,41 @@ mod tests {
         assert_eq!(counts[2], 0);
         let share1 = counts[1] as f64 / 20_000.0;
         assert!((share1 - 0.5).abs() < 0.02, "p(1) = 2/4, got {share1}");
+    }
+
+    /// The plain path (every rollout of alignment) draws exactly what the general one draws.
+    #[test]
+    fn the_plain_path_draws_what_the_general_one_draws() {
+        let mut gen = StdRng::seed_from_u64(9);
+        let spec = SampleSpec::default();
+        for case in 0..300 {
+            let n = 1 + case % 40;
+            let logits: Vec<f32> = (0..n)
+                .map(|i| match (case + i) % 17 {
+                    0 => f32::NAN,
+                    1 => -80.0, // weight 0 after the shift: still a candidate
+                    _ => gen.random::<f32>() * 12.0 - 6.0,
+                })
+                .collect();
+            let ids: Vec<ItemId> = (0..n as ItemId)
+                .filter(|i| (i * 7 + case as ItemId) % 5 == 0)
+                .collect();
+            let b = blocked(&ids, &[n as ItemId + 3]);
+            let (mut r1, mut r2) = (
+                StdRng::seed_from_u64(case as u64),
+                StdRng::seed_from_u64(case as u64),
+            );
+            let a = plain_pick(&logits, &b, &mut r1);
+            let g = general_pick(&logits, &b, &spec, &mut r2);
+            match (a, g) {
+                (Ok((i, lp)), Ok((j, lq))) => {
+                    assert_eq!(i, j, "case {case}");
+                    assert_eq!(lp.to_bits(), lq.to_bits(), "case {case}");
+                }
+                (Err(_), Err(_)) => {}
+                (a, g) => panic!("case {case}: {a:?} vs {g:?}"),
+            }
+        }
     }
 
     #[test]
