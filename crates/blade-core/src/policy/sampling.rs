@@ -306,7 +306,7 @@ mod tests {
                 })
                 .collect();
             let ids: Vec<ItemId> = (0..n as ItemId)
-                .filter(|i| (i * 7 + case as ItemId) % 5 == 0)
+                .filter(|i| (i * 7 + case as ItemId).is_multiple_of(5))
                 .collect();
             let b = blocked(&ids, &[n as ItemId + 3]);
             let (mut r1, mut r2) = (
