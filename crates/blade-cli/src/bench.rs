@@ -257,10 +257,11 @@ pub fn run(a: BenchArgs) -> Result<()> {
     }
     if let Some(python) = &a.peer {
         // the sizes of the peer's model (d = 64, feed-forward 256), which are the bench's SFT
-        // model's
+        // model's; rows: the step's B x G x K list slots
+        let g = AlignConfig::new(Method::BonStatic.default_config()).group_size;
         let kernels = Kernels::measure(
             &device,
-            a.prompts * 8 * a.list_len,
+            a.prompts * g * a.list_len,
             64,
             ds.num_items() + 2,
             256,

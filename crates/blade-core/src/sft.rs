@@ -419,9 +419,9 @@ pub fn train_items(split: &Split, max_list: usize, max_prompts: Option<usize>) -
 /// With `max_prompts` below the number of windows, every user keeps its most recent windows
 /// and the cap is shared out evenly: the largest per-user count `c` with
 /// `sum_u min(n_u, c) <= max_prompts`, then one more window each for users that have one,
-/// spread evenly over them in split order, until exactly `max_prompts` are kept. (Before 2026-12-07 the cap
-/// kept the last `max_prompts` windows of all users in split order, so the first users lost
-/// all of theirs.)
+/// spread evenly over them in split order, until exactly `max_prompts` are kept. (Before
+/// 2026-12-07 the cap kept the last `max_prompts` windows of all users in split order, so the
+/// first users lost all of theirs.)
 pub fn train_windows(
     split: &Split,
     max_list: usize,

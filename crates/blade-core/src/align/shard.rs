@@ -35,7 +35,7 @@ use crate::parallel::{add_grads, on_threads, ranges, threads};
 use crate::policy::TokenLogProbs;
 
 /// The policy's differentiable output on a batch, computed in shards.
-pub(crate) struct Sharded<P> {
+pub(crate) struct Sharded<'a, P> {
     /// `[lists, T]`: the concatenated values (detached from the shards, a leaf that tracks its
     /// gradient); `T` = 1 for list-level log-probabilities.
     values: Tensor<2>,
@@ -43,7 +43,7 @@ pub(crate) struct Sharded<P> {
     mask: Option<Tensor<2>>,
     parts: Vec<Part<P>>,
     /// With `recompute`: what the shards' forward passes need again at the backward pass.
-    again: Option<Again<P>>,
+    again: Option<Again<'a, P>>,
 }
 
 struct Part<P> {
@@ -53,11 +53,11 @@ struct Part<P> {
     rows: Range<usize>,
 }
 
-struct Again<P> {
+struct Again<'a, P> {
     policy: P,
-    device: Device,
-    prompts: PromptBatch,
-    lists: Vec<Vec<ItemId>>,
+    device: &'a Device,
+    prompts: &'a PromptBatch,
+    lists: &'a [Vec<ItemId>],
     token_level: bool,
 }
 
@@ -107,15 +107,15 @@ fn pad_cols(t: Tensor<2>, width: usize) -> Tensor<2> {
     Tensor::cat(vec![t, Tensor::zeros([rows, width - cols], &device)], 1)
 }
 
-impl<P: AlignPolicy> Sharded<P> {
+impl<'a, P: AlignPolicy> Sharded<'a, P> {
     /// The forward passes: list log-probabilities (`token_level` false) or per-token ones, of
     /// `lists` under `prompts`, each shard on its own thread and its own fork of `policy`
     /// (its inference copy, without graphs, with `recompute`).
     pub(crate) fn forward(
         policy: &P,
-        device: &Device,
-        prompts: &PromptBatch,
-        lists: &[Vec<ItemId>],
+        device: &'a Device,
+        prompts: &'a PromptBatch,
+        lists: &'a [Vec<ItemId>],
         token_level: bool,
         shards: usize,
         recompute: bool,
@@ -174,9 +174,9 @@ impl<P: AlignPolicy> Sharded<P> {
             .collect();
         let again = recompute.then(|| Again {
             policy: policy.clone(),
-            device: device.clone(),
-            prompts: prompts.clone(),
-            lists: lists.to_vec(),
+            device,
+            prompts,
+            lists,
             token_level,
         });
         Ok(Self {
@@ -234,7 +234,7 @@ impl<P: AlignPolicy> Sharded<P> {
                 for wave in rows.chunks(threads().max(1)) {
                     let jobs: Vec<(P, Range<usize>)> = wave
                         .iter()
-                        .map(|r| (a.policy.clone().fork(&a.device), r.clone()))
+                        .map(|r| (a.policy.clone().fork(a.device), r.clone()))
                         .collect();
                     each.extend(on_threads(jobs, |(replica, rows)| {
                         let (values, _) = shard_forward(
