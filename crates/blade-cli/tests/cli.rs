@@ -11,6 +11,10 @@ fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
 /// A one-epoch SFT run on `prompts` windows of the built-in data, into `dir/out`.
 fn small_sft(dir: &Path, out: &str, prompts: &str) {
     let o = blade(
@@ -324,6 +328,20 @@ fn compare_writes_tables_curves_and_pictures() {
     let o = blade(&[compare, &["--jobs", "1"][..]].concat(), dir.path());
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(cell(&reports(&cmp)), parallel, "--jobs changed a result");
+    // only the removed run was trained again; a setting that changes no result (--recompute)
+    // reuses every finished run
+    let trained = |o: &Output| -> Vec<String> {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .filter(|l| l.starts_with("== "))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(trained(&o), ["== blade seed 1 (ndcg@10)"], "{}", stdout(&o));
+    let o = blade(&[compare, &["--recompute"][..]].concat(), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(trained(&o).is_empty(), "{}", stdout(&o));
+    assert_eq!(cell(&reports(&cmp)), parallel, "a reused run changed");
 
     let o = blade(
         &[

@@ -289,7 +289,8 @@ fn run_one(
     let same_reward = read_json::<AlignSummary>(&dir.join("summary.json"))
         .is_ok_and(|s| s.reward == reward.name());
     let done = same_reward
-        && std::fs::read_to_string(dir.join("align.json")).ok() == serde_json::to_string(&cfg).ok();
+        && std::fs::read_to_string(dir.join("align.json"))
+            .is_ok_and(|saved| blade_core::align::same_results(&saved, &cfg));
     if !done {
         // `summary.json` is written last: remove it first, so that a retrain killed half-way
         // is never taken for a finished run by the next comparison

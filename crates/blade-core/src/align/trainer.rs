@@ -423,6 +423,31 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
     }
 }
 
+/// Settings of `align.json` that do not change a run's results: a resume may change them, and
+/// a finished run made with other values still stands for these settings.
+const RESULT_NEUTRAL: [&str; 2] = ["checkpoint_every", "recompute"];
+
+/// A saved `align.json` as JSON, completed where older versions wrote less: runs made before
+/// `grad_shards` existed computed each gradient in one pass.
+fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
+    let mut saved: serde_json::Value = serde_json::from_str(text)?;
+    if let Some(o) = saved.as_object_mut() {
+        o.entry("grad_shards").or_insert(serde_json::json!(1));
+    }
+    Ok(saved)
+}
+
+/// Whether a run whose `align.json` holds `saved` was trained with settings that give the
+/// results `cfg` gives: every setting equal except those that change no result
+/// (`checkpoint_every`, `recompute`), a setting missing from an older file read as the value
+/// that version used. `blade compare` reuses a finished run only when this holds.
+pub fn same_results(saved: &str, cfg: &AlignConfig) -> bool {
+    let Ok(saved) = saved_settings(saved) else {
+        return false;
+    };
+    check_same_settings(&saved, cfg, &RESULT_NEUTRAL, Path::new("align.json")).is_ok()
+}
+
 /// Runs alignment from the SFT run in `inputs.init`, writing the run into `dir`; with
 /// `resume`, continues from the run's last checkpoint (policy, optimiser, target, method state,
 /// step).
@@ -464,22 +489,15 @@ pub fn train_align<P: AlignPolicy + 'static>(
                 format!("cannot resume: no readable alignment config ({e})"),
             )
         })?;
-        let mut saved: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        let saved = saved_settings(&text).map_err(|e| {
             CoreError::file(
                 &cfg_path,
                 format!("cannot resume: not an alignment config ({e})"),
             )
         })?;
-        // runs made before `grad_shards` existed computed each gradient in one pass
-        if let Some(o) = saved.as_object_mut() {
-            o.entry("grad_shards").or_insert(serde_json::json!(1));
-        }
-        check_same_settings(
-            &saved,
-            cfg,
-            &["steps", "patience", "checkpoint_every", "recompute"],
-            &cfg_path,
-        )?;
+        let mut ignore = vec!["steps", "patience"];
+        ignore.extend(RESULT_NEUTRAL);
+        check_same_settings(&saved, cfg, &ignore, &cfg_path)?;
         let state_path = ck.join("state.json");
         let text = std::fs::read_to_string(&state_path).map_err(|e| {
             CoreError::file(
@@ -729,6 +747,7 @@ fn summarize<P: AlignPolicy + 'static>(
 mod tests {
     use super::*;
     use crate::align::methods::Preference;
+    use crate::align::Method;
 
     #[test]
     fn dynamic_sampling_leaves_no_zero_spread_group() {
@@ -756,5 +775,42 @@ mod tests {
         assert_eq!(signal.advantages, vec![-1.0, 1.0]);
         assert_eq!(signal.imitate, vec![1]);
         assert_eq!(signal.preferences[0].group, 0);
+    }
+
+    #[test]
+    fn a_finished_run_stands_for_the_settings_that_give_its_results() {
+        let cfg = AlignConfig::new(Method::Blade.default_config());
+        let saved = serde_json::to_string(&cfg).unwrap();
+        assert!(same_results(&saved, &cfg));
+        // a file written before `recompute` existed, and a run with it on: same results
+        let mut v: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        v.as_object_mut().unwrap().remove("recompute");
+        assert!(same_results(&v.to_string(), &cfg));
+        assert!(same_results(&saved, &cfg.clone().with_recompute(true)));
+        assert!(same_results(&saved, &cfg.clone().with_checkpoint_every(3)));
+        // settings that change the results
+        assert!(!same_results(
+            &saved,
+            &cfg.clone().with_steps(cfg.steps + 1)
+        ));
+        assert!(!same_results(&saved, &cfg.clone().with_seed(cfg.seed + 1)));
+        let lr = cfg.optim.lr * 2.0;
+        assert!(!same_results(
+            &saved,
+            &cfg.clone().with_optim(cfg.optim.clone().with_lr(lr))
+        ));
+        assert!(!same_results(
+            &saved,
+            &AlignConfig::new(Method::BonStatic.default_config())
+        ));
+        // a file from before `grad_shards` computed each gradient in one pass
+        v.as_object_mut().unwrap().remove("grad_shards");
+        assert!(!same_results(&v.to_string(), &cfg));
+        assert!(same_results(
+            &v.to_string(),
+            &cfg.clone().with_grad_shards(1)
+        ));
+        assert!(!same_results("not json", &cfg));
+        assert!(!same_results("{}", &cfg));
     }
 }
