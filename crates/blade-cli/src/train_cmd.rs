@@ -196,6 +196,10 @@ pub struct AlignArgs {
     /// Groups whose raw reward has zero spread: off, drop, or refill[:ROUNDS] with fresh prompts.
     #[arg(long, default_value = "off")]
     pub dynamic_sampling: DynamicSampling,
+    /// Softmax temperature of the aligned policy: rollouts, log-probabilities, the KL's
+    /// reference and the reference lists all use the logits divided by it (1 = the policy).
+    #[arg(long, default_value_t = defaults().rollout_temperature)]
+    pub rollout_temperature: f32,
     /// Reference lists per prompt sampled once from the SFT model (M).
     #[arg(long, default_value_t = defaults().reference_lists)]
     pub reference_lists: usize,
@@ -436,6 +440,7 @@ impl AlignArgs {
             .with_grad_shards(self.grad_shards)
             .with_recompute(self.recompute)
             .with_optim(optim)
+            .with_rollout_temperature(self.rollout_temperature)
             .with_reference_lists(self.reference_lists)
             .with_prompt_pool(self.prompt_pool)
             .with_train_targets(self.train_targets)

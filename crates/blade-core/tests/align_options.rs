@@ -312,6 +312,39 @@ fn every_option_changes_what_it_should() {
     assert!(multi.curves[1].reward.is_finite());
     assert!(base(Method::Grpo, 1).with_train_targets(0).check().is_err());
 
+    // rollout temperature: the old log-probabilities are the tempered policy's own (at the
+    // first pass every ratio is exactly 1, so even a zero clip range clips nothing, and the
+    // policy is its reference: no KL); colder rollouts are likelier lists (lower entropy)
+    let cold = |t: f32| {
+        base(Method::Grpo, 1)
+            .with_inner_epochs(1)
+            .with_rollout_temperature(t)
+            .with_optim(o(|c| c.with_clip_low(0.0).with_clip_high(0.0)))
+    };
+    let cold_half = run(&cold(0.5), &inputs);
+    let warm = run(&cold(1.0), &inputs);
+    assert_eq!(step1(&cold_half).clip_frac, 0.0);
+    assert!(
+        step1(&cold_half).kl.abs() < 1e-6,
+        "{}",
+        step1(&cold_half).kl
+    );
+    assert!(
+        step1(&cold_half).entropy < step1(&warm).entropy,
+        "{} vs {}",
+        step1(&cold_half).entropy,
+        step1(&warm).entropy
+    );
+    assert_ne!(step1(&cold_half).reward, step1(&warm).reward);
+    for bad in [0.0, -1.0, f32::NAN, 1000.0] {
+        let e = base(Method::Grpo, 1)
+            .with_rollout_temperature(bad)
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--rollout-temperature"), "{e}");
+    }
+
     // a method's settings cannot reach another: BLADE's tau is BLADE's
     let mut bad = base(Method::Blade, 1);
     bad.method = blade_core::align::MethodConfig::Blade(

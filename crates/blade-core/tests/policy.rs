@@ -127,6 +127,63 @@ fn greedy_equals_width_one_beam_and_probabilities_normalise() {
 }
 
 #[test]
+fn tempered_log_probs_are_the_softmax_of_the_logits_over_the_temperature() {
+    let d = device();
+    let m = model(&d);
+    // two-item lists after one prompt: every allowed first item, then every second item after
+    // the first item 9
+    let hist = vec![5, 6];
+    let mut lists: Vec<Vec<u32>> = (0..ITEMS as u32)
+        .filter(|i| ![5, 6, 9].contains(i))
+        .map(|i| vec![i, 9])
+        .collect();
+    lists.extend(
+        (0..ITEMS as u32)
+            .filter(|i| ![5, 6, 9].contains(i))
+            .map(|i| vec![9, i]),
+    );
+    let half = lists.len() / 2;
+    let rep = PromptBatch {
+        histories: vec![hist.clone(); lists.len()],
+        exclude: vec![hist; lists.len()],
+    };
+    let at = |t: f32| -> Vec<f32> {
+        m.token_log_probs_at(&rep, &lists, t)
+            .unwrap()
+            .values
+            .into_data()
+            .try_to_vec()
+            .unwrap()
+    };
+    let (one, cold) = (at(1.0), at(0.5));
+    assert_eq!(one, {
+        let t = m.token_log_probs(&rep, &lists).unwrap();
+        t.values.into_data().try_to_vec::<f32>().unwrap()
+    });
+    // slot 1 of the first half, slot 2 of the second: log p_t(i) - log p_t(j) = (log p(i) -
+    // log p(j)) / t, and each slot's tempered distribution sums to one over the allowed items
+    // (item 9 is missing from each: it is added from its own list)
+    for (rows, slot) in [(0..half, 0), (half..lists.len(), 1)] {
+        let pick = |v: &[f32], r: usize| v[r * 2 + slot];
+        let r0 = rows.start;
+        for r in rows.clone() {
+            let want = (pick(&one, r) - pick(&one, r0)) / 0.5;
+            let got = pick(&cold, r) - pick(&cold, r0);
+            assert!((got - want).abs() < 1e-4, "row {r}: {got} vs {want}");
+        }
+        let missing = if slot == 0 {
+            cold[half * 2]
+        } else {
+            -f32::INFINITY
+        };
+        let total: f32 = rows.map(|r| pick(&cold, r).exp()).sum::<f32>() + missing.exp();
+        assert!((total - 1.0).abs() < 1e-4, "slot {slot}: sums to {total}");
+    }
+    assert!(m.token_log_probs_at(&rep, &lists, 0.0).is_err());
+    assert!(m.scores_at_any_temperature());
+}
+
+#[test]
 fn bad_requests_are_errors() {
     let d = device();
     let m = model(&d);

@@ -298,6 +298,17 @@ impl Policy for OpenedRun {
     fn token_log_probs(&self, p: &PromptBatch, lists: &[Vec<ItemId>]) -> Result<TokenLogProbs> {
         self.policy.token_log_probs(p, lists)
     }
+    fn token_log_probs_at(
+        &self,
+        p: &PromptBatch,
+        lists: &[Vec<ItemId>],
+        temperature: f32,
+    ) -> Result<TokenLogProbs> {
+        self.policy.token_log_probs_at(p, lists, temperature)
+    }
+    fn scores_at_any_temperature(&self) -> bool {
+        self.policy.scores_at_any_temperature()
+    }
 }
 
 /// What an alignment run produced.

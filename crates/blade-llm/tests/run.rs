@@ -160,6 +160,21 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
             == std::fs::read(out_dir.join("adapter.safetensors")).unwrap(),
         "the resumed LLM alignment ends with other adapters than an uninterrupted one"
     );
+    // the title policy scores lists at temperature 1 only: another rollout temperature is
+    // refused before anything is written
+    let cold = dir.path().join("cold");
+    let e = train_align::<LlmPolicy>(
+        &align(1).with_rollout_temperature(0.5),
+        &inputs,
+        &cold,
+        Dashboard::Plain,
+        false,
+    )
+    .err()
+    .expect("a rollout temperature the LLM policy cannot score")
+    .to_string();
+    assert!(e.contains("--rollout-temperature"), "{e}");
+    assert!(!cold.exists(), "a refused run wrote its folder");
 }
 
 #[test]

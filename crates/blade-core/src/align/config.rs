@@ -306,6 +306,12 @@ pub struct AlignConfig {
     /// results, so a resume may turn it on or off.
     #[config(default = false)]
     pub recompute: bool,
+    /// Softmax temperature of the policy being aligned: rollouts, their log-probabilities,
+    /// the reference's (KL) and the reference lists are all of the policy with its logits
+    /// divided by it (docs/METHOD.md section 5). Below 1 the trained distribution sits nearer
+    /// the greedy lists that evaluation decodes; 1 = the policy itself.
+    #[config(default = 1.0)]
+    pub rollout_temperature: f32,
     /// Reference lists sampled per prompt from the SFT model (`M`).
     #[config(default = 16)]
     pub reference_lists: usize,
@@ -402,6 +408,12 @@ impl AlignConfig {
             return bad(format!(
                 "--adv-std-eps {}: expected a finite number > 0",
                 o.std_eps
+            ));
+        }
+        let t = self.rollout_temperature;
+        if !(t.is_finite() && (0.05..=20.0).contains(&t)) {
+            return bad(format!(
+                "--rollout-temperature {t}: expected a number in [0.05, 20]"
             ));
         }
         if self.train_targets == 0 || self.train_targets > 1000 {

@@ -118,6 +118,9 @@ pub(crate) fn reference_cache<P: Policy>(
     if cfg.train_targets > 1 {
         pool_name.push_str(&format!(" train_targets={}", cfg.train_targets));
     }
+    if cfg.rollout_temperature != 1.0 {
+        pool_name.push_str(&format!(" temperature={}", cfg.rollout_temperature));
+    }
     let key = format!(
         "pool={} {pool_name} M={} K={} reward={} mask={}",
         pool.len(),
@@ -137,6 +140,7 @@ pub(crate) fn reference_cache<P: Policy>(
     let spec = SampleSpec {
         lists_per_prompt: cfg.reference_lists,
         list_len: cfg.list_len,
+        temperature: cfg.rollout_temperature,
         ..SampleSpec::default()
     };
     let sample = |prompts: &[PoolPrompt], seed: u64| -> crate::Result<Vec<Vec<f32>>> {

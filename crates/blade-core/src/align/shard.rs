@@ -58,22 +58,48 @@ struct Again<'a, P> {
     device: &'a Device,
     prompts: &'a PromptBatch,
     lists: &'a [Vec<ItemId>],
-    token_level: bool,
+    how: Scoring,
 }
 
-/// One shard's forward pass: `[rows, T]` values (log-probabilities per token, or per list as
-/// `T` = 1) and the token mask at token level.
-fn shard_forward<P: AlignPolicy>(
+/// How a gradient pass scores the lists.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Scoring {
+    /// Per token (`[lists, T]`) rather than per list.
+    pub token_level: bool,
+    /// The policy's softmax temperature (`AlignConfig::rollout_temperature`).
+    pub temperature: f32,
+}
+
+/// The list log-probabilities of `lists` under `policy` at softmax temperature `temperature`,
+/// `[lists]` (at temperature 1 through [`Policy::log_prob`](crate::policy::Policy::log_prob)).
+pub(crate) fn list_log_probs<P: crate::policy::Policy>(
     policy: &P,
     prompts: &PromptBatch,
     lists: &[Vec<ItemId>],
-    token_level: bool,
+    temperature: f32,
+) -> crate::Result<Tensor<1>> {
+    if temperature == 1.0 {
+        policy.log_prob(prompts, lists)
+    } else {
+        Ok(policy
+            .token_log_probs_at(prompts, lists, temperature)?
+            .sum())
+    }
+}
+
+/// One pass's log-probabilities: `[rows, T]` values (per token, or per list as `T` = 1) and
+/// the token mask at token level.
+pub(crate) fn scored<P: AlignPolicy>(
+    policy: &P,
+    prompts: &PromptBatch,
+    lists: &[Vec<ItemId>],
+    how: Scoring,
 ) -> crate::Result<(Tensor<2>, Option<Tensor<2>>)> {
-    if token_level {
-        let t = policy.token_log_probs(prompts, lists)?;
+    if how.token_level {
+        let t = policy.token_log_probs_at(prompts, lists, how.temperature)?;
         Ok((t.values, Some(t.mask)))
     } else {
-        let v = policy.log_prob(prompts, lists)?;
+        let v = list_log_probs(policy, prompts, lists, how.temperature)?;
         let m = v.dims()[0];
         Ok((v.reshape([m, 1]), None))
     }
@@ -116,7 +142,7 @@ impl<'a, P: AlignPolicy> Sharded<'a, P> {
         device: &'a Device,
         prompts: &'a PromptBatch,
         lists: &'a [Vec<ItemId>],
-        token_level: bool,
+        how: Scoring,
         shards: usize,
         recompute: bool,
     ) -> crate::Result<Self> {
@@ -132,11 +158,11 @@ impl<'a, P: AlignPolicy> Sharded<'a, P> {
             })
             .collect();
         let outs = on_threads(jobs, |(replica, rows)| {
-            let (values, mask) = shard_forward(
+            let (values, mask) = scored(
                 &replica,
                 &prompts.slice(rows.clone()),
                 &lists[rows.clone()],
-                token_level,
+                how,
             )?;
             Ok((replica, values, mask, rows))
         })?;
@@ -159,7 +185,7 @@ impl<'a, P: AlignPolicy> Sharded<'a, P> {
             .map(|(_, v, _, _)| pad_cols(v.clone().detach(), width))
             .collect())
         .require_grad();
-        let mask = token_level.then(|| {
+        let mask = how.token_level.then(|| {
             cat(outs
                 .iter()
                 .map(|(_, _, m, _)| pad_cols(m.clone().expect("token level has a mask"), width))
@@ -177,7 +203,7 @@ impl<'a, P: AlignPolicy> Sharded<'a, P> {
             device,
             prompts,
             lists,
-            token_level,
+            how,
         });
         Ok(Self {
             values,
@@ -237,11 +263,11 @@ impl<'a, P: AlignPolicy> Sharded<'a, P> {
                         .map(|r| (a.policy.clone().fork(a.device), r.clone()))
                         .collect();
                     each.extend(on_threads(jobs, |(replica, rows)| {
-                        let (values, _) = shard_forward(
+                        let (values, _) = scored(
                             &replica,
                             &a.prompts.slice(rows.clone()),
                             &a.lists[rows.clone()],
-                            a.token_level,
+                            a.how,
                         )?;
                         Ok((shard_backward(&replica, values, &rows, dx, width), replica))
                     })?);
@@ -317,7 +343,11 @@ mod tests {
         };
         assert!(!one.is_empty());
         for (shards, recompute) in [(2, false), (3, false), (11, false), (1, true), (3, true)] {
-            let sh = Sharded::forward(&model, &device, &prompts, &lists, true, shards, recompute)
+            let how = Scoring {
+                token_level: true,
+                temperature: 1.0,
+            };
+            let sh = Sharded::forward(&model, &device, &prompts, &lists, how, shards, recompute)
                 .unwrap();
             let l = loss(&sh.tokens().unwrap());
             let g = sh.backward(&l.backward()).unwrap();
@@ -342,12 +372,16 @@ mod tests {
                  gradient {scale})"
             );
         }
-        // list level: a [lists] output, the same gradient
-        let x = model.log_prob(&prompts, &lists).unwrap();
-        let g1 = GradientsParams::from_grads((x.clone() * x).sum().backward(), &model);
-        for recompute in [false, true] {
+        // list level: a [lists] output, the same gradient, at temperature 1 and below
+        for (temperature, recompute) in [(1.0, false), (1.0, true), (0.5, false), (0.5, true)] {
+            let x = list_log_probs(&model, &prompts, &lists, temperature).unwrap();
+            let g1 = GradientsParams::from_grads((x.clone() * x).sum().backward(), &model);
+            let how = Scoring {
+                token_level: false,
+                temperature,
+            };
             let sh =
-                Sharded::forward(&model, &device, &prompts, &lists, false, 2, recompute).unwrap();
+                Sharded::forward(&model, &device, &prompts, &lists, how, 2, recompute).unwrap();
             assert!(sh.tokens().is_none());
             let x = sh.log_probs();
             let g2 = sh.backward(&(x.clone() * x).sum().backward()).unwrap();

@@ -17,14 +17,14 @@ use super::methods::{LossInputs, Objective, Signal, TokenInputs};
 use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord};
 use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
 use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
-use super::shard::Sharded;
+use super::shard::{list_log_probs, scored as scored_pass, Scoring, Sharded};
 use super::{host, AlignInputs, AlignPolicy};
 use crate::checkpoint::{
     check_same_settings, checkpoint_name, publish_copy, remove_any, Checkpoints, BEST, STEP,
 };
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
-use crate::policy::{DecodeStrategy, Recommender, SampleSpec};
+use crate::policy::{DecodeStrategy, Recommender, SampleSpec, TokenLogProbs};
 use crate::reward::{mean_optimum, parse_reward, score_group, ListReward, RewardContext};
 use crate::sft::Dashboard;
 use crate::target::BayesianTarget;
@@ -256,16 +256,25 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history).repeat_each(scored.g);
         // the reference's log-probabilities: no gradient, rows independent, so in row shards
         // on threads
+        let temperature = cfg.rollout_temperature;
         let ref_logp = {
             let kl_ref = self.objective.kl_reference(&self.reference);
             crate::parallel::map_rows(kl_ref, prompts.len(), REF_ROWS_PER_THREAD, |m, r| {
-                host(m.log_prob(&prompts.slice(r.clone()), &scored.lists[r])?)
+                let lists = &scored.lists[r.clone()];
+                host(list_log_probs(m, &prompts.slice(r), lists, temperature)?)
             })?
         };
+        // the sampler reports log-probabilities at temperature 1; at another temperature the
+        // old log-probabilities are the first epoch's own (the same weights), detached
+        let mut old_tempered: Option<Vec<f32>> = None;
         // token-level ratios: the sampling policy's per-token log-probabilities are the
         // policy's own before the first update of the step (the same weights), detached
         let mut old_tokens: Option<Tensor<2>> = None;
         let token_level = o.ratio != RatioLevel::Sequence;
+        let how = Scoring {
+            token_level,
+            temperature,
+        };
         let device = self.inputs.device.clone().autodiff();
         for epoch in 0..cfg.inner_epochs {
             // with several shards, the forward and backward passes run on as many threads
@@ -276,7 +285,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                     &device,
                     &prompts,
                     &scored.lists,
-                    token_level,
+                    how,
                     cfg.grad_shards,
                     cfg.recompute,
                 )?)
@@ -285,20 +294,31 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             };
             let (new_logp, tokens) = match &sharded {
                 Some(sh) => (sh.log_probs(), sh.tokens()),
-                None if token_level => {
-                    let t = self.policy.token_log_probs(&prompts, &scored.lists)?;
-                    (t.sum(), Some(t))
+                None => {
+                    let (values, mask) = scored_pass(&self.policy, &prompts, &scored.lists, how)?;
+                    match mask {
+                        Some(mask) => {
+                            let t = TokenLogProbs { values, mask };
+                            (t.sum(), Some(t))
+                        }
+                        None => {
+                            let n = values.dims()[0];
+                            (values.reshape([n]), None)
+                        }
+                    }
                 }
-                None => (self.policy.log_prob(&prompts, &scored.lists)?, None),
             };
             if let (Some(t), None) = (&tokens, &old_tokens) {
                 old_tokens = Some(t.values.clone().detach());
+            }
+            if temperature != 1.0 && old_tempered.is_none() {
+                old_tempered = Some(host(new_logp.clone().detach())?);
             }
             let refp = vec_tensor(&ref_logp, &new_logp.device());
             let inputs = LossInputs {
                 g: scored.g,
                 list_len: cfg.list_len,
-                old_logp: &scored.log_probs,
+                old_logp: old_tempered.as_deref().unwrap_or(&scored.log_probs),
                 ref_logp: &refp,
                 signal,
                 optim: o,
@@ -428,11 +448,13 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
 const RESULT_NEUTRAL: [&str; 2] = ["checkpoint_every", "recompute"];
 
 /// A saved `align.json` as JSON, completed where older versions wrote less: runs made before
-/// `grad_shards` existed computed each gradient in one pass.
+/// `grad_shards` existed computed each gradient in one pass, and sampled at temperature 1.
 fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
     let mut saved: serde_json::Value = serde_json::from_str(text)?;
     if let Some(o) = saved.as_object_mut() {
         o.entry("grad_shards").or_insert(serde_json::json!(1));
+        o.entry("rollout_temperature")
+            .or_insert(serde_json::json!(1.0));
     }
     Ok(saved)
 }
@@ -525,6 +547,12 @@ pub fn train_align<P: AlignPolicy + 'static>(
         Some(_) => P::load_run(inputs.init, inputs.device)?,
     };
     reference.check_fit(cfg.list_len, inputs.split.max_history)?;
+    if cfg.rollout_temperature != 1.0 && !policy.scores_at_any_temperature() {
+        return Err(CoreError::Config(format!(
+            "--rollout-temperature {}: this policy scores lists at temperature 1 only",
+            cfg.rollout_temperature
+        )));
+    }
     let mut optim = AdamConfig::new().init();
     let mut objective = cfg.method.objective(&reference);
     if let Some((ck, _)) = resumed.as_ref() {
@@ -581,6 +609,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
         spec: SampleSpec {
             lists_per_prompt: cfg.group_size,
             list_len: cfg.list_len,
+            temperature: cfg.rollout_temperature,
             ..SampleSpec::default()
         },
     };
@@ -786,6 +815,13 @@ mod tests {
         let mut v: serde_json::Value = serde_json::from_str(&saved).unwrap();
         v.as_object_mut().unwrap().remove("recompute");
         assert!(same_results(&v.to_string(), &cfg));
+        // one from before `rollout_temperature` sampled at temperature 1
+        v.as_object_mut().unwrap().remove("rollout_temperature");
+        assert!(same_results(&v.to_string(), &cfg));
+        assert!(!same_results(
+            &v.to_string(),
+            &cfg.clone().with_rollout_temperature(0.5)
+        ));
         assert!(same_results(&saved, &cfg.clone().with_recompute(true)));
         assert!(same_results(&saved, &cfg.clone().with_checkpoint_every(3)));
         // settings that change the results

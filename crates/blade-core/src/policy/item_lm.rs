@@ -709,6 +709,25 @@ impl Policy for ItemLm {
         prompts: &PromptBatch,
         lists: &[Vec<ItemId>],
     ) -> crate::Result<TokenLogProbs> {
+        self.token_log_probs_at(prompts, lists, 1.0)
+    }
+
+    fn scores_at_any_temperature(&self) -> bool {
+        true
+    }
+
+    /// One token per list slot, each slot's softmax over the logits divided by `temperature`.
+    fn token_log_probs_at(
+        &self,
+        prompts: &PromptBatch,
+        lists: &[Vec<ItemId>],
+        temperature: f32,
+    ) -> crate::Result<TokenLogProbs> {
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(CoreError::Config(format!(
+                "log_prob: temperature {temperature}: expected a finite number > 0"
+            )));
+        }
         if prompts.len() != lists.len() {
             return Err(CoreError::Config(format!(
                 "log_prob: {} prompts but {} lists",
@@ -757,6 +776,12 @@ impl Policy for ItemLm {
         // allocation and pass fewer; allowed entries get + 0.0, so they are unchanged
         let masked = logits.scatter(2, ids, vals, burn::tensor::IndexingUpdateOp::Add);
         let labels = Tensor::<2, Int>::from_data(TensorData::new(labels, [n, k]), &device);
+        // masked entries stay far below every allowed one after the division
+        let masked = if temperature == 1.0 {
+            masked
+        } else {
+            masked / temperature
+        };
         let logp = log_softmax(masked, 2);
         let picked = logp.gather(2, labels.unsqueeze_dim::<3>(2)).reshape([n, k]);
         Ok(TokenLogProbs {

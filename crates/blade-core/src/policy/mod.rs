@@ -129,6 +129,29 @@ pub trait Policy: Recommender {
             mask,
         })
     }
+
+    /// [`Policy::token_log_probs`] of the policy at softmax temperature `temperature` (its
+    /// logits divided by it): the distribution that [`SampleSpec::temperature`] samples from.
+    /// The default scores at temperature 1 only and refuses any other; a policy that overrides
+    /// it says so in [`Policy::scores_at_any_temperature`].
+    fn token_log_probs_at(
+        &self,
+        prompts: &PromptBatch,
+        lists: &[Vec<ItemId>],
+        temperature: f32,
+    ) -> Result<TokenLogProbs> {
+        if temperature == 1.0 {
+            return self.token_log_probs(prompts, lists);
+        }
+        Err(crate::error::CoreError::Config(format!(
+            "this policy scores lists at temperature 1 only, not {temperature}"
+        )))
+    }
+
+    /// Whether [`Policy::token_log_probs_at`] takes temperatures other than 1.
+    fn scores_at_any_temperature(&self) -> bool {
+        false
+    }
 }
 
 /// Per-token log-probabilities of a batch of lists.
