@@ -66,9 +66,11 @@ pub fn run(a: CompareArgs) -> Result<()> {
         bail!("give the SFT run every method starts from with --init DIR");
     };
     let device = a.backend.device()?;
+    let kind = blade_exp::RunManifest::load_sft(&init)?.kind;
+    crate::memory_for(kind);
     let config = |method, seed| {
         a.align
-            .config(method, seed, false)
+            .config(method, seed, false, kind)
             .map_err(|e| blade_core::CoreError::Config(format!("{e:#}")))
     };
     let spec = CompareSpec {

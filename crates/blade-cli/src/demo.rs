@@ -173,8 +173,12 @@ pub fn run(a: DemoArgs) -> Result<()> {
             PolicyKind::Item => OptimConfig::new().lr,
             PolicyKind::Llm => 1e-3,
         };
+        crate::memory_for(kind);
+        let passes = kind.gradient_passes();
         let aligned = parallel_map(&methods, a.jobs, |&method| {
             let cfg = AlignConfig::new(method.default_config())
+                .with_grad_shards(passes.grad_shards)
+                .with_recompute(passes.recompute)
                 .with_steps(a.align_steps)
                 .with_list_len(a.list_len)
                 .with_optim(OptimConfig::new().with_lr(lr))
@@ -192,19 +196,51 @@ pub fn run(a: DemoArgs) -> Result<()> {
             let run = open_run(&dir, Checkpoint::Best, &device)?.named(method.name());
             let s = &out.summary;
             let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.4}"));
+            let start = out.curves.first().and_then(|c| c.valid_metric);
+            let gain = |m: Option<f64>| m.zip(start).map_or(0.0, |(m, s)| m - s);
+            let why = if s.best_step > 0 {
+                format!(
+                    " (validation gain {:+.4} over step 0, p = {:.3})",
+                    gain(s.best_metric),
+                    s.best_p.unwrap_or(f64::NAN)
+                )
+            } else {
+                // the later checkpoint with the highest validation mean, which the paired
+                // test did not accept
+                let top = out.curves[1..]
+                    .iter()
+                    .filter(|c| c.valid_metric.is_some())
+                    .max_by(|a, b| {
+                        let m = |c: &blade_core::align::StepRecord| {
+                            c.valid_metric.unwrap_or(f64::NEG_INFINITY)
+                        };
+                        m(a).total_cmp(&m(b))
+                    });
+                match top {
+                    Some(c) if gain(c.valid_metric) > 0.0 => format!(
+                        " (the SFT model: the best later checkpoint, step {}, gained {:+.4} on \
+                         validation, p = {:.2}, not below {})",
+                        c.step,
+                        gain(c.valid_metric),
+                        c.valid_p.unwrap_or(f64::NAN),
+                        cfg.select_p
+                    ),
+                    _ => " (the SFT model: no later checkpoint scored higher on validation)".into(),
+                }
+            };
             let note = format!(
-                "{}: validation NDCG@10 (greedy lists) {} at step 0 -> {} at step {}; evaluated: \
-                 the checkpoint of step {}{}",
+                "{}: training reward (`{}` of sampled lists, {} training prompts) {:.4} for SFT \
+                 -> {:.4} at step {}; validation NDCG@10 (greedy lists) {} at step 0 -> {}; \
+                 evaluated: the checkpoint of step {}{why}",
                 method.name(),
+                s.reward,
+                s.prompts,
+                s.reference_reward,
+                s.policy_reward,
+                s.steps_run,
                 fmt(s.valid_ndcg_start),
                 fmt(s.valid_ndcg_end),
-                s.steps_run,
                 s.best_step,
-                if s.best_step == 0 {
-                    " (the SFT model: alignment did not improve validation)"
-                } else {
-                    ""
-                }
             );
             let (report, lists) = ev.evaluate(&run, cases, &mut |_, _| {})?;
             let diff: Vec<f64> = ndcg10(&lists)

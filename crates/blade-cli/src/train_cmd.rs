@@ -140,15 +140,17 @@ pub struct AlignArgs {
     #[arg(long, default_value_t = defaults().inner_epochs)]
     pub inner_epochs: usize,
     /// Each gradient pass is cut into this many row shards on as many threads (1 = one pass on
-    /// one thread); the gradient is the same up to floating-point summation order.
-    #[arg(long, default_value_t = defaults().grad_shards)]
-    pub grad_shards: usize,
+    /// one thread); the gradient is the same up to floating-point summation order. Default: 4
+    /// for the item policy, 16 for an LLM policy (with --recompute: its memory default).
+    #[arg(long)]
+    pub grad_shards: Option<usize>,
     /// Keep no shard's autodiff graph from the forward pass: each shard's forward pass runs
     /// again at the backward pass, as many at a time as there are threads. Less memory (that
     /// of `threads` shards: use more --grad-shards than threads) for one more forward pass
-    /// per shard; the same gradient up to summation order.
-    #[arg(long)]
-    pub recompute: bool,
+    /// per shard; the same gradient up to summation order. On by default for an LLM policy
+    /// (`--recompute false` turns it off), off for the item policy.
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub recompute: Option<bool>,
     /// Learning rate of alignment (Adam).
     #[arg(long, default_value_t = OptimConfig::new().lr)]
     pub align_lr: f64,
@@ -221,6 +223,10 @@ pub struct AlignArgs {
     /// Selection metric of the best checkpoint: a reward spec on greedy validation lists.
     #[arg(long, default_value_t = defaults().select)]
     pub select: String,
+    /// A checkpoint after step 0 is kept as the best only if its gain over step 0 passes a
+    /// one-sided paired test over the validation users at this level (1 = any higher mean).
+    #[arg(long, default_value_t = defaults().select_p)]
+    pub select_p: f64,
     /// Stop alignment after this many evaluations without a better selection metric.
     #[arg(long)]
     pub align_patience: Option<usize>,
@@ -313,7 +319,17 @@ impl AlignArgs {
     /// The alignment configuration for `method`, seeded with `seed`. With `strict`, a flag that
     /// belongs to another method is an error (`blade train`); otherwise it applies to its own
     /// methods only (`blade compare`).
-    pub fn config(&self, method: Method, seed: u64, strict: bool) -> Result<AlignConfig> {
+    /// The alignment settings of `method` with `seed`, for a policy of `kind` (its defaults of
+    /// `--grad-shards` and `--recompute`); with `strict`, a method flag given to another method
+    /// is an error.
+    pub fn config(
+        &self,
+        method: Method,
+        seed: u64,
+        strict: bool,
+        kind: RunKind,
+    ) -> Result<AlignConfig> {
+        let lean = kind.gradient_passes();
         let mut mc = method.default_config();
         {
             use blade_core::align::MethodConfig as M;
@@ -437,8 +453,8 @@ impl AlignArgs {
             .with_group_size(self.group_size)
             .with_list_len(self.align_k)
             .with_inner_epochs(self.inner_epochs)
-            .with_grad_shards(self.grad_shards)
-            .with_recompute(self.recompute)
+            .with_grad_shards(self.grad_shards.unwrap_or(lean.grad_shards))
+            .with_recompute(self.recompute.unwrap_or(lean.recompute))
             .with_optim(optim)
             .with_rollout_temperature(self.rollout_temperature)
             .with_reference_lists(self.reference_lists)
@@ -448,6 +464,7 @@ impl AlignArgs {
             .with_checkpoint_every(self.checkpoint_every)
             .with_valid_users(self.valid_users)
             .with_select(self.select.clone())
+            .with_select_p(self.select_p)
             .with_patience(self.align_patience)
             .with_seed(seed))
     }
@@ -591,7 +608,8 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     let (ds, split) = info.dataset_and_split(init)?;
     let catalog = info.catalog_info(&ds, &split)?;
     let reward = parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let config = a.align.config(method, a.sft.seed, true)?;
+    let config = a.align.config(method, a.sft.seed, true, info.kind)?;
+    crate::memory_for(info.kind);
     let inputs = AlignInputs {
         split: &split,
         catalog: &catalog,

@@ -722,7 +722,10 @@ fn every_run_command_accepts_an_llm_run() {
     );
     // each aligned method is compared with SFT user by user, and the demo says what one seed is
     assert!(
-        out.contains("test NDCG@10 (generation) vs SFT") && out.contains("not evidence"),
+        out.contains("test NDCG@10 (generation) vs SFT")
+            && out.contains("not evidence")
+            && out.contains("training reward (`ndcg@10` of sampled lists")
+            && out.contains("evaluated: the checkpoint of step"),
         "{out}"
     );
 

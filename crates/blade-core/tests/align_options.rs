@@ -312,6 +312,52 @@ fn every_option_changes_what_it_should() {
     assert!(multi.curves[1].reward.is_finite());
     assert!(base(Method::Grpo, 1).with_train_targets(0).check().is_err());
 
+    // the selection's paired test: a checkpoint after step 0 is the best only if it beats the
+    // best so far and its gain over step 0 has p below select_p; at select_p = 1, the argmax
+    // (a reward alignment raises on held-out lists within a few steps: diversity)
+    let ild = parse_reward("ild", &catalog).unwrap();
+    let ild_inputs = AlignInputs {
+        reward: ild.as_ref(),
+        ..inputs
+    };
+    let select = |p: f64| {
+        base(Method::Grpo, 6)
+            .with_eval_every(1)
+            .with_select("ild".into())
+            .with_select_p(p)
+            .with_optim(OptimConfig::new().with_lr(4e-5))
+    };
+    let plain = run(&select(1.0), &ild_inputs);
+    let gated = run(&select(0.05), &ild_inputs);
+    let evals = |o: &AlignOutcome<ItemLm>| -> Vec<(usize, f64, Option<f64>)> {
+        o.curves
+            .iter()
+            .filter_map(|c| c.valid_metric.map(|m| (c.step, m, c.valid_p)))
+            .collect()
+    };
+    let e = evals(&plain);
+    assert_eq!(e.len(), 7);
+    assert_eq!(e, evals(&gated), "the test changes the choice, not the run");
+    assert!(e[1..]
+        .iter()
+        .all(|(_, _, p)| p.is_some_and(|p| (0.0..=1.0).contains(&p))));
+    let argmax = e.iter().fold(e[0], |b, x| if x.1 > b.1 { *x } else { b });
+    assert_eq!(plain.summary.best_step, argmax.0);
+    // replay the gated rule over the evaluations
+    let mut best = e[0];
+    for x in &e[1..] {
+        if x.2.is_some_and(|p| p < 0.05) && x.1 > best.1 {
+            best = *x;
+        }
+    }
+    assert_eq!(gated.summary.best_step, best.0);
+    assert_eq!(gated.summary.best_p, best.2);
+    assert!(
+        e[1..].iter().any(|x| x.1 > e[0].1) && e[1..].iter().any(|x| x.2.unwrap() >= 0.05),
+        "the run should hold a later checkpoint with a higher mean and one the test refuses: {e:?}"
+    );
+    assert!(base(Method::Grpo, 1).with_select_p(0.0).check().is_err());
+
     // rollout temperature: the old log-probabilities are the tempered policy's own (at the
     // first pass every ratio is exactly 1, so even a zero clip range clips nothing, and the
     // policy is its reference: no KL); colder rollouts are likelier lists (lower entropy)

@@ -12,7 +12,9 @@ pub mod table;
 
 pub use compare::{compare, CompareOutcome, CompareSpec};
 pub use data::DataSpec;
-pub use run::{align_run, model_dir, open_run, Checkpoint, OpenedRun, RunKind, RunManifest};
+pub use run::{
+    align_run, model_dir, open_run, Checkpoint, GradientPasses, OpenedRun, RunKind, RunManifest,
+};
 pub use table::report_table;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

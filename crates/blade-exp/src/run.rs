@@ -51,6 +51,38 @@ impl RunKind {
             Self::Llm => 16,
         }
     }
+
+    /// How alignment cuts its gradient passes unless told otherwise. The item policy: the
+    /// trainer's defaults (4 shards, graphs kept: the fastest on 2 cores). An LLM policy: 16
+    /// shards, each recomputed at the backward pass, so that only as many shards' graphs as
+    /// threads are alive at once (LoRA alignment of SmolLM2-135M then peaks under 1.5 GB,
+    /// docs/results/speed-llm.md). Neither changes the results beyond summation order.
+    pub fn gradient_passes(self) -> GradientPasses {
+        match self {
+            Self::Item => {
+                let d = blade_core::align::AlignConfig::new(
+                    blade_core::align::Method::Grpo.default_config(),
+                );
+                GradientPasses {
+                    grad_shards: d.grad_shards,
+                    recompute: d.recompute,
+                }
+            }
+            Self::Llm => GradientPasses {
+                grad_shards: 16,
+                recompute: true,
+            },
+        }
+    }
+}
+
+/// `AlignConfig::grad_shards` and `AlignConfig::recompute` together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GradientPasses {
+    /// Row shards of each gradient pass.
+    pub grad_shards: usize,
+    /// Whether each shard's forward pass is recomputed at the backward pass.
+    pub recompute: bool,
 }
 
 /// What every run folder records about itself (`run.json`).

@@ -339,6 +339,12 @@ pub struct AlignConfig {
     /// lists against the validation targets.
     #[config(default = "String::from(\"ndcg@10\")")]
     pub select: String,
+    /// How sure the selection must be that a checkpoint beats the SFT start: a checkpoint after
+    /// step 0 becomes the best only if, besides a higher selection metric than the best so
+    /// far, its gain over step 0 on the validation users passes a one-sided paired test at
+    /// this level (docs/METHOD.md section 7). 1 = every higher mean counts (no test).
+    #[config(default = 0.05)]
+    pub select_p: f64,
     /// Stop after this many evaluations without a better validation metric (never when unset).
     #[config(default = "None")]
     pub patience: Option<usize>,
@@ -420,6 +426,12 @@ impl AlignConfig {
             return bad(format!(
                 "--train-targets {}: expected 1..=1000",
                 self.train_targets
+            ));
+        }
+        if !(self.select_p > 0.0 && self.select_p <= 1.0) {
+            return bad(format!(
+                "--select-p {}: expected a level in (0, 1] (1 = no test)",
+                self.select_p
             ));
         }
         if self.valid_users == Some(0) {

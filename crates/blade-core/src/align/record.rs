@@ -69,6 +69,9 @@ pub struct StepRecord {
     pub groups_dropped: usize,
     /// The selection metric on validation greedy lists, where evaluated this step.
     pub valid_metric: Option<f64>,
+    /// One-sided p-value of the selection metric's gain over step 0, paired over the
+    /// validation users, where evaluated after step 0.
+    pub valid_p: Option<f64>,
 }
 
 impl StepRecord {
@@ -106,6 +109,53 @@ pub(crate) struct RunState {
     pub evals_since_best: usize,
     /// Set when early stopping ended the run.
     pub stopped_early: bool,
+    /// The selection metric of every validation user at step 0 (what later checkpoints are
+    /// tested against).
+    pub start_users: Vec<f64>,
+    /// The best checkpoint's p-value against step 0.
+    pub best_p: Option<f64>,
+}
+
+/// One-sided p-value of a paired gain: the chance, under no gain, of a mean difference
+/// `new - base` over the users at least as large as the one seen (normal approximation of the
+/// paired t statistic; with no spread, 0 for a positive mean and 1 otherwise).
+pub fn paired_gain_p(new: &[f64], base: &[f64]) -> f64 {
+    let n = new.len().min(base.len());
+    if n == 0 {
+        return 1.0;
+    }
+    let d: Vec<f64> = new.iter().zip(base).map(|(a, b)| a - b).collect();
+    let mean = d.iter().sum::<f64>() / n as f64;
+    let var = if n > 1 {
+        d.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1) as f64
+    } else {
+        0.0
+    };
+    let se = (var / n as f64).sqrt();
+    if se <= 0.0 || !se.is_finite() {
+        return if mean > 0.0 { 0.0 } else { 1.0 };
+    }
+    0.5 * erfc(mean / se / std::f64::consts::SQRT_2)
+}
+
+/// The complementary error function (Numerical Recipes' `erfcc`: fractional error below 1.2e-7).
+fn erfc(x: f64) -> f64 {
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let poly = -z * z - 1.265_512_23
+        + t * (1.000_023_68
+            + t * (0.374_091_96
+                + t * (0.096_784_18
+                    + t * (-0.186_288_06
+                        + t * (0.278_868_07
+                            + t * (-1.135_203_98
+                                + t * (1.488_515_87 + t * (-0.822_152_23 + t * 0.170_872_77))))))));
+    let r = t * poly.exp();
+    if x >= 0.0 {
+        r
+    } else {
+        2.0 - r
+    }
 }
 
 /// The before/after comparison written to `summary.json`.
@@ -136,6 +186,9 @@ pub struct AlignSummary {
     /// The selection metric at the best checkpoint.
     #[serde(default)]
     pub best_metric: Option<f64>,
+    /// The best checkpoint's p-value against step 0 (none for step 0).
+    #[serde(default)]
+    pub best_p: Option<f64>,
     /// Steps run (fewer than configured after early stopping).
     #[serde(default)]
     pub steps_run: usize,
@@ -171,4 +224,35 @@ pub fn read_curves(path: &Path) -> crate::Result<Vec<StepRecord>> {
         .enumerate()
         .map(|(i, row)| row.map_err(|e| CoreError::file(path, format!("row {}: {e}", i + 2))))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::paired_gain_p;
+
+    #[test]
+    fn the_paired_gain_p_value_is_the_normal_tail_of_the_paired_statistic() {
+        // differences +-1 around a mean m over n users: sd = sqrt(n / (n - 1)), se = sd / sqrt(n)
+        let n = 400;
+        let base = vec![0.0; n];
+        let with_mean = |m: f64| -> Vec<f64> {
+            (0..n)
+                .map(|i| m + if i % 2 == 0 { 1.0 } else { -1.0 })
+                .collect()
+        };
+        let se = ((n as f64) / (n as f64 - 1.0)).sqrt() / (n as f64).sqrt();
+        for (z, p) in [
+            (0.0, 0.5),
+            (1.644_853_6, 0.05),
+            (2.326_347_9, 0.01),
+            (-1.0, 0.841_344_7),
+        ] {
+            let got = paired_gain_p(&with_mean(z * se), &base);
+            assert!((got - p).abs() < 1e-6, "z = {z}: p {got}, expected {p}");
+        }
+        // no spread: certain either way; nothing to compare: no evidence of a gain
+        assert_eq!(paired_gain_p(&[0.2, 0.3], &[0.1, 0.2]), 0.0);
+        assert_eq!(paired_gain_p(&[0.1, 0.2], &[0.1, 0.2]), 1.0);
+        assert_eq!(paired_gain_p(&[], &[]), 1.0);
+    }
 }

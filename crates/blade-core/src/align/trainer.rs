@@ -14,7 +14,7 @@ use rand::{RngExt, SeedableRng};
 use super::config::{AlignConfig, DynamicSampling, RatioLevel};
 use super::loss::{entropy_surrogate, kl_estimate, mean_group_std, vec_tensor, zero_spread_share};
 use super::methods::{LossInputs, Objective, Signal, TokenInputs};
-use super::record::{save_json, write_curves, AlignSummary, RunState, StepRecord};
+use super::record::{paired_gain_p, save_json, write_curves, AlignSummary, RunState, StepRecord};
 use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
 use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
 use super::shard::{list_log_probs, scored as scored_pass, Scoring, Sharded};
@@ -63,9 +63,10 @@ impl Validation<'_> {
         k: usize,
         mask: bool,
         inputs: &AlignInputs,
-    ) -> crate::Result<(f64, f64)> {
+    ) -> crate::Result<(f64, f64, Vec<f64>)> {
         let all: Vec<usize> = (0..self.prompts.len()).collect();
-        let (mut ndcg, mut metric) = (0.0, 0.0);
+        let mut ndcg = 0.0;
+        let mut users = Vec::with_capacity(all.len());
         for part in all.chunks(512) {
             let lists = model.decode(
                 &batch_of(&self.prompts, part, mask),
@@ -84,13 +85,15 @@ impl Validation<'_> {
             for (l, &i) in lists.iter().zip(part) {
                 ndcg += blade_metrics::ndcg_at_k(l, &self.prompts[i].targets, 10);
             }
-            metric += score_group(self.select.as_ref(), &ctx, &lists)?
-                .iter()
-                .map(|&x| f64::from(x))
-                .sum::<f64>();
+            users.extend(
+                score_group(self.select.as_ref(), &ctx, &lists)?
+                    .iter()
+                    .map(|&x| f64::from(x)),
+            );
         }
         let n = self.prompts.len().max(1) as f64;
-        Ok((ndcg / n, metric / n))
+        let metric = users.iter().sum::<f64>() / n;
+        Ok((ndcg / n, metric, users))
     }
 }
 
@@ -411,22 +414,33 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
     }
 
     /// Validates, and keeps the model as `checkpoint/best-<step>` when the selection metric
-    /// improved.
+    /// improved on the best so far and, after step 0, its gain over step 0 passes the paired
+    /// test at `select_p`. Returns NDCG@10, the selection metric and (after step 0) the
+    /// gain's p-value.
     fn validate(
         &self,
         v: &Validation,
         state: &mut RunState,
         step: usize,
         dash: &mut LiveDashboard,
-    ) -> crate::Result<(f64, f64)> {
-        let (ndcg, metric) = v.run(
+    ) -> crate::Result<(f64, f64, Option<f64>)> {
+        let (ndcg, metric, users) = v.run(
             &self.policy.valid(),
             self.cfg.list_len,
             self.cfg.mask_history,
             self.inputs,
         )?;
         dash.valid("valid NDCG@10 (greedy lists)", ndcg, true);
-        if state.best_metric.is_none_or(|b| metric > b) {
+        let p = if step == 0 {
+            state.start_users = users;
+            None
+        } else {
+            Some(paired_gain_p(&users, &state.start_users))
+        };
+        // select_p = 1 keeps the plain rule (a run resumed from before the test was recorded
+        // has no per-user start, and its settings say 1)
+        let sure = self.cfg.select_p >= 1.0 || p.is_none_or(|p| p < self.cfg.select_p);
+        if sure && state.best_metric.is_none_or(|b| metric > b) {
             // kept as checkpoint/best-N until the end of the run, published before the step
             // checkpoint that refers to it
             let name = checkpoint_name(BEST, step);
@@ -435,11 +449,12 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             self.store.publish(&name, &[], false)?;
             state.best_metric = Some(metric);
             state.best_step = step;
+            state.best_p = p;
             state.evals_since_best = 0;
         } else {
             state.evals_since_best += 1;
         }
-        Ok((ndcg, metric))
+        Ok((ndcg, metric, p))
     }
 }
 
@@ -455,6 +470,8 @@ fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
         o.entry("grad_shards").or_insert(serde_json::json!(1));
         o.entry("rollout_temperature")
             .or_insert(serde_json::json!(1.0));
+        // and took every higher validation mean as the best checkpoint
+        o.entry("select_p").or_insert(serde_json::json!(1.0));
     }
     Ok(saved)
 }
@@ -618,7 +635,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     let mut dash = LiveDashboard::new(dashboard, &format!("align {name}"), cfg.steps);
     dash.begin(cfg.steps);
     if state.step == 0 {
-        let (ndcg, metric) = t.validate(&valid, &mut state, 0, &mut dash)?;
+        let (ndcg, metric, _) = t.validate(&valid, &mut state, 0, &mut dash)?;
         state.curves.push(StepRecord {
             step: 0,
             valid_ndcg: Some(ndcg),
@@ -674,9 +691,10 @@ pub fn train_align<P: AlignPolicy + 'static>(
         dash.progress(step);
         let eval_now = last || (cfg.eval_every > 0 && step.is_multiple_of(cfg.eval_every));
         if eval_now {
-            let (ndcg, metric) = t.validate(&valid, &mut state, step, &mut dash)?;
+            let (ndcg, metric, p) = t.validate(&valid, &mut state, step, &mut dash)?;
             rec.valid_ndcg = Some(ndcg);
             rec.valid_metric = Some(metric);
+            rec.valid_p = p;
             if cfg.patience.is_some_and(|p| state.evals_since_best >= p) {
                 state.stopped_early = true;
             }
@@ -754,6 +772,7 @@ fn summarize<P: AlignPolicy + 'static>(
         select: cfg.select.clone(),
         best_step: state.best_step,
         best_metric: state.best_metric,
+        best_p: state.best_p,
         steps_run: state.step,
         stopped_early: state.stopped_early,
         ceilings_pool: Ceilings {
