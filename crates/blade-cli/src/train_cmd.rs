@@ -316,12 +316,10 @@ fn method_flag<T: Copy>(
 }
 
 impl AlignArgs {
-    /// The alignment configuration for `method`, seeded with `seed`. With `strict`, a flag that
-    /// belongs to another method is an error (`blade train`); otherwise it applies to its own
-    /// methods only (`blade compare`).
-    /// The alignment settings of `method` with `seed`, for a policy of `kind` (its defaults of
-    /// `--grad-shards` and `--recompute`); with `strict`, a method flag given to another method
-    /// is an error.
+    /// The alignment configuration for `method`, seeded with `seed`, for a policy of `kind`
+    /// (which sets the defaults of `--grad-shards` and `--recompute`). With `strict`, a flag
+    /// that belongs to another method is an error (`blade train`); otherwise it applies to its
+    /// own methods only (`blade compare`).
     pub fn config(
         &self,
         method: Method,
