@@ -87,6 +87,24 @@ pub(crate) fn list_log_probs<P: crate::policy::Policy>(
     }
 }
 
+/// A pass's `[rows, T]` values and token mask (from [`scored`] or a [`Sharded`] pass) as the
+/// loss takes them: the list log-probabilities `[rows]` and, at token level, the per-token view.
+pub(crate) fn as_lists(
+    values: Tensor<2>,
+    mask: Option<Tensor<2>>,
+) -> (Tensor<1>, Option<TokenLogProbs>) {
+    match mask {
+        Some(mask) => {
+            let t = TokenLogProbs { values, mask };
+            (t.sum(), Some(t))
+        }
+        None => {
+            let n = values.dims()[0];
+            (values.reshape([n]), None)
+        }
+    }
+}
+
 /// One pass's log-probabilities: `[rows, T]` values (per token, or per list as `T` = 1) and
 /// the token mask at token level.
 pub(crate) fn scored<P: AlignPolicy>(
@@ -213,23 +231,9 @@ impl<'a, P: AlignPolicy> Sharded<'a, P> {
         })
     }
 
-    /// The per-token view (token level).
-    pub(crate) fn tokens(&self) -> Option<TokenLogProbs> {
-        self.mask.as_ref().map(|mask| TokenLogProbs {
-            values: self.values.clone(),
-            mask: mask.clone(),
-        })
-    }
-
-    /// The list log-probabilities, `[lists]`.
-    pub(crate) fn log_probs(&self) -> Tensor<1> {
-        match self.tokens() {
-            Some(t) => t.sum(),
-            None => {
-                let n = self.values.dims()[0];
-                self.values.clone().reshape([n])
-            }
-        }
+    /// The concatenated output as the loss takes it ([`as_lists`]).
+    pub(crate) fn outputs(&self) -> (Tensor<1>, Option<TokenLogProbs>) {
+        as_lists(self.values.clone(), self.mask.clone())
     }
 
     /// The parameter gradients of the loss whose backward pass gave `grads`: each shard's
@@ -349,7 +353,7 @@ mod tests {
             };
             let sh = Sharded::forward(&model, &device, &prompts, &lists, how, shards, recompute)
                 .unwrap();
-            let l = loss(&sh.tokens().unwrap());
+            let l = loss(&sh.outputs().1.unwrap());
             let g = sh.backward(&l.backward()).unwrap();
             let many = collect(&model, &g);
             assert_eq!(
@@ -382,8 +386,8 @@ mod tests {
             };
             let sh =
                 Sharded::forward(&model, &device, &prompts, &lists, how, 2, recompute).unwrap();
-            assert!(sh.tokens().is_none());
-            let x = sh.log_probs();
+            let (x, tokens) = sh.outputs();
+            assert!(tokens.is_none());
             let g2 = sh.backward(&(x.clone() * x).sum().backward()).unwrap();
             for ((_, a), (_, b)) in collect(&model, &g1).iter().zip(&collect(&model, &g2)) {
                 for (x, y) in a.iter().zip(b) {

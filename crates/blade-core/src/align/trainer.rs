@@ -17,14 +17,14 @@ use super::methods::{LossInputs, Objective, Signal, TokenInputs};
 use super::record::{paired_gain_p, save_json, write_curves, AlignSummary, RunState, StepRecord};
 use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
 use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
-use super::shard::{list_log_probs, scored as scored_pass, Scoring, Sharded};
+use super::shard::{as_lists, list_log_probs, scored as scored_pass, Scoring, Sharded};
 use super::{host, AlignInputs, AlignPolicy};
 use crate::checkpoint::{
     check_same_settings, checkpoint_name, publish_copy, remove_any, Checkpoints, BEST, STEP,
 };
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
-use crate::policy::{DecodeStrategy, Recommender, SampleSpec, TokenLogProbs};
+use crate::policy::{DecodeStrategy, Recommender, SampleSpec};
 use crate::reward::{mean_optimum, parse_reward, score_group, ListReward, RewardContext};
 use crate::sft::Dashboard;
 use crate::target::BayesianTarget;
@@ -296,19 +296,10 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                 None
             };
             let (new_logp, tokens) = match &sharded {
-                Some(sh) => (sh.log_probs(), sh.tokens()),
+                Some(sh) => sh.outputs(),
                 None => {
                     let (values, mask) = scored_pass(&self.policy, &prompts, &scored.lists, how)?;
-                    match mask {
-                        Some(mask) => {
-                            let t = TokenLogProbs { values, mask };
-                            (t.sum(), Some(t))
-                        }
-                        None => {
-                            let n = values.dims()[0];
-                            (values.reshape([n]), None)
-                        }
-                    }
+                    as_lists(values, mask)
                 }
             };
             if let (Some(t), None) = (&tokens, &old_tokens) {
