@@ -12,6 +12,7 @@ pub mod dashboard;
 pub mod device;
 pub mod error;
 pub mod eval;
+pub mod kernels;
 pub mod parallel;
 pub mod policy;
 pub mod reward;

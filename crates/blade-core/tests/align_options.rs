@@ -157,7 +157,11 @@ fn every_option_changes_what_it_should() {
     }
     assert_ne!(step1(&token).loss, step1(&group).loss);
     assert_ne!(step1(&gspo).loss, step1(&group).loss);
-    assert_ne!(step1(&token).loss, step1(&dapo).loss);
+    // every item list has K tokens, so token-mean and seq-mean-token-sum-norm are one
+    // quantity here, up to rounding (they differ on lists of unequal lengths, LLM titles:
+    // `token_level_surrogates_aggregate_as_documented` in loss.rs)
+    let (a, b) = (step1(&token).loss, step1(&dapo).loss);
+    assert!((a - b).abs() <= 1e-5 * a.abs().max(1.0), "{a} vs {b}");
     let tight_gspo = run(
         &base(Method::Grpo, 1).with_optim(o(|c| {
             c.with_ratio(RatioLevel::Gspo)

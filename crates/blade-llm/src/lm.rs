@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use rand::RngExt;
 
 use crate::error::LoadError;
@@ -235,7 +234,7 @@ impl LanguageModel {
             .forward(ids_tensor(rows, &device), None, &mut cache);
         let v = logits.dims()[2];
         let targets: Vec<Vec<u32>> = rows.iter().map(|r| r[1..].to_vec()).collect();
-        let lp = log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2)
+        let lp = blade_core::kernels::log_softmax(logits.slice([0..b, 0..s - 1, 0..v]), 2)
             .gather(2, ids_tensor(&targets, &device).unsqueeze_dim::<3>(2))
             .reshape([b, s - 1]);
         Ok(to_vec(lp)?

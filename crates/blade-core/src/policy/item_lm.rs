@@ -17,11 +17,12 @@
 use blade_data::ItemId;
 use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
 use burn::nn::transformer::{
-    TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput, TransformerEncoderLayer,
+    PositionWiseFeedForward, TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
+    TransformerEncoderLayer,
 };
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::activation::{log_softmax, quiet_softmax, softmax};
+use burn::tensor::activation::{quiet_softmax, softmax};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
@@ -237,8 +238,27 @@ impl ItemLm {
     /// - `tokens`: `[batch, seq]` (token ids), `pad`: `[batch, seq]` (true = padding)
     /// - output: `[batch, seq, d_model]`
     pub fn forward_hidden(&self, tokens: Tensor<2, Int>, pad: Tensor<2, Bool>) -> Tensor<3> {
-        let h = self.encoder.forward(self.encoder_input(tokens, pad));
-        self.norm.forward(h)
+        self.forward_layers(tokens, pad, Dropouts::Modules)
+    }
+
+    /// The encoder layers and the final norm. Pre-norm layers (all that `ItemLmConfig` builds)
+    /// run [`encoder_layer`]: burn's layer computation written out, with blade's GELU kernel
+    /// ([`crate::kernels::gelu`]) and `dropouts`' masks; any other layer runs burn's forward.
+    fn forward_layers(
+        &self,
+        tokens: Tensor<2, Int>,
+        pad: Tensor<2, Bool>,
+        dropouts: Dropouts<'_>,
+    ) -> Tensor<3> {
+        let (mut x, mask) = self.embed(tokens);
+        for layer in &self.encoder.layers {
+            x = if layer.norm_first {
+                encoder_layer(layer, x, &pad, &mask, dropouts)
+            } else {
+                layer.forward(x, Some(pad.clone()), Some(mask.clone()))
+            };
+        }
+        self.norm.forward(x)
     }
 
     /// [`forward_hidden`](Self::forward_hidden) with the dropout masks drawn from `noise`
@@ -257,18 +277,11 @@ impl ItemLm {
         pad: Tensor<2, Bool>,
         noise: &DropoutNoise,
     ) -> Tensor<3> {
-        let (mut x, mask) = self.embed(tokens);
-        for layer in &self.encoder.layers {
-            x = if layer.norm_first {
-                noisy_layer(layer, x, &pad, &mask, noise)
-            } else {
-                layer.forward(x, Some(pad.clone()), Some(mask.clone()))
-            };
-        }
-        self.norm.forward(x)
+        self.forward_layers(tokens, pad, Dropouts::Seeded(noise))
     }
 
-    /// Item + position embeddings with the padding and causal masks.
+    /// Item + position embeddings with the padding and causal masks (burn's encoder input, for
+    /// its autoregressive cache).
     fn encoder_input(
         &self,
         tokens: Tensor<2, Int>,
@@ -363,14 +376,14 @@ impl ItemLm {
         };
         let (mut x, mask) = self.embed(tokens);
         for layer in rest {
-            x = layer.forward(x, Some(pad.clone()), Some(mask.clone()));
+            x = encoder_layer(layer, x, &pad, &mask, Dropouts::Modules);
         }
         // the last query may attend to every key (causal), so only padding is masked
         let normed = last.norm_2.forward(x.clone());
         let query = normed.clone().narrow(1, seq - 1, 1);
         let attn = MhaInput::new(query, normed.clone(), normed).mask_pad(pad);
         let h = x.narrow(1, seq - 1, 1) + last.mha.forward(attn).context;
-        let h = h.clone() + last.pwff.forward(last.norm_1.forward(h));
+        let h = h.clone() + feed_forward(&last.pwff, last.norm_1.forward(h), Dropouts::Modules);
         self.norm.forward(h)
     }
 
@@ -415,7 +428,7 @@ impl ItemLm {
         labels: Tensor<2, Int>,
         weights: Tensor<2>,
     ) -> Tensor<1> {
-        let logp = log_softmax(logits, 2);
+        let logp = crate::kernels::log_softmax(logits, 2);
         let picked = logp
             .gather(2, labels.unsqueeze_dim::<3>(2))
             .squeeze_dim::<2>(2);
@@ -493,19 +506,40 @@ impl ItemLm {
     }
 }
 
-/// One pre-norm encoder layer in training mode with `noise`'s dropout masks: burn's
-/// `TransformerEncoderLayer::forward` (and `MultiHeadAttention::forward`,
-/// `PositionWiseFeedForward::forward`) written out from their public sub-modules.
+/// Where an encoder pass's dropout masks come from.
+#[derive(Clone, Copy)]
+enum Dropouts<'a> {
+    /// burn's `Dropout` modules: active only on an autodiff device in training mode, drawing
+    /// from burn's process-global generator (what burn's own layer forward does).
+    Modules,
+    /// Seeded streams ([`DropoutNoise`]), at the modules' rates.
+    Seeded(&'a DropoutNoise),
+}
+
+impl Dropouts<'_> {
+    fn apply<const D: usize>(self, module: &burn::nn::Dropout, x: Tensor<D>) -> Tensor<D> {
+        match self {
+            Dropouts::Modules => module.forward(x),
+            Dropouts::Seeded(noise) => noise.apply(x, module.prob),
+        }
+    }
+}
+
+/// One pre-norm encoder layer: burn's `TransformerEncoderLayer::forward` (and
+/// `MultiHeadAttention::forward`, `PositionWiseFeedForward::forward`) written out from their
+/// public sub-modules, with the same four dropout sites (attention weights, attention output,
+/// feed-forward hidden activations, feed-forward output) taken from `dropouts`, and the
+/// feed-forward GELU computed by [`crate::kernels::gelu`].
 ///
 /// # Shapes
 /// - `x`: `[batch, seq, d_model]`, `pad`: `[batch, seq]`, `mask`: `[batch, seq, seq]`
 /// - output: `[batch, seq, d_model]`
-fn noisy_layer(
+fn encoder_layer(
     layer: &TransformerEncoderLayer,
     x: Tensor<3>,
     pad: &Tensor<2, Bool>,
     mask: &Tensor<3, Bool>,
-    noise: &DropoutNoise,
+    dropouts: Dropouts<'_>,
 ) -> Tensor<3> {
     let [batch, seq, d_model] = x.dims();
     let mha = &layer.mha;
@@ -527,20 +561,29 @@ fn noisy_layer(
     } else {
         softmax(scores, 3)
     };
-    let context = noise
-        .apply(weights, mha.dropout.prob)
+    let context = dropouts
+        .apply(&mha.dropout, weights)
         .matmul(value)
         .swap_dims(1, 2)
         .reshape([batch, seq, d_model]);
-    let x = x + noise.apply(mha.output.forward(context), layer.dropout.prob);
-    let ff = &layer.pwff;
-    let hidden = ff
-        .activation
-        .forward(ff.linear_inner.forward(layer.norm_1.forward(x.clone())));
-    let out = ff
-        .linear_outer
-        .forward(noise.apply(hidden, ff.dropout.prob));
-    x + noise.apply(out, layer.dropout.prob)
+    let x = x + dropouts.apply(&layer.dropout, mha.output.forward(context));
+    let out = feed_forward(&layer.pwff, layer.norm_1.forward(x.clone()), dropouts);
+    x + dropouts.apply(&layer.dropout, out)
+}
+
+/// burn's `PositionWiseFeedForward::forward` with its GELU computed by
+/// [`crate::kernels::gelu`] (another activation runs burn's) and its dropout from `dropouts`.
+fn feed_forward<const D: usize>(
+    ff: &PositionWiseFeedForward,
+    x: Tensor<D>,
+    dropouts: Dropouts<'_>,
+) -> Tensor<D> {
+    let hidden = ff.linear_inner.forward(x);
+    let hidden = match ff.activation {
+        burn::nn::activation::Activation::Gelu(_) => crate::kernels::gelu(hidden),
+        ref other => other.forward(hidden),
+    };
+    ff.linear_outer.forward(dropouts.apply(&ff.dropout, hidden))
 }
 
 /// Reads a float tensor back to the host.
@@ -782,7 +825,7 @@ impl Policy for ItemLm {
         } else {
             masked / temperature
         };
-        let logp = log_softmax(masked, 2);
+        let logp = crate::kernels::log_softmax(masked, 2);
         let picked = logp.gather(2, labels.unsqueeze_dim::<3>(2)).reshape([n, k]);
         Ok(TokenLogProbs {
             values: picked,
@@ -897,9 +940,10 @@ mod tests {
         }
     }
 
-    /// The layers written out for seeded dropout compute burn's layers: with the masks off
-    /// (rate 0) the two passes agree, on an autodiff device in training mode; with them on,
-    /// a seed gives the same output twice and another seed another one.
+    /// The layers written out (for seeded dropout and blade's GELU kernel) compute burn's
+    /// layers: with the masks off (rate 0) blade's passes, with and without seeded masks, agree
+    /// with burn's own encoder forward, on an autodiff device in training mode; with the masks
+    /// on, a seed gives the same output twice and another seed another one.
     #[test]
     fn the_noisy_pass_is_burns_pass_with_seeded_masks() {
         let device = crate::BackendSpec::Flex.device().unwrap().autodiff();
@@ -921,12 +965,19 @@ mod tests {
             to_host(h).unwrap()
         };
         let plain = config.clone().with_dropout(0.0).init(&device);
+        let burns = {
+            let (tokens, pad) = plain.encode(&p.histories, &lists, 3).tensors(&device);
+            let input = plain.encoder_input(tokens, pad);
+            to_host(plain.norm.forward(plain.encoder.forward(input))).unwrap()
+        };
         let (a, b) = (pass(&plain, None), pass(&plain, Some(1)));
-        let worst = a
-            .iter()
-            .zip(&b)
-            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(worst < 1e-5, "max |difference| {worst}");
+        for ours in [&a, &b] {
+            let worst = ours
+                .iter()
+                .zip(&burns)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(worst < 1e-5, "max |difference| {worst}");
+        }
         let noisy = config.with_dropout(0.3).init(&device);
         let (x, y, z) = (
             pass(&noisy, Some(1)),

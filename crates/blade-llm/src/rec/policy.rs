@@ -9,7 +9,6 @@ use blade_core::policy::{
 };
 use blade_data::ItemId;
 use burn::prelude::*;
-use burn::tensor::activation::log_softmax;
 use rand::rngs::StdRng;
 
 use std::sync::Arc;
@@ -264,7 +263,7 @@ impl LlmPolicy {
         let vocab = local_vocabulary(&mut sets);
         let (idx, mask, valid) = allowed_tensors(&sets, s, &hidden.device());
         let sub = self.model.logits_for(hidden, &vocab).gather(2, idx) + mask;
-        let lp = log_softmax(sub, 2)
+        let lp = blade_core::kernels::log_softmax(sub, 2)
             .slice([0..n, 0..s, 0..1])
             .reshape([n, s]);
         (lp, valid)
