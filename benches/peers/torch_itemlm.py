@@ -248,7 +248,8 @@ def full_rank(model, hist, excl, batch_size, top=10):
 def kernel_timings(rows: int, d: int, vocab: int, ff: int) -> dict:
     """Single operations at one alignment pass's sizes (rows = B x G x K list slots), median
     seconds of 7 calls after a warm-up: the output head [rows, d] x [d, vocab], its two
-    backward products, exp over the logits, GELU over [2 * rows, ff] activations."""
+    backward products, exp and log_softmax over the logits, GELU over [2 * rows, ff]
+    activations."""
     x, w = torch.randn(rows, d), torch.randn(d, vocab)
     g, h = torch.randn(rows, vocab), torch.randn(2 * rows, ff)
 
@@ -267,6 +268,7 @@ def kernel_timings(rows: int, d: int, vocab: int, ff: int) -> dict:
             "head_backward_s": time_it(lambda: (g @ w.t(), x.t() @ g)),
             "exp_s": time_it(lambda: g.exp()),
             "gelu_s": time_it(lambda: F.gelu(h)),
+            "log_softmax_s": time_it(lambda: torch.log_softmax(g, dim=1)),
         }
 
 

@@ -298,8 +298,14 @@ struct Kernels {
     /// `exp` over the `[rows, vocab]` logits.
     exp_s: f64,
     /// GELU over the feed-forward activations of the whole sequences, `[rows * 2, ff]` (about
-    /// B x G x (L + K) tokens).
+    /// B x G x (L + K) tokens), burn's.
     gelu_s: f64,
+    /// The same GELU by blade's kernel ([`blade_core::kernels::gelu`]).
+    gelu_blade_s: f64,
+    /// `log_softmax` over the `[rows, vocab]` logits' last dimension, burn's.
+    log_softmax_s: f64,
+    /// The same by blade's kernel ([`blade_core::kernels::log_softmax`]).
+    log_softmax_blade_s: f64,
     rows: usize,
     d: usize,
     vocab: usize,
@@ -345,6 +351,9 @@ impl Kernels {
             }),
             exp_s: time(&|| done(g.clone().exp())),
             gelu_s: time(&|| done(burn::tensor::activation::gelu(h.clone()))),
+            gelu_blade_s: time(&|| done(blade_core::kernels::gelu(h.clone()))),
+            log_softmax_s: time(&|| done(burn::tensor::activation::log_softmax(g.clone(), 1))),
+            log_softmax_blade_s: time(&|| done(blade_core::kernels::log_softmax(g.clone(), 1))),
             rows,
             d,
             vocab,
@@ -387,7 +396,7 @@ fn peer_table(
             .and_then(serde_json::Value::as_f64)
     };
     let head = format!("[{}x{}]x[{}x{}]", k.rows, k.d, k.d, k.vocab);
-    let rows: [(String, Option<f64>, Option<f64>, bool); 8] = [
+    let rows: [(String, Option<f64>, Option<f64>, bool); 11] = [
         (
             "rollout lists/s".into(),
             get("rollout_lists_per_s"),
@@ -431,9 +440,33 @@ fn peer_table(
             false,
         ),
         (
-            format!("kernel: GELU over [{}x{}], ms", 2 * k.rows, k.ff),
+            format!("kernel: GELU over [{}x{}], burn's, ms", 2 * k.rows, k.ff),
             kernel("gelu_s").map(|s| s * 1e3),
             Some(k.gelu_s * 1e3),
+            false,
+        ),
+        (
+            format!("kernel: GELU over [{}x{}], blade's, ms", 2 * k.rows, k.ff),
+            kernel("gelu_s").map(|s| s * 1e3),
+            Some(k.gelu_blade_s * 1e3),
+            false,
+        ),
+        (
+            format!(
+                "kernel: log_softmax over [{}x{}], burn's, ms",
+                k.rows, k.vocab
+            ),
+            kernel("log_softmax_s").map(|s| s * 1e3),
+            Some(k.log_softmax_s * 1e3),
+            false,
+        ),
+        (
+            format!(
+                "kernel: log_softmax over [{}x{}], blade's, ms",
+                k.rows, k.vocab
+            ),
+            kernel("log_softmax_s").map(|s| s * 1e3),
+            Some(k.log_softmax_blade_s * 1e3),
             false,
         ),
     ];
