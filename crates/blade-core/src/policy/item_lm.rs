@@ -113,12 +113,22 @@ pub struct ItemLm {
 struct IncrementalDecoder<'a> {
     model: &'a ItemLm,
     histories: &'a [Vec<ItemId>],
-    cache: burn::nn::transformer::TransformerEncoderAutoregressiveCache,
+    /// Per encoder layer, the attention keys and values of the positions seen so far,
+    /// `[rows, heads, positions, d_k]` each (pre-norm layers).
+    kv: Vec<Option<(Tensor<4>, Tensor<4>)>>,
+    /// Positions seen so far.
+    seen: usize,
+    /// burn's autoregressive cache, for a model with post-norm layers (which `ItemLmConfig`
+    /// never builds).
+    burn_cache: Option<burn::nn::transformer::TransformerEncoderAutoregressiveCache>,
 }
 
 impl IncrementalDecoder<'_> {
     /// Next-item logits after the rows' partial `lists` (all of equal length, each one item
-    /// longer than at the previous call), on the host.
+    /// longer than at the previous call), on the host. The first call runs the whole prompt
+    /// and keeps each layer's keys and values; each later call runs the one new position
+    /// through every layer (its attention over the kept keys and values). A call whose length
+    /// is not one more than the last one's starts again from the whole sequence.
     fn next(&mut self, lists: &[Vec<ItemId>]) -> crate::Result<Vec<Vec<f32>>> {
         let m = self.model;
         let n = self.histories.len();
@@ -129,10 +139,28 @@ impl IncrementalDecoder<'_> {
         let device = m.devices()[0].clone();
         let (tokens, pad) = m.encode(self.histories, lists, j).tensors(&device);
         let seq = tokens.dims()[1];
-        let h = m
-            .encoder
-            .forward_autoregressive_inference(m.encoder_input(tokens, pad), &mut self.cache);
-        let last = m.norm.forward(h.narrow(1, seq - 1, 1));
+        let last = if let Some(cache) = self.burn_cache.as_mut() {
+            let h = m
+                .encoder
+                .forward_autoregressive_inference(m.encoder_input(tokens, pad), cache);
+            m.norm.forward(h.narrow(1, seq - 1, 1))
+        } else if self.seen > 0 && seq == self.seen + 1 {
+            let position =
+                Tensor::<1, Int>::arange((seq - 1) as i64..seq as i64, &device).reshape([1, 1]);
+            let mut x =
+                m.item_emb.forward(tokens.narrow(1, seq - 1, 1)) + m.pos_emb.forward(position);
+            for (layer, kv) in m.encoder.layers.iter().zip(self.kv.iter_mut()) {
+                x = decode_layer(layer, x, &pad, kv);
+            }
+            m.norm.forward(x)
+        } else {
+            let (mut x, mask) = m.embed(tokens);
+            for (layer, kv) in m.encoder.layers.iter().zip(self.kv.iter_mut()) {
+                x = encoder_layer(layer, x, &pad, &mask, Dropouts::Modules, Some(kv));
+            }
+            m.norm.forward(x.narrow(1, seq - 1, 1))
+        };
+        self.seen = seq;
         m.host_rows(m.head.forward(last).reshape([n, m.num_items]))
     }
 }
@@ -253,7 +281,7 @@ impl ItemLm {
         let (mut x, mask) = self.embed(tokens);
         for layer in &self.encoder.layers {
             x = if layer.norm_first {
-                encoder_layer(layer, x, &pad, &mask, dropouts)
+                encoder_layer(layer, x, &pad, &mask, dropouts, None)
             } else {
                 layer.forward(x, Some(pad.clone()), Some(mask.clone()))
             };
@@ -376,7 +404,7 @@ impl ItemLm {
         };
         let (mut x, mask) = self.embed(tokens);
         for layer in rest {
-            x = encoder_layer(layer, x, &pad, &mask, Dropouts::Modules);
+            x = encoder_layer(layer, x, &pad, &mask, Dropouts::Modules, None);
         }
         // the last query may attend to every key (causal), so only padding is masked
         let normed = last.norm_2.forward(x.clone());
@@ -394,13 +422,16 @@ impl ItemLm {
 
     /// An incremental decoder over `histories`: each call to [`IncrementalDecoder::next`]
     /// extends every row's list by the items given and returns the next-item logits, reusing
-    /// the attention keys/values and the per-position layers of earlier positions (burn's
-    /// autoregressive encoder cache). Rows must keep their order from call to call.
+    /// the attention keys and values of earlier positions and computing the new position
+    /// alone (with blade's GELU). Rows must keep their order from call to call.
     fn incremental<'a>(&'a self, histories: &'a [Vec<ItemId>]) -> IncrementalDecoder<'a> {
+        let pre_norm = self.encoder.layers.iter().all(|l| l.norm_first);
         IncrementalDecoder {
             model: self,
             histories,
-            cache: self.encoder.new_autoregressive_cache(),
+            kv: vec![None; self.encoder.layers.len()],
+            seen: 0,
+            burn_cache: (!pre_norm).then(|| self.encoder.new_autoregressive_cache()),
         }
     }
 
@@ -540,6 +571,7 @@ fn encoder_layer(
     pad: &Tensor<2, Bool>,
     mask: &Tensor<3, Bool>,
     dropouts: Dropouts<'_>,
+    keep_kv: Option<&mut Option<(Tensor<4>, Tensor<4>)>>,
 ) -> Tensor<3> {
     let [batch, seq, d_model] = x.dims();
     let mha = &layer.mha;
@@ -551,6 +583,9 @@ fn encoder_layer(
             .swap_dims(1, 2)
     };
     let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    if let Some(slot) = keep_kv {
+        *slot = Some((key.clone(), value.clone()));
+    }
     let scores = query
         .matmul(key.transpose())
         .div_scalar((mha.d_k as f32).sqrt())
@@ -569,6 +604,57 @@ fn encoder_layer(
     let x = x + dropouts.apply(&layer.dropout, mha.output.forward(context));
     let out = feed_forward(&layer.pwff, layer.norm_1.forward(x.clone()), dropouts);
     x + dropouts.apply(&layer.dropout, out)
+}
+
+/// One pre-norm encoder layer at one new position, in inference: the new position's query
+/// attends to the kept keys and values of every earlier position and its own (appended to
+/// `kv`); the rest is [`encoder_layer`] at that position. No causal mask is needed (every kept
+/// position is earlier); padding is masked.
+///
+/// # Shapes
+/// - `x`: `[batch, 1, d_model]`, `pad`: `[batch, seq]` (`seq` = kept positions + 1)
+/// - `kv`: `[batch, heads, seq - 1, d_k]` each, then `[batch, heads, seq, d_k]`
+/// - output: `[batch, 1, d_model]`
+fn decode_layer(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+    pad: &Tensor<2, Bool>,
+    kv: &mut Option<(Tensor<4>, Tensor<4>)>,
+) -> Tensor<3> {
+    let [batch, _, d_model] = x.dims();
+    let mha = &layer.mha;
+    let normed = layer.norm_2.forward(x.clone());
+    let heads = |linear: &Linear| {
+        linear
+            .forward(normed.clone())
+            .reshape([batch, 1, mha.n_heads, mha.d_k])
+            .swap_dims(1, 2)
+    };
+    let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let (key, value) = match kv.take() {
+        Some((k, v)) => (Tensor::cat(vec![k, key], 2), Tensor::cat(vec![v, value], 2)),
+        None => (key, value),
+    };
+    let seq = key.dims()[2];
+    let scores = query
+        .matmul(key.clone().transpose())
+        .div_scalar((mha.d_k as f32).sqrt())
+        .mask_fill(pad.clone().reshape([batch, 1, 1, seq]), mha.min_float);
+    let weights = if mha.quiet_softmax {
+        quiet_softmax(scores, 3)
+    } else {
+        softmax(scores, 3)
+    };
+    let drop = Dropouts::Modules;
+    let context = drop
+        .apply(&mha.dropout, weights)
+        .matmul(value.clone())
+        .swap_dims(1, 2)
+        .reshape([batch, 1, d_model]);
+    *kv = Some((key, value));
+    let x = x + drop.apply(&layer.dropout, mha.output.forward(context));
+    let out = feed_forward(&layer.pwff, layer.norm_1.forward(x.clone()), drop);
+    x + drop.apply(&layer.dropout, out)
 }
 
 /// burn's `PositionWiseFeedForward::forward` with its GELU computed by
@@ -1036,6 +1122,18 @@ mod tests {
             for (r, l) in lists.iter_mut().enumerate() {
                 l.push((10 + 3 * step + r) as ItemId);
             }
+        }
+        // a call that is not one position longer than the last starts again from the whole
+        // sequence
+        let mut dec = model.incremental(&histories);
+        let _ = dec.next(&vec![Vec::new(); 3]).unwrap();
+        let two: Vec<Vec<ItemId>> = lists.iter().map(|l| l[..2].to_vec()).collect();
+        let (full, inc) = (
+            model.next_logits(&histories, &two).unwrap(),
+            dec.next(&two).unwrap(),
+        );
+        for (a, b) in full.iter().flatten().zip(inc.iter().flatten()) {
+            assert!((a - b).abs() < 1e-4, "restart: {a} vs {b}");
         }
     }
 }
