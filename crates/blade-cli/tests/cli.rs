@@ -753,7 +753,7 @@ fn bench_prints_speed_ratios_against_a_peer() {
         "#!/bin/sh\necho \"args: $*\" > args.txt\necho 'warming up'\n\
          echo '{\"torch_version\": \"9.9\", \"rollout_lists_per_s\": 1e9, \"align_step_s\": 1e-9, \
          \"sft_epoch_s\": 1e-9, \"full_rank_users_per_s\": 1e9, \"kernels\": {\"head_forward_s\": 1e-9, \
-         \"head_backward_s\": 1e-9, \"exp_s\": 1e-9, \"gelu_s\": 1e-9}}'\n",
+         \"head_backward_s\": 1e-9, \"exp_s\": 1e-9, \"gelu_s\": 1e-9, \"log_softmax_s\": 1e-9}}'\n",
     )
     .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -802,11 +802,15 @@ fn bench_prints_speed_ratios_against_a_peer() {
         "alignment step, s",
         "SFT epoch, s",
         "full-ranking users/s",
-        // the backend's own kernels at the step's sizes: 4 prompts x 8 lists x 10 slots
+        // the backend's own kernels at the step's sizes: 4 prompts x 8 lists x 10 slots, and
+        // blade's GELU and log_softmax kernels
         "kernel: output head [320x64]x[64x62], ms",
         "kernel: its two backward products, ms",
         "kernel: exp over [320x62], ms",
-        "kernel: GELU over [640x256], ms",
+        "kernel: GELU over [640x256], burn's, ms",
+        "kernel: GELU over [640x256], blade's, ms",
+        "kernel: log_softmax over [320x62], burn's, ms",
+        "kernel: log_softmax over [320x62], blade's, ms",
     ] {
         let line = out
             .lines()
