@@ -11,8 +11,10 @@
 //! are masked out of attention. The output at slot `L + j` is the distribution of list item
 //! `y_{j+1}`. Attention is causal, so the same forward pass scores a whole list (training,
 //! `log_prob`) or the next slot of a partial list (decoding). Sampling and greedy decoding keep
-//! burn's autoregressive encoder cache (keys and values of earlier slots); full ranking runs the
-//! final layer at the scored position only (`ItemLm::last_hidden`).
+//! each layer's keys and values of earlier slots and run the new slot alone
+//! (`ItemLm::incremental`); full ranking runs the final layer at the scored position only
+//! (`ItemLm::last_hidden`). The encoder layers are burn's modules, run by blade's own layer
+//! functions so that GELU and `log_softmax` use blade's CPU kernels (`crate::kernels`).
 
 use blade_data::ItemId;
 use burn::nn::attention::{generate_autoregressive_mask, MhaInput};
