@@ -406,7 +406,11 @@ impl ItemLm {
         };
         let (mut x, mask) = self.embed(tokens);
         for layer in rest {
-            x = encoder_layer(layer, x, &pad, &mask, Dropouts::Modules, None);
+            x = if layer.norm_first {
+                encoder_layer(layer, x, &pad, &mask, Dropouts::Modules, None)
+            } else {
+                layer.forward(x, Some(pad.clone()), Some(mask.clone()))
+            };
         }
         // the last query may attend to every key (causal), so only padding is masked
         let normed = last.norm_2.forward(x.clone());
