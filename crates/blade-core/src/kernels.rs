@@ -63,6 +63,27 @@ fn contiguous_f32(t: FlexTensor) -> FlexTensor {
     }
 }
 
+/// `kernel` over the values of an `f32` tensor, as a new tensor of its shape.
+fn map_f32(x: FlexTensor, kernel: impl FnOnce(&[f32]) -> Vec<f32>) -> FlexTensor {
+    let x = contiguous_f32(x);
+    let values = kernel(x.as_slice::<f32>().unwrap_or_default());
+    flex_f32(values, x.layout().shape().clone())
+}
+
+/// `kernel` over the values of two `f32` tensors of one shape, as a new tensor of that shape.
+fn zip_f32(
+    a: FlexTensor,
+    b: FlexTensor,
+    kernel: impl FnOnce(&[f32], &[f32]) -> Vec<f32>,
+) -> FlexTensor {
+    let (a, b) = (contiguous_f32(a), contiguous_f32(b));
+    let values = kernel(
+        a.as_slice::<f32>().unwrap_or_default(),
+        b.as_slice::<f32>().unwrap_or_default(),
+    );
+    flex_f32(values, b.layout().shape().clone())
+}
+
 fn flex_f32(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
     FlexTensor::new(
         Bytes::from_elems(values),
@@ -76,23 +97,14 @@ impl KernelOps for Flex {
         if x.dtype() != DType::F32 {
             return <Flex as ActivationOps<Flex>>::gelu(x);
         }
-        let x = contiguous_f32(x);
-        let shape = x.layout().shape().clone();
-        let values = blade_kernels::gelu(x.as_slice::<f32>().unwrap_or_default());
-        flex_f32(values, shape)
+        map_f32(x, blade_kernels::gelu)
     }
 
     fn blade_gelu_backward(x: FlexTensor, grad: FlexTensor) -> FlexTensor {
         if !same_f32(&x, &grad) {
             return <Flex as ActivationOps<Flex>>::gelu_backward(x, grad);
         }
-        let (x, grad) = (contiguous_f32(x), contiguous_f32(grad));
-        let shape = grad.layout().shape().clone();
-        let values = blade_kernels::gelu_backward(
-            x.as_slice::<f32>().unwrap_or_default(),
-            grad.as_slice::<f32>().unwrap_or_default(),
-        );
-        flex_f32(values, shape)
+        zip_f32(x, grad, blade_kernels::gelu_backward)
     }
 
     fn blade_log_softmax(x: FlexTensor) -> FlexTensor {
@@ -100,10 +112,7 @@ impl KernelOps for Flex {
         if x.dtype() != DType::F32 || cols == 0 {
             return default_log_softmax::<Flex>(x);
         }
-        let x = contiguous_f32(x);
-        let shape = x.layout().shape().clone();
-        let values = blade_kernels::log_softmax_rows(x.as_slice::<f32>().unwrap_or_default(), cols);
-        flex_f32(values, shape)
+        map_f32(x, |v| blade_kernels::log_softmax_rows(v, cols))
     }
 
     fn blade_log_softmax_backward(out: FlexTensor, grad: FlexTensor) -> FlexTensor {
@@ -111,14 +120,9 @@ impl KernelOps for Flex {
         if !same_f32(&out, &grad) || cols == 0 {
             return default_log_softmax_backward::<Flex>(out, grad);
         }
-        let (out, grad) = (contiguous_f32(out), contiguous_f32(grad));
-        let shape = grad.layout().shape().clone();
-        let values = blade_kernels::log_softmax_backward_rows(
-            out.as_slice::<f32>().unwrap_or_default(),
-            grad.as_slice::<f32>().unwrap_or_default(),
-            cols,
-        );
-        flex_f32(values, shape)
+        zip_f32(out, grad, |o, g| {
+            blade_kernels::log_softmax_backward_rows(o, g, cols)
+        })
     }
 }
 
@@ -259,9 +263,14 @@ mod tests {
         crate::policy::item_lm::to_host(t).unwrap()
     }
 
-    fn input(device: &Device) -> Tensor<2> {
-        let xs: Vec<f32> = (0..600).map(|i| (i as f32 - 300.0) / 37.0).collect();
+    /// A `[20, 30]` tensor whose `i`-th value (row-major) is `f(i)`.
+    fn pattern(device: &Device, f: impl Fn(usize) -> f32) -> Tensor<2> {
+        let xs: Vec<f32> = (0..600).map(f).collect();
         Tensor::<1>::from_floats(xs.as_slice(), device).reshape([20, 30])
+    }
+
+    fn input(device: &Device) -> Tensor<2> {
+        pattern(device, |i| (i as f32 - 300.0) / 37.0)
     }
 
     #[test]
@@ -284,14 +293,7 @@ mod tests {
     #[test]
     fn gradients_match_burns_gelu_on_flex_autodiff() {
         let device = Device::flex().autodiff();
-        let weights = Tensor::<1>::from_floats(
-            (0..600)
-                .map(|i| ((i * 37) % 11) as f32 - 5.0)
-                .collect::<Vec<_>>()
-                .as_slice(),
-            &device,
-        )
-        .reshape([20, 30]);
+        let weights = pattern(&device, |i| ((i * 37) % 11) as f32 - 5.0);
         let grad_of = |ours: bool| {
             let x = input(&device).require_grad();
             let y = if ours {
@@ -315,14 +317,7 @@ mod tests {
     #[test]
     fn log_softmax_values_and_gradients_match_burns() {
         let device = Device::flex().autodiff();
-        let weights = Tensor::<1>::from_floats(
-            (0..600)
-                .map(|i| ((i * 13) % 7) as f32 - 3.0)
-                .collect::<Vec<_>>()
-                .as_slice(),
-            &device,
-        )
-        .reshape([20, 30]);
+        let weights = pattern(&device, |i| ((i * 13) % 7) as f32 - 3.0);
         let run = |ours: bool| {
             let leaf = (input(&device) * 3.0).require_grad();
             // a masked logit per row, as the policy's masks make them
