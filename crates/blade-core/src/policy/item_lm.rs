@@ -581,14 +581,7 @@ fn encoder_layer(
 ) -> Tensor<3> {
     let [batch, seq, d_model] = x.dims();
     let mha = &layer.mha;
-    let normed = layer.norm_2.forward(x.clone());
-    let heads = |linear: &Linear| {
-        linear
-            .forward(normed.clone())
-            .reshape([batch, seq, mha.n_heads, mha.d_k])
-            .swap_dims(1, 2)
-    };
-    let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let (query, key, value) = attention_heads(layer, x.clone());
     if let Some(slot) = keep_kv {
         *slot = Some((key.clone(), value.clone()));
     }
@@ -597,19 +590,57 @@ fn encoder_layer(
         .div_scalar((mha.d_k as f32).sqrt())
         .mask_fill(pad.clone().reshape([batch, 1, 1, seq]), mha.min_float)
         .mask_fill(mask.clone().reshape([batch, 1, seq, seq]), mha.min_float);
-    let weights = if mha.quiet_softmax {
-        quiet_softmax(scores, 3)
-    } else {
-        softmax(scores, 3)
-    };
+    let weights = attention_weights(mha, scores);
     let context = dropouts
         .apply(&mha.dropout, weights)
         .matmul(value)
         .swap_dims(1, 2)
         .reshape([batch, seq, d_model]);
-    let x = x + dropouts.apply(&layer.dropout, mha.output.forward(context));
+    after_attention(layer, x, context, dropouts)
+}
+
+/// The attention query, key and value heads of a pre-norm layer's input:
+/// `norm_2(x)` projected and split into `[batch, heads, seq, d_k]` each.
+fn attention_heads(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+) -> (Tensor<4>, Tensor<4>, Tensor<4>) {
+    let [batch, seq, _] = x.dims();
+    let mha = &layer.mha;
+    let normed = layer.norm_2.forward(x);
+    let heads = |linear: &Linear| {
+        linear
+            .forward(normed.clone())
+            .reshape([batch, seq, mha.n_heads, mha.d_k])
+            .swap_dims(1, 2)
+    };
+    (heads(&mha.query), heads(&mha.key), heads(&mha.value))
+}
+
+/// The rest of a pre-norm layer once its attention context is known: the output projection
+/// and the feed-forward block, each added to the residual stream after its dropout.
+fn after_attention(
+    layer: &TransformerEncoderLayer,
+    x: Tensor<3>,
+    context: Tensor<3>,
+    dropouts: Dropouts<'_>,
+) -> Tensor<3> {
+    let x = x + dropouts.apply(&layer.dropout, layer.mha.output.forward(context));
     let out = feed_forward(&layer.pwff, layer.norm_1.forward(x.clone()), dropouts);
     x + dropouts.apply(&layer.dropout, out)
+}
+
+/// The attention weights of masked scores: burn's softmax, or its quiet softmax where the
+/// attention module asks for it.
+fn attention_weights(
+    mha: &burn::nn::attention::MultiHeadAttention,
+    scores: Tensor<4>,
+) -> Tensor<4> {
+    if mha.quiet_softmax {
+        quiet_softmax(scores, 3)
+    } else {
+        softmax(scores, 3)
+    }
 }
 
 /// One pre-norm encoder layer at one new position, in inference: the new position's query
@@ -629,14 +660,7 @@ fn decode_layer(
 ) -> Tensor<3> {
     let [batch, _, d_model] = x.dims();
     let mha = &layer.mha;
-    let normed = layer.norm_2.forward(x.clone());
-    let heads = |linear: &Linear| {
-        linear
-            .forward(normed.clone())
-            .reshape([batch, 1, mha.n_heads, mha.d_k])
-            .swap_dims(1, 2)
-    };
-    let (query, key, value) = (heads(&mha.query), heads(&mha.key), heads(&mha.value));
+    let (query, key, value) = attention_heads(layer, x.clone());
     let (key, value) = match kv.take() {
         Some((k, v)) => (Tensor::cat(vec![k, key], 2), Tensor::cat(vec![v, value], 2)),
         None => (key, value),
@@ -646,11 +670,7 @@ fn decode_layer(
         .matmul(key.clone().transpose())
         .div_scalar((mha.d_k as f32).sqrt())
         .mask_fill(pad.clone().reshape([batch, 1, 1, seq]), mha.min_float);
-    let weights = if mha.quiet_softmax {
-        quiet_softmax(scores, 3)
-    } else {
-        softmax(scores, 3)
-    };
+    let weights = attention_weights(mha, scores);
     let drop = Dropouts::Modules;
     let context = drop
         .apply(&mha.dropout, weights)
@@ -658,9 +678,7 @@ fn decode_layer(
         .swap_dims(1, 2)
         .reshape([batch, 1, d_model]);
     *kv = Some((key, value));
-    let x = x + drop.apply(&layer.dropout, mha.output.forward(context));
-    let out = feed_forward(&layer.pwff, layer.norm_1.forward(x.clone()), drop);
-    x + drop.apply(&layer.dropout, out)
+    after_attention(layer, x, context, drop)
 }
 
 /// burn's `PositionWiseFeedForward::forward` with its GELU computed by
