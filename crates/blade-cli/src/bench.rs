@@ -246,11 +246,12 @@ pub fn run(a: BenchArgs) -> Result<()> {
     ));
 
     println!(
-        "\n| measurement ({}, {} items, {} policy, backend {}) | value |\n|---|---:|",
+        "\n| measurement ({}, {} items, {} policy, backend {}, {}) | value |\n|---|---:|",
         data.data,
         ds.num_items(),
         kind.name(),
-        a.backend.backend
+        a.backend.backend,
+        crate::common::build_profile()
     );
     for (k, v) in rows {
         println!("| {k} | {v} |");
@@ -386,7 +387,8 @@ fn peer_table(
     let json = crate::common::run_peer(python, &a.peer_script, &args)?;
     let get = |k: &str| json.get(k).and_then(serde_json::Value::as_f64);
     println!(
-        "\n| blade vs PyTorch {} ({threads} threads), same sizes, back to back | PyTorch | blade | blade speed / PyTorch |\n|---|---:|---:|---:|",
+        "\n| blade ({}) vs PyTorch {} ({threads} threads), same sizes, back to back | PyTorch | blade | blade speed / PyTorch |\n|---|---:|---:|---:|",
+        crate::common::build_profile(),
         json.get("torch_version").and_then(|v| v.as_str()).unwrap_or("?")
     );
     let k = &ours.kernels;

@@ -107,6 +107,17 @@ pub fn run_peer(
         .with_context(|| format!("--peer: no JSON line in the peer's output:\n{text}"))
 }
 
+/// The build this binary came from, for the header of a timing table: figures of a dev build
+/// and a release build are not comparable (blade's own crates keep `opt-level = 1` and their
+/// overflow checks in the dev profile).
+pub fn build_profile() -> &'static str {
+    if cfg!(debug_assertions) {
+        "dev build"
+    } else {
+        "release build"
+    }
+}
+
 /// Threads the peers get: `RAYON_NUM_THREADS` where set (blade's CPU backends size their pool
 /// from it), else every core.
 pub fn peer_threads() -> usize {

@@ -547,7 +547,8 @@ fn lm_peer_table(
             .to_string()
     };
     println!(
-        "\n| work (blade vs transformers {}, torch {}, float32, {threads} threads, same ids, back to back) | transformers | blade | blade / transformers |\n|---|---:|---:|---:|",
+        "\n| work (blade, {}, vs transformers {}, torch {}, float32, {threads} threads, same ids, back to back) | transformers | blade | blade / transformers |\n|---|---:|---:|---:|",
+        crate::common::build_profile(),
         version("transformers_version"),
         version("torch_version"),
     );

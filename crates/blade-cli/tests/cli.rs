@@ -795,7 +795,16 @@ fn bench_prints_speed_ratios_against_a_peer() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.contains("blade vs PyTorch 9.9"), "{out}");
+    // the header names the build (the test and the binary share their profile)
+    let build = if cfg!(debug_assertions) {
+        "dev"
+    } else {
+        "release"
+    };
+    assert!(
+        out.contains(&format!("blade ({build} build) vs PyTorch 9.9")),
+        "{out}"
+    );
     // an absurdly fast peer: blade is far slower on every row, and the ratio says so
     for row in [
         "rollout lists/s",

@@ -65,7 +65,14 @@ fn llm_bench_measures_and_compares_with_a_peer() {
     assert!(o.status.success(), "{}", text(&o.stderr));
     let out = text(&o.stdout);
     assert!(
-        out.contains("| work (blade vs transformers 9.9, torch 8.8, float32,"),
+        out.contains(&format!(
+            "| work (blade, {} build, vs transformers 9.9, torch 8.8, float32,",
+            if cfg!(debug_assertions) {
+                "dev"
+            } else {
+                "release"
+            }
+        )),
         "{out}"
     );
     assert!(
