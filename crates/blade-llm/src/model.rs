@@ -652,7 +652,21 @@ impl Llama {
     pub fn logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
         match &self.head {
             Some(h) => h.forward(hidden),
-            None => linear(hidden, self.embed.val().transpose(), None),
+            None => {
+                // tied head: rows times the transposed embedding, as one 2-D product. burn's
+                // `linear` reshapes its weight to the input's rank, and reshaping this transposed
+                // view copies the whole `[vocab, d]` table (113 MB for SmolLM2) at every call:
+                // 77% of greedy generation's time before this
+                let dims = hidden.dims();
+                let d = dims[D - 1];
+                let rows = dims[..D - 1].iter().product::<usize>();
+                let mut out = dims;
+                out[D - 1] = self.vocab_size();
+                hidden
+                    .reshape([rows, d])
+                    .matmul(self.embed.val().transpose())
+                    .reshape(out)
+            }
         }
     }
 
