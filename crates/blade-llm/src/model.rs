@@ -556,6 +556,21 @@ pub fn host_tensor<const D: usize>(
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
+/// `hidden` (`[..., d]`) times the transpose of `table` (`[n, d]`): `[..., n]`, column `j` the
+/// dot product with row `j`, as one 2-D product over the flattened rows (no copy of the
+/// transposed table).
+fn times_rows<const D: usize>(hidden: Tensor<D>, table: Tensor<2>) -> Tensor<D> {
+    let dims = hidden.dims();
+    let rows = dims[..D - 1].iter().product::<usize>();
+    let [n, d] = table.dims();
+    let mut out = dims;
+    out[D - 1] = n;
+    hidden
+        .reshape([rows, d])
+        .matmul(table.transpose())
+        .reshape(out)
+}
+
 /// Builds an RMSNorm with the given weight.
 pub fn rms_norm(weight: Vec<f32>, eps: f64, device: &Device) -> RmsNorm {
     let d = weight.len();
@@ -652,21 +667,10 @@ impl Llama {
     pub fn logits<const D: usize>(&self, hidden: Tensor<D>) -> Tensor<D> {
         match &self.head {
             Some(h) => h.forward(hidden),
-            None => {
-                // tied head: rows times the transposed embedding, as one 2-D product. burn's
-                // `linear` reshapes its weight to the input's rank, and reshaping this transposed
-                // view copies the whole `[vocab, d]` table (113 MB for SmolLM2) at every call:
-                // 77% of greedy generation's time before this
-                let dims = hidden.dims();
-                let d = dims[D - 1];
-                let rows = dims[..D - 1].iter().product::<usize>();
-                let mut out = dims;
-                out[D - 1] = self.vocab_size();
-                hidden
-                    .reshape([rows, d])
-                    .matmul(self.embed.val().transpose())
-                    .reshape(out)
-            }
+            // tied head, not through burn's `linear`: that reshapes its weight to the input's
+            // rank, and reshaping this transposed view copies the whole `[vocab, d]` table
+            // (113 MB for SmolLM2) at every call: 77% of greedy generation's time before this
+            None => times_rows(hidden, self.embed.val()),
         }
     }
 
@@ -676,7 +680,6 @@ impl Llama {
     /// trie's allowed tokens are a few hundred of the vocabulary), so neither the forward pass
     /// nor the gradient holds vocabulary-wide logits.
     pub fn logits_for(&self, hidden: Tensor<3>, tokens: &[u32]) -> Tensor<3> {
-        let [b, s, d] = hidden.dims();
         let ids = Tensor::<1, Int>::from_data(
             TensorData::new(
                 tokens.iter().map(|&t| i64::from(t)).collect::<Vec<_>>(),
@@ -691,11 +694,7 @@ impl Llama {
             Some(h) => return h.forward(hidden).select(2, ids),
             None => self.embed.val(),
         };
-        let rows = table.select(0, ids); // [tokens, d]
-        hidden
-            .reshape([b * s, d])
-            .matmul(rows.transpose())
-            .reshape([b, s, tokens.len()])
+        times_rows(hidden, table.select(0, ids)) // table rows: [tokens, d]
     }
 
     /// Logits of every position of `tokens` (`[b, s]`) after the cache: `[b, s, vocab]`.
