@@ -163,7 +163,9 @@ pub struct AlignArgs {
     /// Weight of the KL penalty to the reference (0 allowed).
     #[arg(long, default_value_t = OptimConfig::new().beta_kl)]
     pub beta_kl: f32,
-    /// KL estimator: k1 (log-ratio) or k3.
+    /// KL penalty: k3 or k1 (an estimator added to the loss), or reward (beta_kl * (log pi_old -
+    /// log pi_ref) of each list subtracted from its signal before the advantages: the gradient
+    /// of the backward KL; grpo, bon-static, blade and bond only).
     #[arg(long, default_value = "k3")]
     pub kl: KlEstimator,
     /// Importance ratio: sequence (one per list), token (per item slot or LLM title token,

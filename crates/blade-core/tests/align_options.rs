@@ -129,6 +129,23 @@ fn every_option_changes_what_it_should() {
     assert_eq!(step1(&k1).reward, step1(&group).reward);
     assert_ne!(step1(&k1).kl, step1(&group).kl);
     assert!(step1(&group).kl >= 0.0, "k3 is non-negative");
+    // the KL in the reward: with beta 0 the same updates as no penalty (so the same loss and
+    // k1 estimate as k1 at beta 0); with beta > 0 other advantages, and no KL term in the loss
+    let beta = |kl: KlEstimator, b: f32| {
+        run(
+            &base(Method::BonStatic, 2)
+                .with_optim(OptimConfig::new().with_lr(2e-3).with_kl(kl).with_beta_kl(b)),
+            &inputs,
+        )
+    };
+    let (in_reward0, k1_0) = (beta(KlEstimator::Reward, 0.0), beta(KlEstimator::K1, 0.0));
+    assert_eq!(step1(&in_reward0).loss, step1(&k1_0).loss);
+    assert_eq!(step1(&in_reward0).kl, step1(&k1_0).kl);
+    let in_reward = beta(KlEstimator::Reward, 5.0);
+    assert_eq!(step1(&in_reward).reward, step1(&in_reward0).reward);
+    // at step 1 the policy is the reference (no penalty); at step 2 it has moved
+    assert!(in_reward.curves[2].kl.abs() > 0.0);
+    assert_ne!(in_reward.curves[2].loss, in_reward0.curves[2].loss);
     let ent = run(
         &base(Method::Grpo, 1).with_optim(o(|c| c.with_entropy_coef(0.5))),
         &inputs,

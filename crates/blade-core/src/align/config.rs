@@ -88,14 +88,29 @@ impl FromStr for LossAggregation {
     }
 }
 
-/// The KL estimator of the penalty to the reference, per list (Schulman's note, METHOD.md 5).
+/// The KL penalty to the reference and its estimator, per list (Schulman's note, METHOD.md 5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum KlEstimator {
-    /// `log pi - log pi_ref`.
+    /// In the loss, `log pi - log pi_ref`.
     K1,
-    /// `exp(d) - d - 1` with `d = log pi_ref - log pi` (non-negative, low variance).
+    /// In the loss, `exp(d) - d - 1` with `d = log pi_ref - log pi` (non-negative, low
+    /// variance; its gradient on the policy's own samples is that of the forward KL).
     K3,
+    /// In the reward: `beta_kl * (log pi_old - log pi_ref)` of each sampled list is subtracted
+    /// from its signal before the advantages, and the loss has no KL term (PPO-RLHF style). The
+    /// policy gradient is then that of `E[signal] - beta_kl * KL(pi || pi_ref)`, the backward
+    /// KL, whose optimum is `pi_ref * exp(signal / beta_kl)` (METHOD.md section 2). Only for
+    /// the methods whose advantages are the centred signal: grpo, bon-static, blade and bond.
+    Reward,
+}
+
+impl KlEstimator {
+    /// The methods `--kl reward` applies to (their advantages are `advantages(signal)`).
+    pub fn applies_to(self, method: super::methods::Method) -> bool {
+        use super::methods::Method as M;
+        self != Self::Reward || matches!(method, M::Grpo | M::BonStatic | M::Blade | M::Bond)
+    }
 }
 
 impl FromStr for KlEstimator {
@@ -104,7 +119,8 @@ impl FromStr for KlEstimator {
         match s {
             "k1" => Ok(Self::K1),
             "k3" => Ok(Self::K3),
-            _ => Err(format!("`{s}`: expected k1 or k3")),
+            "reward" => Ok(Self::Reward),
+            _ => Err(format!("`{s}`: expected k1, k3 or reward")),
         }
     }
 }
@@ -399,6 +415,13 @@ impl AlignConfig {
                 o.beta_kl
             ));
         }
+        if !o.kl.applies_to(self.method.method()) {
+            return bad(format!(
+                "--kl reward: {} does not train on a centred per-list signal; use it with grpo, \
+                 bon-static, blade or bond (or --kl k3)",
+                self.method.method().name()
+            ));
+        }
         if !(o.entropy_coef.is_finite() && o.entropy_coef >= 0.0) {
             return bad(format!(
                 "--entropy-coef {}: expected a finite number >= 0",
@@ -468,6 +491,23 @@ mod tests {
     }
 
     #[test]
+    fn the_kl_in_the_reward_is_refused_where_advantages_are_not_the_centred_signal() {
+        use crate::align::Method;
+        let with = |m: Method| {
+            AlignConfig::new(m.default_config())
+                .with_optim(OptimConfig::new().with_kl(KlEstimator::Reward))
+                .check()
+        };
+        for m in [Method::Grpo, Method::BonStatic, Method::Blade, Method::Bond] {
+            assert!(with(m).is_ok(), "{m}");
+        }
+        for m in [Method::Rloo, Method::Bonbon, Method::Sdpo, Method::Dpo] {
+            let e = with(m).unwrap_err().to_string();
+            assert!(e.contains("--kl reward") && e.contains(m.name()), "{e}");
+        }
+    }
+
+    #[test]
     fn schedules_warm_up_and_decay() {
         let lin = |t| LrSchedule::Linear.rate(1.0, t, 10, 2);
         assert_eq!((lin(0), lin(1)), (0.5, 1.0));
@@ -494,6 +534,7 @@ mod tests {
         assert_eq!("refill:2".parse(), Ok(DynamicSampling::Refill(2)));
         assert_eq!("drop".parse(), Ok(DynamicSampling::Drop));
         assert!("k2".parse::<KlEstimator>().is_err());
+        assert_eq!("reward".parse(), Ok(KlEstimator::Reward));
         assert_eq!("none".parse(), Ok(AdvantageScaling::None));
     }
 }

@@ -199,20 +199,31 @@ pub fn token_surrogate(
     Ok((loss.reshape([1]).neg(), stats))
 }
 
-/// The per-list KL estimate of `KL(pi_theta || pi_ref)` averaged over the batch.
+/// The per-list KL estimate of `KL(pi_theta || pi_ref)` averaged over the batch (`Reward`,
+/// whose penalty is not a loss term, reports the k1 estimate).
 pub fn kl_estimate(
     new_logp: &Tensor<1>,
     ref_logp: &Tensor<1>,
     estimator: KlEstimator,
 ) -> Tensor<1> {
     match estimator {
-        KlEstimator::K1 => (new_logp.clone() - ref_logp.clone()).mean(),
+        KlEstimator::K1 | KlEstimator::Reward => (new_logp.clone() - ref_logp.clone()).mean(),
         KlEstimator::K3 => {
             // exp(d) - d - 1 with d = ref - new, clamped against overflow
             let d = (ref_logp.clone() - new_logp.clone()).clamp(-20.0, 20.0);
             (d.clone().exp() - d - 1.0).mean()
         }
     }
+}
+
+/// The per-list signal with the KL penalty in the reward (`--kl reward`, METHOD.md section 5):
+/// `value - beta * (log pi_old - log pi_ref)` for each sampled list.
+pub fn kl_penalised(values: &[f64], old_logp: &[f32], ref_logp: &[f32], beta: f32) -> Vec<f64> {
+    values
+        .iter()
+        .zip(old_logp.iter().zip(ref_logp))
+        .map(|(&v, (&old, &r))| v - f64::from(beta) * (f64::from(old) - f64::from(r)))
+        .collect()
 }
 
 /// A score-function surrogate of the list entropy on (near) on-policy samples: its gradient,
@@ -335,5 +346,18 @@ mod tests {
         assert!((f64::from(batch[3]) - 10.0 / sd).abs() < 1e-5);
         assert!((f64::from(batch[0]) + 1.0 / sd).abs() < 1e-5);
         assert_eq!(zero_spread_share(&[1.0, 1.0, 0.0, 2.0], 2), 0.5);
+    }
+
+    #[test]
+    fn the_kl_penalty_in_the_reward_is_subtracted_per_list() {
+        // lists whose sampling policy is 2 and 0 nats above the reference, beta 0.5
+        let v = kl_penalised(
+            &[1.0, 1.0, 3.0],
+            &[-1.0, -4.0, -2.0],
+            &[-3.0, -4.0, -1.0],
+            0.5,
+        );
+        assert_eq!(v, vec![0.0, 1.0, 3.5]);
+        assert_eq!(kl_penalised(&[1.0], &[-1.0], &[-3.0], 0.0), vec![1.0]);
     }
 }

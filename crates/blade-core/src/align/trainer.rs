@@ -11,8 +11,11 @@ use burn::prelude::*;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 
-use super::config::{AlignConfig, DynamicSampling, RatioLevel};
-use super::loss::{entropy_surrogate, kl_estimate, mean_group_std, vec_tensor, zero_spread_share};
+use super::config::{AlignConfig, DynamicSampling, KlEstimator, RatioLevel};
+use super::loss::{
+    advantages, entropy_surrogate, kl_estimate, kl_penalised, mean_group_std, vec_tensor,
+    zero_spread_share,
+};
 use super::methods::{LossInputs, Objective, Signal, TokenInputs};
 use super::record::{paired_gain_p, save_json, write_curves, AlignSummary, RunState, StepRecord};
 use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
@@ -273,6 +276,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         // token-level ratios: the sampling policy's per-token log-probabilities are the
         // policy's own before the first update of the step (the same weights), detached
         let mut old_tokens: Option<Tensor<2>> = None;
+        let mut penalised: Option<Signal> = None;
         let token_level = o.ratio != RatioLevel::Sequence;
         let how = Scoring {
             token_level,
@@ -309,12 +313,22 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                 old_tempered = Some(host(new_logp.clone().detach())?);
             }
             let refp = vec_tensor(&ref_logp, &new_logp.device());
+            let old_logp = old_tempered.as_deref().unwrap_or(&scored.log_probs);
+            // the KL penalty in the reward: the advantages of the penalised signal, once per
+            // step (the sampling policy's and the reference's log-probabilities are fixed)
+            if o.kl == KlEstimator::Reward && penalised.is_none() {
+                let values = kl_penalised(&signal.values, old_logp, &ref_logp, o.beta_kl);
+                penalised = Some(Signal {
+                    advantages: advantages(&values, scored.g, o.advantage, o.std_eps),
+                    ..signal.clone()
+                });
+            }
             let inputs = LossInputs {
                 g: scored.g,
                 list_len: cfg.list_len,
-                old_logp: old_tempered.as_deref().unwrap_or(&scored.log_probs),
+                old_logp,
                 ref_logp: &refp,
-                signal,
+                signal: penalised.as_ref().unwrap_or(signal),
                 optim: o,
                 tokens: match (&tokens, &old_tokens) {
                     (Some(new), Some(old)) => Some(TokenInputs { new, old }),
@@ -323,7 +337,11 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             };
             let (main, parts) = self.objective.loss(&new_logp, &inputs)?;
             let kl = kl_estimate(&new_logp, &refp, o.kl);
-            let mut total = main + kl.clone() * o.beta_kl;
+            let mut total = if o.kl == KlEstimator::Reward {
+                main
+            } else {
+                main + kl.clone() * o.beta_kl
+            };
             if o.entropy_coef > 0.0 {
                 total = total - entropy_surrogate(&new_logp) * o.entropy_coef;
             }
