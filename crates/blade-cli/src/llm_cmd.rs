@@ -90,6 +90,11 @@ pub struct WeightsArg {
     /// or a repo id in the local Hugging Face cache: `org/name[@revision][:FILE]`.
     #[arg(long)]
     pub weights: PathBuf,
+    /// Keep the weights a GGUF file stores in Q4_0 / Q4_1 / Q8_0 blocks in those blocks and
+    /// multiply by them directly, instead of dequantising them to f32 at load: memory near the
+    /// file's size (inference only; the products equal the f32 ones up to summation order).
+    #[arg(long)]
+    pub quantised: bool,
 }
 
 impl WeightsArg {
@@ -263,7 +268,7 @@ fn load(w: &WeightsArg, b: &BackendArgs) -> Result<LanguageModel> {
     let device = b.device()?;
     let t0 = Instant::now();
     let weights = w.resolve()?;
-    let lm = LanguageModel::load(&weights, Some(4096), &device)
+    let lm = LanguageModel::load_with(&weights, Some(4096), w.quantised, &device)
         .with_context(|| format!("loading {}", weights.display()))?;
     eprintln!(
         "loaded {} ({} layers, d={}, {} heads / {} kv heads, vocab {}) in {:.1} s",
@@ -285,7 +290,13 @@ fn logits(a: LogitsArgs) -> Result<()> {
             (policy.ctx.config.clone(), policy.model)
         }
         (None, Some(w)) => {
-            let lm = load(&WeightsArg { weights: w.clone() }, &a.backend)?;
+            let lm = load(
+                &WeightsArg {
+                    weights: w.clone(),
+                    quantised: false,
+                },
+                &a.backend,
+            )?;
             (lm.config, lm.model)
         }
         (None, None) => anyhow::bail!("give --weights or --run"),

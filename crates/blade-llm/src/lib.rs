@@ -13,6 +13,7 @@
 //! - [`model`]: the Llama-architecture decoder (RMSNorm, rotary embeddings, grouped-query
 //!   attention, SwiGLU, KV cache, LoRA adapters);
 //! - [`load`]: building it from GGUF or from safetensors + `config.json`;
+//! - [`qmatrix`]: weights kept in the GGUF blocks for inference, with their own products;
 //! - [`hub`]: models by repo id from the local Hugging Face cache, offline;
 //! - [`rec`]: the recommender: prompts, the title trie, the policy;
 //! - [`run`]: LLM run folders (adapters saved apart from the base weights);
@@ -28,6 +29,7 @@ pub mod hub;
 pub mod lm;
 pub mod load;
 pub mod model;
+pub mod qmatrix;
 pub mod rec;
 pub mod run;
 pub mod safetensors;

@@ -7,7 +7,7 @@ use burn::prelude::*;
 use rand::RngExt;
 
 use crate::error::LoadError;
-use crate::load::{gguf_tokenizer, load_llama, ModelFiles};
+use crate::load::{gguf_tokenizer, load_llama, load_llama_with, ModelFiles};
 use crate::model::{KvCache, Llama, LlamaConfig};
 use crate::tokenizer::{ChatTemplate, Tokenizer};
 
@@ -44,9 +44,20 @@ impl LanguageModel {
     /// Loads a `.gguf` file, or a Hugging Face folder (`config.json`, `*.safetensors`,
     /// `tokenizer.json`). `max_seq_len` caps the rotary table (memory).
     pub fn load(path: &Path, max_seq_len: Option<usize>, device: &Device) -> Result<Self, LmError> {
+        Self::load_with(path, max_seq_len, false, device)
+    }
+
+    /// [`LanguageModel::load`]; with `quantised`, the weights a GGUF file stores in Q4_0 / Q4_1 /
+    /// Q8_0 blocks stay in them ([`crate::load::load_llama_with`]): inference only.
+    pub fn load_with(
+        path: &Path,
+        max_seq_len: Option<usize>,
+        quantised: bool,
+        device: &Device,
+    ) -> Result<Self, LmError> {
         let st = match ModelFiles::open(path)? {
             ModelFiles::Gguf(f) => {
-                let (config, model) = load_llama(&f, max_seq_len, device)?;
+                let (config, model) = load_llama_with(&f, max_seq_len, quantised, device)?;
                 let tokenizer = gguf_tokenizer(&f)?;
                 let template =
                     ChatTemplate::detect(f.get("tokenizer.chat_template").and_then(|v| v.as_str()));

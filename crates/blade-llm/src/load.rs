@@ -15,6 +15,7 @@ use crate::gguf::GgufFile;
 use crate::model::{
     host_tensor, rms_norm, rope_for, Attention, Block, Llama, LlamaConfig, Mlp, Proj, RopeScaling,
 };
+use crate::qmatrix::QMatrix;
 use crate::safetensors::{HostTensor, SafetensorsModel};
 use crate::tokenizer::{PreTokenizer, Tokenizer};
 
@@ -28,6 +29,11 @@ pub trait WeightSource {
     fn tensor(&self, name: &str) -> Result<Option<HostTensor>, LoadError>;
     /// Whether Q/K rows are in "rotate halves" order and need permuting.
     fn halves_rope(&self) -> bool;
+    /// Tensor `name` in its quantised blocks, when it is a 2-D weight stored in a block type
+    /// [`QMatrix`] multiplies by (GGUF Q4_0, Q4_1, Q8_0); `None` otherwise.
+    fn quantised(&self, _name: &str) -> Result<Option<QMatrix>, LoadError> {
+        Ok(None)
+    }
 }
 
 /// Architectures whose GGUF files keep Hugging Face's "rotate halves" order (llama.cpp's NEOX
@@ -191,6 +197,18 @@ impl WeightSource for GgufFile {
     fn halves_rope(&self) -> bool {
         self.get_str("general.architecture")
             .is_ok_and(|a| NEOX_ARCHS.contains(&a))
+    }
+
+    fn quantised(&self, name: &str) -> Result<Option<QMatrix>, LoadError> {
+        let Some(info) = self.tensor_info(name) else {
+            return Ok(None);
+        };
+        let shape = info.shape();
+        if shape.len() != 2 || !QMatrix::supports(info.ggml_type) {
+            return Ok(None);
+        }
+        let (_, raw) = self.tensor_bytes(name)?;
+        Ok(QMatrix::new(info.ggml_type, shape[0], shape[1], raw))
     }
 }
 
@@ -503,6 +521,18 @@ pub fn load_llama(
     max_seq_len: Option<usize>,
     device: &Device,
 ) -> Result<(LlamaConfig, Llama), LoadError> {
+    load_llama_with(src, max_seq_len, false, device)
+}
+
+/// [`load_llama`]; with `quantised`, every linear weight and the embedding that the source
+/// stores in a block type stay in their blocks ([`QMatrix`]): an inference-only model (LoRA
+/// cannot be added to it) near the file's size in memory. Other tensors load as `f32`.
+pub fn load_llama_with(
+    src: &dyn WeightSource,
+    max_seq_len: Option<usize>,
+    quantised: bool,
+    device: &Device,
+) -> Result<(LlamaConfig, Llama), LoadError> {
     let mut cfg = src.config()?;
     if let Some(m) = max_seq_len {
         cfg.max_seq_len = cfg.max_seq_len.min(m);
@@ -520,6 +550,22 @@ pub fn load_llama(
         }
         Ok(v)
     };
+    // a weight kept in its blocks, when asked for and stored so, with the shape checked
+    let quant = |name: &str, want: &[usize]| -> Result<Option<QMatrix>, LoadError> {
+        if !quantised {
+            return Ok(None);
+        }
+        match src.quantised(name)? {
+            Some(q) if [q.rows(), q.cols()] != want => Err(ferr(
+                &path,
+                format!(
+                    "tensor `{name}` has shape {:?}, the config implies {want:?}",
+                    [q.rows(), q.cols()]
+                ),
+            )),
+            other => Ok(other),
+        }
+    };
     let (d, dh) = (cfg.d_model, cfg.head_dim());
     let (q_out, kv_out) = (cfg.n_heads * dh, cfg.n_kv_heads * dh);
     let halves = src.halves_rope();
@@ -530,12 +576,30 @@ pub fn load_llama(
                 heads: Option<usize>,
                 bias: bool|
      -> Result<Proj, LoadError> {
-        let mut w = get(&format!("{name}.weight"), &[out, inp])?;
         let mut b = if bias {
             Some(get(&format!("{name}.bias"), &[out])?)
         } else {
             None
         };
+        if let Some(mut q) = quant(&format!("{name}.weight"), &[out, inp])? {
+            if let (Some(h), true) = (heads, halves) {
+                let rows: Vec<f32> = (0..out).map(|r| r as f32).collect();
+                let order: Vec<usize> = permute_halves_to_pairs(&rows, h, 1)
+                    .into_iter()
+                    .map(|r| r as usize)
+                    .collect();
+                q = q
+                    .permute_rows(&order)
+                    .ok_or_else(|| ferr(&path, format!("{name}: rows do not permute")))?;
+                b = b.map(|b| permute_halves_to_pairs(&b, h, 1));
+            }
+            return Ok(Proj::quantised(
+                q,
+                b.map(|b| host_tensor(b, [out], device)),
+                device,
+            ));
+        }
+        let mut w = get(&format!("{name}.weight"), &[out, inp])?;
         if let (Some(h), true) = (heads, halves) {
             w = permute_halves_to_pairs(&w, h, inp);
             b = b.map(|b| permute_halves_to_pairs(&b, h, 1));
@@ -545,7 +609,15 @@ pub fn load_llama(
             b.map(|b| host_tensor(b, [out], device)),
         ))
     };
-    let embed = get("token_embd.weight", &[cfg.vocab_size, d])?;
+    let quant_embed = quant("token_embd.weight", &[cfg.vocab_size, d])?;
+    let embed = match &quant_embed {
+        Some(_) => Tensor::empty([0, 0], device),
+        None => host_tensor(
+            get("token_embd.weight", &[cfg.vocab_size, d])?,
+            [cfg.vocab_size, d],
+            device,
+        ),
+    };
     let mut blocks = Vec::with_capacity(cfg.n_layers);
     for i in 0..cfg.n_layers {
         let p = |s: &str| format!("blk.{i}.{s}");
@@ -573,11 +645,12 @@ pub fn load_llama(
         Some(proj("output", cfg.vocab_size, d, None, false)?)
     };
     let model = Llama {
-        embed: burn::module::Param::from_tensor(host_tensor(embed, [cfg.vocab_size, d], device)),
+        embed: burn::module::Param::from_tensor(embed),
         blocks,
         norm: rms_norm(get("output_norm.weight", &[d])?, cfg.rms_eps, device),
         head,
         rope: rope_for(&cfg, device),
+        quant_embed,
     };
     Ok((cfg, model))
 }

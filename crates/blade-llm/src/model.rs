@@ -23,6 +23,8 @@ use burn::tensor::activation::{silu, softmax};
 use burn::tensor::module::linear;
 use serde::{Deserialize, Serialize};
 
+use crate::qmatrix::QMatrix;
+
 /// First parameter id of LoRA adapters (see [`Proj::with_lora`]).
 pub const LORA_ID_BASE: u64 = 0x4c4f_5241_0000_0000;
 
@@ -305,6 +307,10 @@ pub struct Proj {
     pub bias: Option<Param<Tensor<1>>>,
     /// The adapter, when this projection is a LoRA target.
     pub lora: Option<Lora>,
+    /// The weight in its GGUF blocks (`[d_out, d_in]`), for inference; `weight` is then an empty
+    /// placeholder ([`Llama::quantised`]).
+    #[module(skip)]
+    pub quant: Option<QMatrix>,
 }
 
 impl Proj {
@@ -314,16 +320,45 @@ impl Proj {
             weight: Param::from_tensor(weight),
             bias: bias.map(Param::from_tensor),
             lora: None,
+            quant: None,
+        }
+    }
+
+    /// A projection whose weight stays in its quantised blocks `q` (`[d_out, d_in]`).
+    pub fn quantised(q: QMatrix, bias: Option<Tensor<1>>, device: &Device) -> Self {
+        Self {
+            quant: Some(q),
+            ..Self::new(Tensor::empty([0, 0], device), bias)
+        }
+    }
+
+    /// `(d_in, d_out)`.
+    pub fn dims(&self) -> (usize, usize) {
+        match &self.quant {
+            Some(q) => (q.cols(), q.rows()),
+            None => {
+                let [i, o] = self.weight.dims();
+                (i, o)
+            }
         }
     }
 
     /// `[..., d_in] -> [..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        let base = linear(
-            x.clone(),
-            self.weight.val(),
-            self.bias.as_ref().map(Param::val),
-        );
+        let base = match &self.quant {
+            None => linear(
+                x.clone(),
+                self.weight.val(),
+                self.bias.as_ref().map(Param::val),
+            ),
+            Some(q) => {
+                let y = quant_times_rows(q, x.clone());
+                match &self.bias {
+                    Some(b) => y + b.val().unsqueeze(),
+                    None => y,
+                }
+            }
+        };
         match &self.lora {
             None => base,
             Some(l) => {
@@ -334,7 +369,14 @@ impl Proj {
     }
 
     /// Adds an adapter of rank `r` and freezes the base weight.
+    ///
+    /// # Panics
+    /// On a quantised projection (inference only: its product records no gradient).
     pub fn with_lora(mut self, rank: usize, alpha: f32, seed: u64, device: &Device) -> Self {
+        assert!(
+            self.quant.is_none(),
+            "LoRA on a quantised projection: load the model with f32 weights to train it"
+        );
         let [d_in, d_out] = self.weight.dims();
         // Kaiming-uniform-like A from a deterministic stream, B = 0 (standard LoRA init)
         let bound = (1.0 / d_in as f64).sqrt() as f32;
@@ -545,6 +587,10 @@ pub struct Llama {
     pub head: Option<Proj>,
     /// Rotary table.
     pub rope: RotaryEncoding,
+    /// The embedding in its GGUF blocks (`[vocab, d]`), for inference; `embed` is then an empty
+    /// placeholder ([`Llama::quantised`]).
+    #[module(skip)]
+    pub quant_embed: Option<QMatrix>,
 }
 
 /// A float tensor from host values.
@@ -554,6 +600,58 @@ pub fn host_tensor<const D: usize>(
     device: &Device,
 ) -> Tensor<D> {
     Tensor::from_data(TensorData::new(values, shape), device)
+}
+
+/// Input rows up to which a quantised projection multiplies on its blocks directly (greedy
+/// decoding: 1; batched sampling: one row per sequence); above it, the weight is dequantised
+/// in tiles of [`QUANT_TILE_ROWS`] rows for burn's matrix product, which is faster on many rows
+/// and holds one tile at a time.
+const QUANT_DIRECT_ROWS: usize = 32;
+/// Weight rows per dequantised tile (the tied head of SmolLM2: 6 tiles of 19 MB).
+const QUANT_TILE_ROWS: usize = 8192;
+
+/// `x` (`[..., d_in]`) times the transpose of the quantised `q` (`[d_out, d_in]`).
+fn quant_times_rows<const D: usize>(q: &QMatrix, x: Tensor<D>) -> Tensor<D> {
+    let dims = x.dims();
+    let n = dims[..D - 1].iter().product::<usize>();
+    let device = x.device();
+    let mut out = dims;
+    out[D - 1] = q.rows();
+    if n <= QUANT_DIRECT_ROWS {
+        let xv = x
+            .into_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("float activations convert to f32");
+        return host_tensor(q.times_rows(&xv, n), out, &device);
+    }
+    let mut parts: Vec<Tensor<D>> = (0..q.rows())
+        .step_by(QUANT_TILE_ROWS)
+        .map(|r0| {
+            let r1 = (r0 + QUANT_TILE_ROWS).min(q.rows());
+            let w = host_tensor(q.range_f32(r0..r1), [r1 - r0, q.cols()], &device);
+            times_rows(x.clone(), w)
+        })
+        .collect();
+    if parts.len() == 1 {
+        parts.pop().expect("one tile")
+    } else {
+        Tensor::cat(parts, D - 1)
+    }
+}
+
+/// Rows `ids` (`[n]`) of the quantised `q`, dequantised: `[n, cols]`.
+fn quant_rows(q: &QMatrix, ids: Tensor<1, Int>) -> Tensor<2> {
+    let device = ids.device();
+    let ids: Vec<usize> = ids
+        .into_data()
+        .convert::<i64>()
+        .try_into_vec::<i64>()
+        .expect("token ids convert to i64")
+        .into_iter()
+        .map(|t| t as usize)
+        .collect();
+    host_tensor(q.rows_f32(&ids), [ids.len(), q.cols()], &device)
 }
 
 /// `hidden` (`[..., d]`) times the transpose of `table` (`[n, d]`): `[..., n]`, column `j` the
@@ -596,12 +694,45 @@ pub fn rope_for(cfg: &LlamaConfig, device: &Device) -> RotaryEncoding {
 impl Llama {
     /// Width of the residual stream.
     pub fn d_model(&self) -> usize {
-        self.embed.dims()[1]
+        match &self.quant_embed {
+            Some(q) => q.cols(),
+            None => self.embed.dims()[1],
+        }
     }
 
     /// Vocabulary size.
     pub fn vocab_size(&self) -> usize {
-        self.embed.dims()[0]
+        match &self.quant_embed {
+            Some(q) => q.rows(),
+            None => self.embed.dims()[0],
+        }
+    }
+
+    /// Whether any weight is held in quantised blocks (an inference-only model).
+    pub fn quantised(&self) -> bool {
+        self.quant_embed.is_some()
+            || self.head.as_ref().is_some_and(|h| h.quant.is_some())
+            || self.blocks.iter().any(|b| {
+                [
+                    &b.attn.q,
+                    &b.attn.k,
+                    &b.attn.v,
+                    &b.attn.o,
+                    &b.mlp.gate,
+                    &b.mlp.up,
+                    &b.mlp.down,
+                ]
+                .iter()
+                .any(|p| p.quant.is_some())
+            })
+    }
+
+    /// The embedding rows of `ids` (`[n]`): `[n, d]`.
+    fn embed_rows(&self, ids: Tensor<1, Int>) -> Tensor<2> {
+        match &self.quant_embed {
+            None => self.embed.val().select(0, ids),
+            Some(q) => quant_rows(q, ids),
+        }
     }
 
     /// Runs `tokens` (`[b, s]`) after the `cache`d positions and returns the final hidden states
@@ -616,11 +747,7 @@ impl Llama {
         let device = tokens.device();
         let start = cache.len;
         let d = self.d_model();
-        let mut x = self
-            .embed
-            .val()
-            .select(0, tokens.reshape([b * s]))
-            .reshape([b, s, d]);
+        let mut x = self.embed_rows(tokens.reshape([b * s])).reshape([b, s, d]);
         // key padding over all positions
         let new_pad = match pad {
             Some(p) => p.int(),
@@ -670,7 +797,10 @@ impl Llama {
             // tied head, not through burn's `linear`: that reshapes its weight to the input's
             // rank, and reshaping this transposed view copies the whole `[vocab, d]` table
             // (113 MB for SmolLM2) at every call: 77% of greedy generation's time before this
-            None => times_rows(hidden, self.embed.val()),
+            None => match &self.quant_embed {
+                Some(q) => quant_times_rows(q, hidden),
+                None => times_rows(hidden, self.embed.val()),
+            },
         }
     }
 
@@ -689,12 +819,15 @@ impl Llama {
         );
         let table = match &self.head {
             // a separate head without an adapter: its columns are the rows we need
-            Some(h) if h.lora.is_none() && h.bias.is_none() => h.weight.val().transpose(),
+            Some(h) if h.lora.is_none() && h.bias.is_none() => match &h.quant {
+                Some(q) => quant_rows(q, ids),
+                None => h.weight.val().transpose().select(0, ids),
+            },
             // general case (bias or adapter): the full product, then the columns
             Some(h) => return h.forward(hidden).select(2, ids),
-            None => self.embed.val(),
+            None => self.embed_rows(ids),
         };
-        times_rows(hidden, table.select(0, ids)) // table rows: [tokens, d]
+        times_rows(hidden, table) // table rows: [tokens, d]
     }
 
     /// Logits of every position of `tokens` (`[b, s]`) after the cache: `[b, s, vocab]`.

@@ -84,6 +84,72 @@ fn quantised_files_stay_close_to_the_float_model() {
 }
 
 #[test]
+fn weights_kept_in_their_blocks_give_the_dequantised_logits() {
+    let dev = device();
+    for (ty, spec) in [GgmlType::Q8_0, GgmlType::Q4_1, GgmlType::Q4_0]
+        .into_iter()
+        .flat_map(|ty| {
+            [
+                TinySpec::default(),
+                // a separate head, and qwen2's biases and "rotate halves" rows
+                TinySpec {
+                    untied: true,
+                    qkv_bias: true,
+                    n_kv_heads: 1,
+                    ..TinySpec::default()
+                },
+            ]
+            .map(|s| {
+                (
+                    ty,
+                    TinySpec {
+                        matrix_type: ty,
+                        ..s
+                    },
+                )
+            })
+        })
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let g = dir.path().join("tiny.gguf");
+        write_tiny_gguf(&g, &spec).unwrap();
+        let f = LanguageModel::load_with(&g, None, false, &dev).unwrap();
+        let q = LanguageModel::load_with(&g, None, true, &dev).unwrap();
+        assert!(q.model.quantised() && !f.model.quantised(), "{ty}");
+        let (lf, lq) = (
+            f.last_logits(&PROMPT).unwrap(),
+            q.last_logits(&PROMPT).unwrap(),
+        );
+        let scale = lf.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let close = |a: &[f32], b: &[f32], what: &str| {
+            let d = max_diff(a, b) / scale;
+            assert!(d < 1e-5, "{ty} {spec:?} {what}: relative max |diff| {d}");
+        };
+        close(&lq, &lf, "one row (the fused product)");
+        // 4 x 9 = 36 rows: above the direct-product limit, the dequantised-tile path
+        let rows = vec![PROMPT.to_vec(); 4];
+        let full = |lm: &LanguageModel| {
+            let mut cache = KvCache::new(lm.config.n_layers);
+            to_vec(lm.model.forward(ids_tensor(&rows, &dev), None, &mut cache)).unwrap()
+        };
+        close(&full(&q), &full(&f), "36 rows (dequantised tiles)");
+        let ids = [3u32, 72, 260, 101];
+        let at = |lm: &LanguageModel| {
+            let mut cache = KvCache::new(lm.config.n_layers);
+            let h = lm
+                .model
+                .forward_hidden(ids_tensor(&[PROMPT.to_vec()], &dev), None, &mut cache);
+            to_vec(lm.model.logits_for(h, &ids)).unwrap()
+        };
+        close(&at(&q), &at(&f), "logits at chosen tokens");
+        assert_eq!(
+            q.greedy(&PROMPT, 6, &[]).unwrap(),
+            f.greedy(&PROMPT, 6, &[]).unwrap()
+        );
+    }
+}
+
+#[test]
 fn kv_cache_matches_the_full_pass() {
     let (lm, _) = both(&TinySpec::default());
     let dev = device();

@@ -402,6 +402,14 @@ impl GgufFile {
 
     /// Reads tensor `name` and dequantises it to `f32`; returns `(row-major shape, values)`.
     pub fn tensor_f32(&self, name: &str) -> Result<(Vec<usize>, Vec<f32>), GgufError> {
+        let (info, raw) = self.tensor_bytes(name)?;
+        let values = dequantize(info.ggml_type, &raw, info.len())
+            .ok_or_else(|| self.content(format!("tensor `{name}`: unsupported type")))?;
+        Ok((info.shape(), values))
+    }
+
+    /// Reads tensor `name` as stored (its blocks, not dequantised), with its directory entry.
+    pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorInfo, Vec<u8>), GgufError> {
         let info = self
             .tensor_info(name)
             .ok_or_else(|| self.content(format!("tensor `{name}` is missing")))?;
@@ -423,9 +431,7 @@ impl GgufFile {
         f.seek(SeekFrom::Start(start)).map_err(io)?;
         let mut raw = vec![0u8; n];
         f.read_exact(&mut raw).map_err(io)?;
-        let values = dequantize(info.ggml_type, &raw, info.len())
-            .ok_or_else(|| self.content(format!("tensor `{name}`: unsupported type")))?;
-        Ok((info.shape(), values))
+        Ok((info, raw))
     }
 }
 
