@@ -34,6 +34,8 @@ pub struct LlmBenchArgs {
     #[command(flatten)]
     w: WeightsArg,
     #[command(flatten)]
+    mode: WeightsMode,
+    #[command(flatten)]
     backend: BackendArgs,
     #[command(flatten)]
     data: crate::common::DataArgs,
@@ -90,11 +92,16 @@ pub struct WeightsArg {
     /// or a repo id in the local Hugging Face cache: `org/name[@revision][:FILE]`.
     #[arg(long)]
     pub weights: PathBuf,
-    /// Keep the weights a GGUF file stores in Q4_0 / Q4_1 / Q8_0 blocks in those blocks and
-    /// multiply by them directly, instead of dequantising them to f32 at load: memory near the
-    /// file's size (inference only; the products equal the f32 ones up to summation order).
+}
+
+/// How an inference command holds a GGUF file's quantised weights.
+#[derive(Args, Debug)]
+pub struct WeightsMode {
+    /// Dequantise the weights a GGUF file stores in Q4_0 / Q4_1 / Q8_0 blocks to f32 at load.
+    /// By default they stay in their blocks and are multiplied directly: memory near the file's
+    /// size, and the same products up to summation order (docs/results/speed-llm.md).
     #[arg(long)]
-    pub quantised: bool,
+    dequantise: bool,
 }
 
 impl WeightsArg {
@@ -155,6 +162,8 @@ pub struct LogitsArgs {
 pub struct GenArgs {
     #[command(flatten)]
     w: WeightsArg,
+    #[command(flatten)]
+    mode: WeightsMode,
     #[command(flatten)]
     backend: BackendArgs,
     /// The prompt.
@@ -264,20 +273,31 @@ fn tokenize(a: TokArgs) -> Result<()> {
     Ok(())
 }
 
-fn load(w: &WeightsArg, b: &BackendArgs) -> Result<LanguageModel> {
+/// How `lm` holds its weights, for tables and messages.
+fn held_as(lm: &LanguageModel) -> &'static str {
+    if lm.model.quantised() {
+        "weights in their GGUF blocks"
+    } else {
+        "f32 weights"
+    }
+}
+
+/// Loads the weights `w` names; `quantised`: block-quantised GGUF weights stay in their blocks.
+fn load(w: &WeightsArg, b: &BackendArgs, quantised: bool) -> Result<LanguageModel> {
     let device = b.device()?;
     let t0 = Instant::now();
     let weights = w.resolve()?;
-    let lm = LanguageModel::load_with(&weights, Some(4096), w.quantised, &device)
+    let lm = LanguageModel::load_with(&weights, Some(4096), quantised, &device)
         .with_context(|| format!("loading {}", weights.display()))?;
     eprintln!(
-        "loaded {} ({} layers, d={}, {} heads / {} kv heads, vocab {}) in {:.1} s",
+        "loaded {} ({} layers, d={}, {} heads / {} kv heads, vocab {}, {}) in {:.1} s",
         weights.display(),
         lm.config.n_layers,
         lm.config.d_model,
         lm.config.n_heads,
         lm.config.n_kv_heads,
         lm.config.vocab_size,
+        held_as(&lm),
         t0.elapsed().as_secs_f64()
     );
     Ok(lm)
@@ -290,13 +310,7 @@ fn logits(a: LogitsArgs) -> Result<()> {
             (policy.ctx.config.clone(), policy.model)
         }
         (None, Some(w)) => {
-            let lm = load(
-                &WeightsArg {
-                    weights: w.clone(),
-                    quantised: false,
-                },
-                &a.backend,
-            )?;
+            let lm = load(&WeightsArg { weights: w.clone() }, &a.backend, false)?;
             (lm.config, lm.model)
         }
         (None, None) => anyhow::bail!("give --weights or --run"),
@@ -336,7 +350,7 @@ fn logits(a: LogitsArgs) -> Result<()> {
 }
 
 fn generate(a: GenArgs) -> Result<()> {
-    let lm = load(&a.w, &a.backend)?;
+    let lm = load(&a.w, &a.backend, !a.mode.dequantise)?;
     let text = if a.chat {
         lm.template.render(None, &a.prompt)
     } else {
@@ -518,6 +532,7 @@ fn lm_peer_table(
     python: &std::path::Path,
     weights: &std::path::Path,
     ours: &LmMeasured,
+    held: &str,
 ) -> Result<()> {
     let threads = crate::common::peer_threads();
     let mut args: Vec<String> = vec!["--gguf".into(), weights.display().to_string()];
@@ -558,7 +573,7 @@ fn lm_peer_table(
             .to_string()
     };
     println!(
-        "\n| work (blade, {}, vs transformers {}, torch {}, float32, {threads} threads, same ids, back to back) | transformers | blade | blade / transformers |\n|---|---:|---:|---:|",
+        "\n| work (blade, {}, {held}, vs transformers {}, torch {}, float32, {threads} threads, same ids, back to back) | transformers | blade | blade / transformers |\n|---|---:|---:|---:|",
         crate::common::build_profile(),
         version("transformers_version"),
         version("torch_version"),
@@ -661,12 +676,14 @@ fn bench(a: LlmBenchArgs) -> Result<()> {
     } else {
         Some(a.data.dataset_and_split()?)
     };
-    let lm = load(&a.w, &a.backend)?;
-    let (lm_rows, measured) = lm_workloads(&a, &lm)?;
+    let lm = load(&a.w, &a.backend, !a.mode.dequantise)?;
+    let held = held_as(&lm);
+    let (mut lm_rows, measured) = lm_workloads(&a, &lm)?;
+    lm_rows.insert(0, ("weights".into(), held.into()));
     let Some((ds, split)) = data else {
         print_rows(&lm_rows);
         if let Some(python) = &a.peer {
-            lm_peer_table(&a, python, &weights, &measured)?;
+            lm_peer_table(&a, python, &weights, &measured, held)?;
         }
         return Ok(());
     };
@@ -757,7 +774,7 @@ fn bench(a: LlmBenchArgs) -> Result<()> {
     ));
     print_rows(&rows);
     if let Some(python) = &a.peer {
-        lm_peer_table(&a, python, &weights, &measured)?;
+        lm_peer_table(&a, python, &weights, &measured, held)?;
     }
     Ok(())
 }

@@ -381,6 +381,43 @@ fn compare_writes_tables_curves_and_pictures() {
 }
 
 #[test]
+fn llm_generate_keeps_quantised_weights_in_their_blocks_unless_told_to_dequantise() {
+    use blade_llm::gguf::GgmlType;
+    use blade_testkit::{write_tiny_gguf, TinySpec};
+    let dir = tempfile::tempdir().unwrap();
+    let g = dir.path().join("tiny-q8.gguf");
+    let spec = TinySpec {
+        matrix_type: GgmlType::Q8_0,
+        ..TinySpec::default()
+    };
+    write_tiny_gguf(&g, &spec).unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "llm",
+            "generate",
+            "--weights",
+            g.to_str().unwrap(),
+            "--prompt",
+            "the",
+            "--max-tokens",
+            "6",
+        ];
+        args.extend_from_slice(extra);
+        let o = blade(&args, dir.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+        (stdout(&o), stderr(&o))
+    };
+    let (blocks, blocks_err) = run(&[]);
+    let (f32_text, f32_err) = run(&["--dequantise"]);
+    assert!(
+        blocks_err.contains("weights in their GGUF blocks"),
+        "{blocks_err}"
+    );
+    assert!(f32_err.contains("f32 weights"), "{f32_err}");
+    assert_eq!(blocks, f32_text, "the same greedy tokens either way");
+}
+
+#[test]
 fn llm_commands_run_on_a_tiny_model_and_name_bad_input() {
     use blade_testkit::{write_tiny_gguf, TinySpec};
     let dir = tempfile::tempdir().unwrap();

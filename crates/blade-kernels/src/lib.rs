@@ -426,6 +426,49 @@ fn one_row_dots(format: BlockFormat, raw: &[u8], row_bytes: usize, x: &[f32]) ->
     out
 }
 
+/// The dot products of four rows (`w` holds them, `cols` each) with `x`, one pass over `x`.
+#[inline(always)]
+fn dot4(w: &[f32], cols: usize, x: &[f32]) -> [f32; 4] {
+    let acc = [[0.0f32; LANES]; 4];
+    let whole = cols - cols % LANES;
+    let (w0, rest) = w.split_at(cols);
+    let (w1, rest) = rest.split_at(cols);
+    let (w2, w3) = rest.split_at(cols);
+    let chunks = x[..whole]
+        .chunks_exact(LANES)
+        .zip(w0[..whole].chunks_exact(LANES))
+        .zip(w1[..whole].chunks_exact(LANES))
+        .zip(w2[..whole].chunks_exact(LANES))
+        .zip(w3[..whole].chunks_exact(LANES));
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    for ((((xc, c0), c1), c2), c3) in chunks {
+        let xc: &[f32; LANES] = xc.try_into().expect("a chunk of LANES");
+        let c0: &[f32; LANES] = c0.try_into().expect("a chunk of LANES");
+        let c1: &[f32; LANES] = c1.try_into().expect("a chunk of LANES");
+        let c2: &[f32; LANES] = c2.try_into().expect("a chunk of LANES");
+        let c3: &[f32; LANES] = c3.try_into().expect("a chunk of LANES");
+        for l in 0..LANES {
+            a0[l] += c0[l] * xc[l];
+            a1[l] += c1[l] * xc[l];
+            a2[l] += c2[l] * xc[l];
+            a3[l] += c3[l] * xc[l];
+        }
+    }
+    let acc = [a0, a1, a2, a3];
+    let mut out = [0.0f32; 4];
+    for ((o, a), wr) in out.iter_mut().zip(acc).zip([w0, w1, w2, &w3[..cols]]) {
+        let mut s = 0.0f32;
+        for v in a {
+            s += v;
+        }
+        for (p, q) in wr[whole..].iter().zip(&x[whole..cols]) {
+            s += p * q;
+        }
+        *o = s;
+    }
+    out
+}
+
 struct Dequantize<'a>(BlockFormat, &'a [u8], &'a mut [f32]);
 
 impl WithSimd for Dequantize<'_> {
@@ -447,12 +490,27 @@ impl WithSimd for BlockRowDots<'_> {
         if n == 1 {
             return one_row_dots(format, raw, row_bytes, x);
         }
-        let mut w = vec![0.0f32; cols];
-        let mut out = Vec::with_capacity(raw.len() / row_bytes.max(1) * n);
-        for row in raw.chunks_exact(row_bytes) {
-            dequantize_into(format, row, &mut w);
+        // four weight rows at a time: each input chunk is loaded once for four products
+        let rows = raw.len() / row_bytes.max(1);
+        let mut w = vec![0.0f32; 4 * cols];
+        let mut out = vec![0.0f32; rows * n];
+        for (g, group) in raw.chunks(4 * row_bytes).enumerate() {
+            let k = group.len() / row_bytes;
+            for (row, wr) in group.chunks_exact(row_bytes).zip(w.chunks_exact_mut(cols)) {
+                dequantize_into(format, row, wr);
+            }
             for i in 0..n {
-                out.push(dot(&w, &x[i * cols..(i + 1) * cols]));
+                let xi = &x[i * cols..(i + 1) * cols];
+                if k == 4 {
+                    let d = dot4(&w, cols, xi);
+                    for (j, v) in d.into_iter().enumerate() {
+                        out[(4 * g + j) * n + i] = v;
+                    }
+                } else {
+                    for j in 0..k {
+                        out[(4 * g + j) * n + i] = dot(&w[j * cols..(j + 1) * cols], xi);
+                    }
+                }
             }
         }
         out
