@@ -44,7 +44,7 @@ impl QMatrix {
     /// Whether weights of type `ty` can stay quantised (the block types; F32/F16/BF16 tensors are
     /// dequantised as before).
     pub fn supports(ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0)
+        ty.block_format().is_some()
     }
 
     /// The matrix of `rows` rows of `cols` values stored in `data`; `None` if the type is not a
@@ -110,11 +110,9 @@ impl QMatrix {
     }
 
     fn format(&self) -> BlockFormat {
-        match self.ty {
-            GgmlType::Q4_0 => BlockFormat::Q4_0,
-            GgmlType::Q4_1 => BlockFormat::Q4_1,
-            _ => BlockFormat::Q8_0,
-        }
+        self.ty
+            .block_format()
+            .expect("QMatrix holds block types only")
     }
 
     fn row(&self, r: usize) -> &[u8] {

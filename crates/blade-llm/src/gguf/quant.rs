@@ -1,6 +1,8 @@
-//! The ggml tensor types blade reads and writes, and their block codecs (ggml's reference
-//! quantisers and dequantisers).
+//! The ggml tensor types blade reads and writes, and their block codecs: ggml's reference
+//! quantisers here, the dequantisation of the block types in `blade-kernels` (shared with the
+//! products by quantised weights).
 
+use blade_kernels::BlockFormat;
 use half::{bf16, f16};
 
 /// ggml tensor types this crate knows by name (the numbering of ggml's `ggml_type`).
@@ -49,6 +51,17 @@ impl GgmlType {
         }
     }
 
+    /// The block format of a block-quantised type (Q4_0, Q4_1, Q8_0), whose kernels
+    /// (dequantisation, products) live in `blade-kernels`.
+    pub fn block_format(self) -> Option<BlockFormat> {
+        match self {
+            Self::Q4_0 => Some(BlockFormat::Q4_0),
+            Self::Q4_1 => Some(BlockFormat::Q4_1),
+            Self::Q8_0 => Some(BlockFormat::Q8_0),
+            _ => None,
+        }
+    }
+
     /// `(elements per block, bytes per block)`, or `None` for an unsupported type.
     pub fn block(self) -> Option<(usize, usize)> {
         match self {
@@ -91,27 +104,11 @@ pub fn dequantize(ty: GgmlType, raw: &[u8], n: usize) -> Option<Vec<f32>> {
                 .take(n)
                 .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()),
         ),
-        GgmlType::Q4_0 => {
-            for blk in raw.chunks_exact(bytes).take(n.div_ceil(per)) {
-                let d = half(&blk[..2]);
-                let qs = &blk[2..];
-                out.extend(qs.iter().map(|&q| (f32::from(q & 0x0f) - 8.0) * d));
-                out.extend(qs.iter().map(|&q| (f32::from(q >> 4) - 8.0) * d));
-            }
-        }
-        GgmlType::Q4_1 => {
-            for blk in raw.chunks_exact(bytes).take(n.div_ceil(per)) {
-                let (d, m) = (half(&blk[..2]), half(&blk[2..4]));
-                let qs = &blk[4..];
-                out.extend(qs.iter().map(|&q| f32::from(q & 0x0f) * d + m));
-                out.extend(qs.iter().map(|&q| f32::from(q >> 4) * d + m));
-            }
-        }
-        GgmlType::Q8_0 => {
-            for blk in raw.chunks_exact(bytes).take(n.div_ceil(per)) {
-                let d = half(&blk[..2]);
-                out.extend(blk[2..].iter().map(|&q| f32::from(q as i8) * d));
-            }
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q8_0 => {
+            let blocks = n.div_ceil(per);
+            let format = ty.block_format()?;
+            out.resize(blocks * per, 0.0);
+            blade_kernels::dequantize_blocks(format, &raw[..blocks * bytes], &mut out);
         }
         GgmlType::Other(_) => return None,
     }
