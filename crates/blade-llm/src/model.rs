@@ -332,17 +332,6 @@ impl Proj {
         }
     }
 
-    /// `(d_in, d_out)`.
-    pub fn dims(&self) -> (usize, usize) {
-        match &self.quant {
-            Some(q) => (q.cols(), q.rows()),
-            None => {
-                let [i, o] = self.weight.dims();
-                (i, o)
-            }
-        }
-    }
-
     /// `[..., d_in] -> [..., d_out]`.
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let base = match &self.quant {
@@ -574,6 +563,21 @@ pub struct Block {
     pub mlp: Mlp,
 }
 
+impl Block {
+    /// The block's seven projections with their LoRA target names.
+    pub fn projections(&self) -> [(&'static str, &Proj); 7] {
+        [
+            ("q", &self.attn.q),
+            ("k", &self.attn.k),
+            ("v", &self.attn.v),
+            ("o", &self.attn.o),
+            ("gate", &self.mlp.gate),
+            ("up", &self.mlp.up),
+            ("down", &self.mlp.down),
+        ]
+    }
+}
+
 /// The decoder.
 #[derive(Module, Debug)]
 pub struct Llama {
@@ -712,19 +716,10 @@ impl Llama {
     pub fn quantised(&self) -> bool {
         self.quant_embed.is_some()
             || self.head.as_ref().is_some_and(|h| h.quant.is_some())
-            || self.blocks.iter().any(|b| {
-                [
-                    &b.attn.q,
-                    &b.attn.k,
-                    &b.attn.v,
-                    &b.attn.o,
-                    &b.mlp.gate,
-                    &b.mlp.up,
-                    &b.mlp.down,
-                ]
+            || self
+                .blocks
                 .iter()
-                .any(|p| p.quant.is_some())
-            })
+                .any(|b| b.projections().iter().any(|(_, p)| p.quant.is_some()))
     }
 
     /// The embedding rows of `ids` (`[n]`): `[n, d]`.

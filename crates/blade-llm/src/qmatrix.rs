@@ -18,8 +18,6 @@ use rayon::prelude::*;
 
 use crate::gguf::{quantize, GgmlType};
 
-/// Values per block of every supported type.
-const BLOCK: usize = 32;
 /// Weight rows per parallel task (and per dispatch).
 const ROWS_PER_TASK: usize = 32;
 
@@ -50,11 +48,11 @@ impl QMatrix {
     /// The matrix of `rows` rows of `cols` values stored in `data`; `None` if the type is not a
     /// block type, `cols` is not a whole number of blocks, or `data` has the wrong length.
     pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Option<Self> {
-        let (per, bytes) = ty.block()?;
-        if !Self::supports(ty) || per != BLOCK || cols == 0 || !cols.is_multiple_of(BLOCK) {
+        let format = ty.block_format()?;
+        if cols == 0 || !cols.is_multiple_of(BlockFormat::VALUES) {
             return None;
         }
-        let row_bytes = cols / BLOCK * bytes;
+        let row_bytes = cols / BlockFormat::VALUES * format.bytes();
         (data.len() == rows.checked_mul(row_bytes)?).then(|| Self {
             ty,
             rows,
@@ -80,11 +78,6 @@ impl QMatrix {
     /// Columns (a linear weight's inputs).
     pub fn cols(&self) -> usize {
         self.cols
-    }
-
-    /// The block type.
-    pub fn ggml_type(&self) -> GgmlType {
-        self.ty
     }
 
     /// Bytes held.
@@ -131,9 +124,15 @@ impl QMatrix {
         out
     }
 
-    /// Rows `range`, dequantised, row-major.
+    /// Rows `range`, dequantised, row-major: the contiguous blocks in one pass.
+    ///
+    /// # Panics
+    /// If the range runs past the last row.
     pub fn range_f32(&self, range: std::ops::Range<usize>) -> Vec<f32> {
-        self.rows_f32(&range.collect::<Vec<_>>())
+        let mut out = vec![0.0; range.len() * self.cols];
+        let raw = &self.data[range.start * self.row_bytes..range.end * self.row_bytes];
+        blade_kernels::dequantize_blocks(self.format(), raw, &mut out);
+        out
     }
 
     /// `x W^T` for `n` input rows `x` (row-major `n x cols`): row-major `n x rows`, entry

@@ -126,15 +126,7 @@ pub fn build_policy(cfg: &LlmRunConfig, device: &Device) -> CoreResult<LlmPolicy
 fn adapted(policy: &LlmPolicy) -> Vec<(String, &Proj)> {
     let mut out = Vec::new();
     for (i, b) in policy.model.blocks.iter().enumerate() {
-        for (name, p) in [
-            ("q", &b.attn.q),
-            ("k", &b.attn.k),
-            ("v", &b.attn.v),
-            ("o", &b.attn.o),
-            ("gate", &b.mlp.gate),
-            ("up", &b.mlp.up),
-            ("down", &b.mlp.down),
-        ] {
+        for (name, p) in b.projections() {
             if p.lora.is_some() {
                 out.push((format!("blk.{i}.{name}"), p));
             }
