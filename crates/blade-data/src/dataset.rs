@@ -529,8 +529,13 @@ pub fn write_atomic_with(
     let file_name = path
         .file_name()
         .ok_or_else(|| DataError::bad_file(path, "expected a file path, not a folder"))?;
+    // unique per call, not only per process: two threads of one process (`blade compare
+    // --jobs 2` sharing an SFT run's reference cache) may write the same file at once, and a
+    // shared temporary name let one rename the other's half-written file away
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = parent.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{call}",
         file_name.to_string_lossy(),
         std::process::id()
     ));
@@ -567,6 +572,33 @@ mod tests {
             timestamp,
             rating: None,
         }
+    }
+
+    #[test]
+    fn concurrent_atomic_writes_of_one_file_all_succeed() {
+        // threads of one process writing the same path (compare's jobs sharing a reference
+        // cache): each write must land whole, none may fail, nothing temporary may stay
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("cache.json");
+        let contents: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 200_000]).collect();
+        for _ in 0..5 {
+            std::thread::scope(|s| {
+                let handles: Vec<_> = contents
+                    .iter()
+                    .map(|c| s.spawn(|| write_atomic(&path, c)))
+                    .collect();
+                for h in handles {
+                    h.join().unwrap().expect("every concurrent write succeeds");
+                }
+            });
+            let read = std::fs::read(&path).unwrap();
+            assert!(contents.contains(&read), "the file is one write, whole");
+        }
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("cache.json")]);
     }
 
     #[test]
