@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use blade_core::align::{
     AdvantageScaling, AlignConfig, AlignInputs, DynamicSampling, KlEstimator, LossAggregation,
-    LrSchedule, Method, OptimConfig, PromptPool, RatioLevel,
+    LrSchedule, Method, OptimConfig, PromptPool, RatioLevel, SelectCorrection,
 };
 use blade_core::reward::parse_reward;
 use blade_core::sft::{train_sft, Dashboard};
@@ -229,6 +229,11 @@ pub struct AlignArgs {
     /// one-sided paired test over the validation users at this level (1 = any higher mean).
     #[arg(long, default_value_t = defaults().select_p)]
     pub select_p: f64,
+    /// How --select-p allows for testing every evaluation against step 0: bonferroni (each at
+    /// --select-p divided by the evaluations the run schedules, so the chance that any
+    /// checkpoint passes by luck is at most --select-p) or none (each at --select-p).
+    #[arg(long, default_value = "bonferroni")]
+    pub select_correction: SelectCorrection,
     /// Stop alignment after this many evaluations without a better selection metric.
     #[arg(long)]
     pub align_patience: Option<usize>,
@@ -465,6 +470,7 @@ impl AlignArgs {
             .with_valid_users(self.valid_users)
             .with_select(self.select.clone())
             .with_select_p(self.select_p)
+            .with_select_correction(self.select_correction)
             .with_patience(self.align_patience)
             .with_seed(seed))
     }

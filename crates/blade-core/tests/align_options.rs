@@ -8,7 +8,7 @@ use std::path::Path;
 use blade_core::align::{
     prompt_pool, train_align, AdvantageScaling, AlignConfig, AlignInputs, AlignOutcome,
     AlignPolicy, DynamicSampling, KlEstimator, LossAggregation, LrSchedule, Method, OptimConfig,
-    PromptPool, RatioLevel, StepRecord, BEST_DIR,
+    PromptPool, RatioLevel, SelectCorrection, StepRecord, BEST_DIR,
 };
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::Dashboard;
@@ -341,15 +341,21 @@ fn every_option_changes_what_it_should() {
         reward: ild.as_ref(),
         ..inputs
     };
-    let select = |p: f64| {
+    let select = |p: f64, correction: SelectCorrection| {
         base(Method::Grpo, 6)
             .with_eval_every(1)
             .with_select("ild".into())
             .with_select_p(p)
+            .with_select_correction(correction)
             .with_optim(OptimConfig::new().with_lr(4e-5))
     };
-    let plain = run(&select(1.0), &ild_inputs);
-    let gated = run(&select(0.05), &ild_inputs);
+    let plain = run(&select(1.0, SelectCorrection::None), &ild_inputs);
+    let gated = run(&select(0.05, SelectCorrection::None), &ild_inputs);
+    // the default: each of the 6 evaluations tested at 0.05 / 6
+    let bonferroni_cfg = select(0.05, SelectCorrection::Bonferroni);
+    assert_eq!(bonferroni_cfg.scheduled_evaluations(), 6);
+    assert!((bonferroni_cfg.select_level() - 0.05 / 6.0).abs() < 1e-15);
+    let bonferroni = run(&bonferroni_cfg, &ild_inputs);
     let evals = |o: &AlignOutcome<ItemLm>| -> Vec<(usize, f64, Option<f64>)> {
         o.curves
             .iter()
@@ -364,20 +370,38 @@ fn every_option_changes_what_it_should() {
         .all(|(_, _, p)| p.is_some_and(|p| (0.0..=1.0).contains(&p))));
     let argmax = e.iter().fold(e[0], |b, x| if x.1 > b.1 { *x } else { b });
     assert_eq!(plain.summary.best_step, argmax.0);
-    // replay the gated rule over the evaluations
-    let mut best = e[0];
-    for x in &e[1..] {
-        if x.2.is_some_and(|p| p < 0.05) && x.1 > best.1 {
-            best = *x;
+    assert_eq!(e, evals(&bonferroni));
+    // replay the gated rule over the evaluations, at both levels
+    let replay = |level: f64| {
+        let mut best = e[0];
+        for x in &e[1..] {
+            if x.2.is_some_and(|p| p < level) && x.1 > best.1 {
+                best = *x;
+            }
         }
-    }
+        best
+    };
+    let best = replay(0.05);
     assert_eq!(gated.summary.best_step, best.0);
     assert_eq!(gated.summary.best_p, best.2);
+    let strict = replay(0.05 / 6.0);
+    assert_eq!(bonferroni.summary.best_step, strict.0);
+    assert_eq!(bonferroni.summary.best_p, strict.2);
     assert!(
         e[1..].iter().any(|x| x.1 > e[0].1) && e[1..].iter().any(|x| x.2.unwrap() >= 0.05),
         "the run should hold a later checkpoint with a higher mean and one the test refuses: {e:?}"
     );
     assert!(base(Method::Grpo, 1).with_select_p(0.0).check().is_err());
+    // the evaluations a run schedules: every eval_every steps and after the last one
+    let sched = |steps: usize, every: usize| {
+        base(Method::Grpo, steps)
+            .with_eval_every(every)
+            .scheduled_evaluations()
+    };
+    assert_eq!(
+        (sched(7, 3), sched(6, 3), sched(7, 0), sched(2, 5)),
+        (3, 2, 1, 1)
+    );
 
     // rollout temperature: the old log-probabilities are the tempered policy's own (at the
     // first pass every ratio is exactly 1, so even a zero clip range clips nothing, and the

@@ -165,6 +165,31 @@ impl LrSchedule {
     }
 }
 
+/// How the selection's paired test allows for testing every validation against step 0
+/// (docs/METHOD.md section 7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SelectCorrection {
+    /// Each evaluation is tested at `select_p`: over many evaluations the chance that some
+    /// checkpoint passes by luck is larger than `select_p`.
+    None,
+    /// Each evaluation is tested at `select_p / m`, `m` the evaluations after step 0 that the
+    /// run schedules: the chance that any checkpoint without a real gain passes is at most
+    /// `select_p` (Bonferroni's bound, whatever the dependence between checkpoints).
+    Bonferroni,
+}
+
+impl FromStr for SelectCorrection {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(Self::None),
+            "bonferroni" => Ok(Self::Bonferroni),
+            _ => Err(format!("`{s}`: expected bonferroni or none")),
+        }
+    }
+}
+
 /// Which training windows form the alignment prompt pool (docs/METHOD.md section 4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -361,6 +386,10 @@ pub struct AlignConfig {
     /// this level (docs/METHOD.md section 7). 1 = every higher mean counts (no test).
     #[config(default = 0.05)]
     pub select_p: f64,
+    /// How `select_p` allows for the many evaluations tested against step 0: `Bonferroni`
+    /// tests each at `select_p` divided by the evaluations the run schedules.
+    #[config(default = "SelectCorrection::Bonferroni")]
+    pub select_correction: SelectCorrection,
     /// Stop after this many evaluations without a better validation metric (never when unset).
     #[config(default = "None")]
     pub patience: Option<usize>,
@@ -464,6 +493,25 @@ impl AlignConfig {
             return bad("--align-patience 0: expected at least 1 evaluation".into());
         }
         self.method.check(self)
+    }
+
+    /// Validations after step 0 that the run schedules: every `eval_every` steps and after the
+    /// last step (one, after the last step, when `eval_every` is 0).
+    pub fn scheduled_evaluations(&self) -> usize {
+        if self.eval_every == 0 {
+            1
+        } else {
+            self.steps.div_ceil(self.eval_every)
+        }
+    }
+
+    /// The level each evaluation's paired test must pass to replace step 0: `select_p`,
+    /// divided by [`Self::scheduled_evaluations`] under the Bonferroni correction.
+    pub fn select_level(&self) -> f64 {
+        match self.select_correction {
+            SelectCorrection::None => self.select_p,
+            SelectCorrection::Bonferroni => self.select_p / self.scheduled_evaluations() as f64,
+        }
     }
 
     /// Optimiser steps of the whole run (the schedule's horizon).

@@ -38,7 +38,7 @@ use burn::prelude::*;
 
 pub use config::{
     AdvantageScaling, AlignConfig, DynamicSampling, KlEstimator, LossAggregation, LrSchedule,
-    OptimConfig, PromptPool, RatioLevel,
+    OptimConfig, PromptPool, RatioLevel, SelectCorrection,
 };
 pub use methods::{Method, MethodConfig, Objective, Signal};
 pub use policy::AlignPolicy;

@@ -424,7 +424,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
 
     /// Validates, and keeps the model as `checkpoint/best-<step>` when the selection metric
     /// improved on the best so far and, after step 0, its gain over step 0 passes the paired
-    /// test at `select_p`. Returns NDCG@10, the selection metric and (after step 0) the
+    /// test at [`AlignConfig::select_level`]. Returns NDCG@10, the selection metric and (after step 0) the
     /// gain's p-value.
     fn validate(
         &self,
@@ -448,7 +448,8 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         };
         // select_p = 1 keeps the plain rule (a run resumed from before the test was recorded
         // has no per-user start, and its settings say 1)
-        let sure = self.cfg.select_p >= 1.0 || p.is_none_or(|p| p < self.cfg.select_p);
+        let level = self.cfg.select_level();
+        let sure = self.cfg.select_p >= 1.0 || p.is_none_or(|p| p < level);
         if sure && state.best_metric.is_none_or(|b| metric > b) {
             // kept as checkpoint/best-N until the end of the run, published before the step
             // checkpoint that refers to it
@@ -481,6 +482,9 @@ fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
             .or_insert(serde_json::json!(1.0));
         // and took every higher validation mean as the best checkpoint
         o.entry("select_p").or_insert(serde_json::json!(1.0));
+        // and, once it did, tested each evaluation at select_p itself
+        o.entry("select_correction")
+            .or_insert(serde_json::json!("none"));
     }
     Ok(saved)
 }
