@@ -29,14 +29,16 @@ pub struct DemoArgs {
     /// Alignment steps per method (0 = SFT and baselines only).
     #[arg(long, default_value_t = 40)]
     pub align_steps: usize,
-    /// Steps between validation evaluations; each method is tested at its best one (step 0,
-    /// the SFT model, included).
+    /// Steps between validation evaluations; each method is tested at its best one on the
+    /// reward (step 0, the SFT model, included).
     #[arg(long, default_value_t = 5)]
     pub eval_every: usize,
     /// Alignment methods to run from the SFT model (`all` = every method).
     #[arg(long, value_delimiter = ',', default_value = "grpo,bon-static,blade")]
     pub methods: Vec<String>,
-    /// The list reward the alignment methods optimise.
+    /// The list reward the alignment methods optimise, also the validation metric that picks
+    /// each method's checkpoint (e.g. taste@10: the synthetic users' own genre tastes,
+    /// docs/METHOD.md section 8; `ndcg@10 + 0.5*ild`).
     #[arg(long, default_value = "ndcg@10")]
     pub reward: String,
     /// Keep only the N most frequent synthetic items (e.g. for an LLM policy on a CPU).
@@ -97,6 +99,9 @@ pub fn run(a: DemoArgs) -> Result<()> {
         ds.num_interactions(),
         split.train.len()
     );
+    // checked before anything is trained
+    let catalog = data.catalog_info(&ds, &split)?;
+    let reward = parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
     let sft = SftArgs {
         epochs: a.epochs,
         batch_size: 256,
@@ -151,17 +156,15 @@ pub fn run(a: DemoArgs) -> Result<()> {
     let sft_run = open_run(&run_dir, Checkpoint::Best, &device)?.named("sft");
     let (sft_report, sft_lists) = evaluate_one(&ev, &sft_run, cases)?;
     reports.push(sft_report);
-    // per test user, NDCG@10 of the generated list: the paired comparison with SFT
-    const PAIRED_KEY: &str = "generation ndcg@10";
-    let ndcg10 = |lists: &blade_core::EvalLists| -> Vec<f64> {
-        blade_exp::compare::per_user(lists, cases)
-            .remove(PAIRED_KEY)
-            .unwrap_or_default()
+    // per test user: the reward of the generated list and the paired NDCG@10s, what each
+    // aligned method is compared with SFT on
+    let users = |lists: &blade_core::EvalLists| {
+        blade_exp::compare::paired_per_user(lists, cases, reward.as_ref(), &catalog)
     };
-    let sft_users = ndcg10(&sft_lists);
+    let sft_users = users(&sft_lists)?;
+    let keys = demo_keys(&a.reward);
+    let mut paired_rows = Vec::new();
     if a.align_steps > 0 {
-        let catalog = data.catalog_info(&ds, &split)?;
-        let reward = parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
         let dashboard = if a.jobs > 1 {
             Dashboard::Plain
         } else {
@@ -183,6 +186,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 .with_list_len(a.list_len)
                 .with_optim(OptimConfig::new().with_lr(lr))
                 .with_eval_every(a.eval_every.min(a.align_steps).max(1))
+                .with_select(a.reward.clone())
                 .with_valid_users(a.max_eval_users);
             let inputs = AlignInputs {
                 split: &split,
@@ -200,9 +204,10 @@ pub fn run(a: DemoArgs) -> Result<()> {
             let gain = |m: Option<f64>| m.zip(start).map_or(0.0, |(m, s)| m - s);
             let why = if s.best_step > 0 {
                 format!(
-                    " (validation gain {:+.4} over step 0, p = {:.3})",
+                    " (validation gain {:+.4} over step 0, p = {:.4} < {:.4})",
                     gain(s.best_metric),
-                    s.best_p.unwrap_or(f64::NAN)
+                    s.best_p.unwrap_or(f64::NAN),
+                    cfg.select_level()
                 )
             } else {
                 // the later checkpoint with the highest validation mean, which the paired
@@ -219,11 +224,13 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 match top {
                     Some(c) if gain(c.valid_metric) > 0.0 => format!(
                         " (the SFT model: the best later checkpoint, step {}, gained {:+.4} on \
-                         validation, p = {:.2}, not below {})",
+                         validation, p = {:.2}, not below {:.4} = {} / {} evaluations)",
                         c.step,
                         gain(c.valid_metric),
                         c.valid_p.unwrap_or(f64::NAN),
-                        cfg.select_p
+                        cfg.select_level(),
+                        cfg.select_p,
+                        cfg.scheduled_evaluations()
                     ),
                     _ => " (the SFT model: no later checkpoint scored higher on validation)".into(),
                 }
@@ -243,25 +250,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
                 s.best_step,
             );
             let (report, lists) = ev.evaluate(&run, cases, &mut |_, _| {})?;
-            let diff: Vec<f64> = ndcg10(&lists)
-                .iter()
-                .zip(&sft_users)
-                .map(|(m, b)| m - b)
-                .collect();
-            let d = blade_exp::stats::paired_bootstrap(&diff, &sft_users, 2000, 0);
-            let note = format!(
-                "{note}; test NDCG@10 (generation) vs SFT {:+.4} [{:+.4}, {:+.4}], p = {:.2}: a {}",
-                d.mean,
-                d.lo,
-                d.hi,
-                d.p,
-                d.verdict()
-            );
-            Ok((report, note))
+            let name = format!("{} (step {})", method.name(), s.best_step);
+            let row = paired_row(&keys, &name, &users(&lists)?, &sft_users);
+            Ok((report, note, row))
         })?;
-        for (report, note) in aligned {
+        for (report, note, row) in aligned {
             reports.push(report);
             notes.push(note);
+            paired_rows.push(row);
         }
     }
     if !notes.is_empty() {
@@ -272,7 +268,22 @@ pub fn run(a: DemoArgs) -> Result<()> {
             cases.len()
         ));
     }
-    let table = report_table(&reports) + "\n" + &notes.join("\n") + "\n";
+    let mut table = report_table(&reports);
+    if !paired_rows.is_empty() {
+        let head: String = keys
+            .iter()
+            .map(|(_, h)| format!(" {h} | vs SFT |"))
+            .collect();
+        table += &format!(
+            "\nAgainst SFT on the {} test users (paired over users; 95% bootstrap interval, \
+             p-value; win or loss where the interval excludes 0):\n\n| method |{head}\n|---|{}\n{}{}",
+            cases.len(),
+            "---:|---|".repeat(keys.len()),
+            paired_row(&keys, "sft", &sft_users, &sft_users),
+            paired_rows.concat()
+        );
+    }
+    table += &("\n".to_string() + &notes.join("\n") + "\n");
     println!("\n{table}");
     blade_core::sft::write_atomic(&a.out.join("results.md"), table.as_bytes())?;
     blade_core::sft::write_atomic(
@@ -285,4 +296,60 @@ pub fn run(a: DemoArgs) -> Result<()> {
         a.out.display()
     );
     Ok(())
+}
+
+/// The columns the demo compares on: NDCG@10 of generated lists and of full ranking, and
+/// first, unless it is NDCG@10 itself, the aligned reward of the generated lists.
+fn demo_keys(reward: &str) -> Vec<(&'static str, String)> {
+    let mut keys = vec![
+        ("generation ndcg@10", "NDCG@10, generated lists".to_string()),
+        ("full-rank ndcg@10", "NDCG@10, full ranking".to_string()),
+    ];
+    if reward.trim() != "ndcg@10" {
+        keys.insert(
+            0,
+            (
+                blade_exp::compare::REWARD_KEY,
+                format!("`{reward}` of the generated lists"),
+            ),
+        );
+    }
+    keys
+}
+
+/// One row of the demo's paired table: per key the method's mean over the test users and its
+/// paired difference to SFT (empty cells for SFT itself).
+fn paired_row(
+    keys: &[(&str, String)],
+    name: &str,
+    users: &blade_exp::compare::PerUser,
+    sft: &blade_exp::compare::PerUser,
+) -> String {
+    let mut row = format!("| {name} |");
+    for &(key, _) in keys {
+        let (Some(m), Some(b)) = (users.get(key), sft.get(key)) else {
+            row += " - | - |";
+            continue;
+        };
+        let mean = m.iter().sum::<f64>() / m.len().max(1) as f64;
+        row += &format!(" {mean:.4} |");
+        if std::ptr::eq(users, sft) {
+            row += " |";
+            continue;
+        }
+        let diff: Vec<f64> = m.iter().zip(b).map(|(m, b)| m - b).collect();
+        let d = blade_exp::stats::paired_bootstrap(&diff, b, 2000, 0);
+        let rel = d
+            .relative_pct()
+            .map_or(String::new(), |r| format!(" ({r:+.1}%)"));
+        row += &format!(
+            " {:+.4}{rel} [{:+.4}, {:+.4}], p = {:.3}, {} |",
+            d.mean,
+            d.lo,
+            d.hi,
+            d.p,
+            d.verdict()
+        );
+    }
+    row + "\n"
 }

@@ -750,6 +750,8 @@ fn every_run_command_accepts_an_llm_run() {
         "3",
         "--list-len",
         "3",
+        "--reward",
+        "ndcg@5",
     ];
     demo.extend(slice);
     let out = run(&demo);
@@ -757,11 +759,15 @@ fn every_run_command_accepts_an_llm_run() {
         out.contains("| blade |") && out.contains("| sft |"),
         "{out}"
     );
-    // each aligned method is compared with SFT user by user, and the demo says what one seed is
+    // each aligned method is compared with SFT user by user, on its reward and NDCG@10, at the
+    // checkpoint validation chose (1 evaluation: the level is select_p itself), and the demo
+    // says what one seed is
     assert!(
-        out.contains("test NDCG@10 (generation) vs SFT")
+        out.contains("Against SFT on the 3 test users")
+            && out.contains("| method | `ndcg@5` of the generated lists | vs SFT | NDCG@10, generated lists | vs SFT | NDCG@10, full ranking | vs SFT |")
+            && out.contains("| blade (step ")
             && out.contains("not evidence")
-            && out.contains("training reward (`ndcg@10` of sampled lists")
+            && out.contains("training reward (`ndcg@5` of sampled lists")
             && out.contains("evaluated: the checkpoint of step"),
         "{out}"
     );
@@ -916,6 +922,17 @@ fn bad_training_flags_are_named_before_anything_is_written() {
             "{flag} {value} left a run folder"
         );
     }
+    // the demo checks its reward before it trains SFT
+    let o = blade(
+        &["demo", "--out", "d", "--reward", "ndcg@10 + 0.5*nope"],
+        dir.path(),
+    );
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("--reward") && err.contains("nope"),
+        "{err}"
+    );
+    assert!(!dir.path().join("d").exists(), "the demo left a folder");
 }
 
 /// Alignment, evaluation and LLM flags are named with their values, a refused command leaves

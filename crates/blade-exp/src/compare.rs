@@ -264,7 +264,7 @@ fn evaluate(c: &Ctx, rec: &dyn blade_core::Recommender) -> Result<(EvalReport, P
 
 /// The paired metrics of `lists` ([`per_user`]) and the reward of the generated lists
 /// ([`add_reward`]), per test user.
-fn paired_per_user(
+pub fn paired_per_user(
     lists: &EvalLists,
     cases: &[EvalCase],
     reward: &dyn ListReward,
