@@ -222,6 +222,11 @@ pub struct AlignArgs {
     /// Validate on the first N validation users only.
     #[arg(long)]
     pub valid_users: Option<usize>,
+    /// Keep the validation users out of the alignment prompt pool: the best checkpoint is then
+    /// chosen on users alignment never trained on (with --valid-users N, the first N validate
+    /// and the others align).
+    #[arg(long)]
+    pub valid_holdout: bool,
     /// Selection metric of the best checkpoint: a reward spec on greedy validation lists.
     #[arg(long, default_value_t = defaults().select)]
     pub select: String,
@@ -468,6 +473,7 @@ impl AlignArgs {
             .with_eval_every(self.eval_every)
             .with_checkpoint_every(self.checkpoint_every)
             .with_valid_users(self.valid_users)
+            .with_valid_holdout(self.valid_holdout)
             .with_select(self.select.clone())
             .with_select_p(self.select_p)
             .with_select_correction(self.select_correction)

@@ -287,6 +287,41 @@ fn every_option_changes_what_it_should() {
     let few = run(&base(Method::Grpo, 1).with_valid_users(Some(7)), &inputs);
     assert_eq!(few.summary.ceilings_valid.prompts, 7);
     assert_eq!(sel.summary.ceilings_valid.prompts, split.valid.len());
+    // --valid-holdout: the validating users' windows leave the pool, nothing else does
+    let held_users: std::collections::HashSet<_> =
+        split.valid[..7].iter().map(|c| c.user).collect();
+    let full_pool = prompt_pool(&split, PromptPool::Last(1), 1);
+    let kept = full_pool
+        .iter()
+        .filter(|p| !held_users.contains(&p.user))
+        .count();
+    assert!(kept > 0 && kept < full_pool.len());
+    let held = run(
+        &base(Method::Grpo, 1)
+            .with_valid_users(Some(7))
+            .with_valid_holdout(true),
+        &inputs,
+    );
+    assert_eq!(few.summary.prompts, full_pool.len());
+    assert_eq!(held.summary.prompts, kept);
+    assert_eq!(held.summary.ceilings_valid.prompts, 7);
+    // with every user validating, nothing is left to align on: refused, naming the flag
+    let none_left = root.path().join("none-left");
+    let err = train_align::<ItemLm>(
+        &base(Method::Grpo, 1).with_valid_holdout(true),
+        &inputs,
+        &none_left,
+        Dashboard::Plain,
+        false,
+    )
+    .err()
+    .expect("an empty pool is refused")
+    .to_string();
+    assert!(
+        err.contains("--valid-holdout") && err.contains("--valid-users"),
+        "{err}"
+    );
+    assert!(!none_left.exists(), "a refused run leaves no folder");
 
     // prompt pools
     let last1 = prompt_pool(&split, PromptPool::Last(1), 1);

@@ -376,6 +376,11 @@ pub struct AlignConfig {
     /// Validate on the first N validation users only (all when unset).
     #[config(default = "None")]
     pub valid_users: Option<usize>,
+    /// Keep the validation users out of the prompt pool, so that the selection is measured on
+    /// users alignment never trained on (with `valid_users`, the first N validate and the rest
+    /// align). Without it, each validation prompt is a pool window moved on by one item.
+    #[config(default = false)]
+    pub valid_holdout: bool,
     /// The validation metric that selects the best checkpoint: a reward spec scored on greedy
     /// lists against the validation targets.
     #[config(default = "String::from(\"ndcg@10\")")]

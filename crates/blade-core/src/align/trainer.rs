@@ -485,6 +485,7 @@ fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
         // and, once it did, tested each evaluation at select_p itself
         o.entry("select_correction")
             .or_insert(serde_json::json!("none"));
+        o.entry("valid_holdout").or_insert(serde_json::json!(false));
     }
     Ok(saved)
 }
@@ -518,7 +519,22 @@ pub fn train_align<P: AlignPolicy + 'static>(
     cfg.check()?;
     let select = parse_reward(&cfg.select, inputs.catalog)
         .map_err(|e| CoreError::Config(format!("the selection metric {e}")))?;
-    let pool = prompt_pool(inputs.split, cfg.prompt_pool, cfg.train_targets);
+    let valid_cases = &inputs.split.valid[..cfg
+        .valid_users
+        .unwrap_or(usize::MAX)
+        .min(inputs.split.valid.len())];
+    let mut pool = prompt_pool(inputs.split, cfg.prompt_pool, cfg.train_targets);
+    if cfg.valid_holdout {
+        let held: std::collections::HashSet<_> = valid_cases.iter().map(|c| c.user).collect();
+        pool.retain(|p| !held.contains(&p.user));
+        if pool.is_empty() {
+            return Err(CoreError::Config(format!(
+                "--valid-holdout: all {} users with training windows validate, none is left to \
+                 align on; validate on fewer with --valid-users N",
+                held.len()
+            )));
+        }
+    }
     if pool.is_empty() {
         return Err(CoreError::Config("no training windows to align on".into()));
     }
@@ -591,13 +607,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
         objective.load_state(ck)?;
     }
     let valid = Validation {
-        prompts: inputs
-            .split
-            .valid
-            .iter()
-            .take(cfg.valid_users.unwrap_or(usize::MAX))
-            .map(PoolPrompt::from_case)
-            .collect(),
+        prompts: valid_cases.iter().map(PoolPrompt::from_case).collect(),
         select,
     };
     let cache = reference_cache(cfg, inputs, &reference, &pool, &valid.prompts)?;
