@@ -342,6 +342,27 @@ fn compare_writes_tables_curves_and_pictures() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(trained(&o).is_empty(), "{}", stdout(&o));
     assert_eq!(cell(&reports(&cmp)), parallel, "a reused run changed");
+    // a run left unfinished (a comparison killed before its summary) continues from its last
+    // checkpoint instead of training again, to the same result
+    let bon = |v: &serde_json::Value| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["method"] == "bon-static" && c["seed"] == 2)
+            .map(|c| c["report"]["generation"].clone())
+            .unwrap()
+    };
+    let finished = bon(&reports(&cmp));
+    std::fs::remove_file(cmp.join("runs/bon-static-s2/summary.json")).unwrap();
+    let o = blade(compare, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        trained(&o),
+        ["== bon-static seed 2 (ndcg@10), continued from its last checkpoint"],
+        "{}",
+        stdout(&o)
+    );
+    assert_eq!(bon(&reports(&cmp)), finished, "the continued run changed");
 
     let o = blade(
         &[

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use blade_core::align::{train_align, AlignConfig, AlignInputs, Method, OptimConfig};
+use blade_core::align::{resumable, train_align, AlignConfig, AlignInputs, Method, OptimConfig};
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::Dashboard;
 use blade_core::{BackendSpec, ItemLm};
@@ -356,6 +356,36 @@ fn alignment_resumes_from_its_checkpoint() {
     let e = refused(&small(Method::Blade, 6));
     assert!(e.contains("grad_shards: run 1, now 4"), "{e}");
     std::fs::write(&cfg_path, saved).unwrap();
+    // a resume with another reward is refused (align.json does not hold the reward; each
+    // checkpoint records it), and only the same settings and reward can be continued
+    let other = parse_reward("recall@10", &f.catalog).unwrap();
+    let before = snapshot(&dir);
+    let e = train_align::<ItemLm>(
+        &small(Method::Blade, 6),
+        &AlignInputs {
+            reward: other.as_ref(),
+            ..inputs
+        },
+        &dir,
+        Dashboard::Plain,
+        true,
+    )
+    .err()
+    .expect("a resume with another reward is refused")
+    .to_string();
+    assert!(
+        e.contains("`ndcg@10`") && e.contains("`recall@10`") && e.contains("--reward"),
+        "{e}"
+    );
+    assert!(before == snapshot(&dir), "a refused resume changed the run");
+    assert!(resumable(&dir, &small(Method::Blade, 4), "ndcg@10"));
+    assert!(!resumable(&dir, &small(Method::Blade, 4), "recall@10"));
+    assert!(!resumable(
+        &dir,
+        &small(Method::Blade, 4).with_grad_shards(1),
+        "ndcg@10"
+    ));
+    assert!(!resumable(&fresh, &small(Method::Blade, 1), "ndcg@10"));
     // a corrupt checkpoint state is a clear error
     std::fs::write(dir.join("checkpoint/step-000004/state.json"), "{not json").unwrap();
     let e = refused(&small(Method::Blade, 5));

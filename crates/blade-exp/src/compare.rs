@@ -292,6 +292,9 @@ fn run_one(
         && std::fs::read_to_string(dir.join("align.json"))
             .is_ok_and(|saved| blade_core::align::same_results(&saved, &cfg));
     if !done {
+        // an unfinished run of these settings and this reward (a comparison killed half-way)
+        // continues from its last checkpoint: the same result as training it again
+        let resume = blade_core::align::resumable(dir, &cfg, &reward.name());
         // `summary.json` is written last: remove it first, so that a retrain killed half-way
         // is never taken for a finished run by the next comparison
         let summary = dir.join("summary.json");
@@ -306,11 +309,16 @@ fn run_one(
             device: c.s.device,
         };
         (c.s.log)(&format!(
-            "== {} seed {seed} ({})",
+            "== {} seed {seed} ({}){}",
             variant.label,
-            reward.name()
+            reward.name(),
+            if resume {
+                ", continued from its last checkpoint"
+            } else {
+                ""
+            }
         ));
-        align_run(&cfg, &inputs, dir, c.s.dashboard, false)?;
+        align_run(&cfg, &inputs, dir, c.s.dashboard, resume)?;
     }
     let curves = read_curves(&dir.join("curves.csv"))?;
     let run = open_run(dir, Checkpoint::Best, c.s.device)?.named(&variant.label);

@@ -45,7 +45,7 @@ pub use policy::AlignPolicy;
 pub use record::{paired_gain_p, read_curves, write_curves, AlignSummary, StepRecord};
 pub use reference::{ceilings, expected_best_of_n, Ceilings, ReferenceCache};
 pub use rollout::{prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
-pub use trainer::{same_results, train_align, AlignOutcome, BEST_DIR};
+pub use trainer::{resumable, same_results, train_align, AlignOutcome, BEST_DIR};
 
 use crate::error::CoreError;
 use crate::reward::{CatalogInfo, ListReward};

@@ -114,6 +114,9 @@ pub(crate) struct RunState {
     pub start_users: Vec<f64>,
     /// The best checkpoint's p-value against step 0.
     pub best_p: Option<f64>,
+    /// The name of the reward the run trains on (empty in checkpoints written before it was
+    /// recorded): a resume with another reward is refused.
+    pub reward: String,
 }
 
 /// One-sided p-value of a paired gain: the chance, under no gain, of a mean difference

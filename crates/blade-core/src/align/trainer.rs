@@ -501,6 +501,23 @@ pub fn same_results(saved: &str, cfg: &AlignConfig) -> bool {
     check_same_settings(&saved, cfg, &RESULT_NEUTRAL, Path::new("align.json")).is_ok()
 }
 
+/// Whether the unfinished run in `dir` can continue as a run of `cfg` on the reward named
+/// `reward`: its `align.json` holds settings with the same results and its latest checkpoint
+/// records that reward. (Checkpoints from before the reward was recorded do not qualify.) A
+/// resumed run is bit-identical to an uninterrupted one (docs/METHOD.md section 7), so `blade
+/// compare` continues such a run instead of training it again.
+pub fn resumable(dir: &Path, cfg: &AlignConfig, reward: &str) -> bool {
+    let same = std::fs::read_to_string(dir.join("align.json"))
+        .is_ok_and(|saved| same_results(&saved, cfg));
+    let Some((_, ck)) = Checkpoints::of_run(dir).latest(STEP) else {
+        return false;
+    };
+    same && std::fs::read_to_string(ck.join("state.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<RunState>(&t).ok())
+        .is_some_and(|s| s.reward == reward)
+}
+
 /// Runs alignment from the SFT run in `inputs.init`, writing the run into `dir`; with
 /// `resume`, continues from the run's last checkpoint (policy, optimiser, target, method state,
 /// step).
@@ -573,12 +590,23 @@ pub fn train_align<P: AlignPolicy + 'static>(
                 format!("cannot resume: unreadable state ({e})"),
             )
         })?;
-        let state = serde_json::from_str(&text).map_err(|e| {
+        let state: RunState = serde_json::from_str(&text).map_err(|e| {
             CoreError::file(
                 &state_path,
                 format!("cannot resume: not an alignment checkpoint state ({e})"),
             )
         })?;
+        let reward = inputs.reward.name();
+        if !state.reward.is_empty() && state.reward != reward {
+            return Err(CoreError::file(
+                &state_path,
+                format!(
+                    "cannot resume: the run trains on the reward `{}`, not `{reward}` (--reward); \
+                     resume with its reward, or start another folder",
+                    state.reward
+                ),
+            ));
+        }
         Some((ck, state))
     } else {
         None
@@ -654,6 +682,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
         },
     };
     let mut state = resumed.map(|(_, s)| s).unwrap_or_default();
+    state.reward = inputs.reward.name();
     let name = cfg.method.method().name();
     let mut dash = LiveDashboard::new(dashboard, &format!("align {name}"), cfg.steps);
     dash.begin(cfg.steps);
