@@ -162,7 +162,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
         blade_exp::compare::paired_per_user(lists, cases, reward.as_ref(), &catalog)
     };
     let sft_users = users(&sft_lists)?;
-    let keys = demo_keys(&a.reward);
+    let keys = demo_keys(&reward.name(), &a.reward);
     let mut paired_rows = Vec::new();
     if a.align_steps > 0 {
         let dashboard = if a.jobs > 1 {
@@ -251,7 +251,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
             );
             let (report, lists) = ev.evaluate(&run, cases, &mut |_, _| {})?;
             let name = format!("{} (step {})", method.name(), s.best_step);
-            let row = paired_row(&keys, &name, &users(&lists)?, &sft_users);
+            let row = paired_row(&keys, &name, &users(&lists)?, Some(&sft_users));
             Ok((report, note, row))
         })?;
         for (report, note, row) in aligned {
@@ -279,7 +279,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
              p-value; win or loss where the interval excludes 0):\n\n| method |{head}\n|---|{}\n{}{}",
             cases.len(),
             "---:|---|".repeat(keys.len()),
-            paired_row(&keys, "sft", &sft_users, &sft_users),
+            paired_row(&keys, "sft", &sft_users, None),
             paired_rows.concat()
         );
     }
@@ -299,44 +299,45 @@ pub fn run(a: DemoArgs) -> Result<()> {
 }
 
 /// The columns the demo compares on: NDCG@10 of generated lists and of full ranking, and
-/// first, unless it is NDCG@10 itself, the aligned reward of the generated lists.
-fn demo_keys(reward: &str) -> Vec<(&'static str, String)> {
+/// first, unless it is NDCG@10 itself (by the parsed reward's `name`), the aligned reward of
+/// the generated lists, headed by the `spec` the user gave.
+fn demo_keys(name: &str, spec: &str) -> Vec<(&'static str, String)> {
     let mut keys = vec![
         ("generation ndcg@10", "NDCG@10, generated lists".to_string()),
         ("full-rank ndcg@10", "NDCG@10, full ranking".to_string()),
     ];
-    if reward.trim() != "ndcg@10" {
+    if name != "ndcg@10" {
         keys.insert(
             0,
             (
                 blade_exp::compare::REWARD_KEY,
-                format!("`{reward}` of the generated lists"),
+                format!("`{spec}` of the generated lists"),
             ),
         );
     }
     keys
 }
 
-/// One row of the demo's paired table: per key the method's mean over the test users and its
-/// paired difference to SFT (empty cells for SFT itself).
+/// One row of the demo's paired table: per key the method's mean over the test users and,
+/// given SFT's values, its paired difference to them (an empty cell for SFT itself).
 fn paired_row(
     keys: &[(&str, String)],
     name: &str,
     users: &blade_exp::compare::PerUser,
-    sft: &blade_exp::compare::PerUser,
+    sft: Option<&blade_exp::compare::PerUser>,
 ) -> String {
     let mut row = format!("| {name} |");
     for &(key, _) in keys {
-        let (Some(m), Some(b)) = (users.get(key), sft.get(key)) else {
+        let Some(m) = users.get(key) else {
             row += " - | - |";
             continue;
         };
         let mean = m.iter().sum::<f64>() / m.len().max(1) as f64;
         row += &format!(" {mean:.4} |");
-        if std::ptr::eq(users, sft) {
+        let Some(b) = sft.and_then(|s| s.get(key)) else {
             row += " |";
             continue;
-        }
+        };
         let diff: Vec<f64> = m.iter().zip(b).map(|(m, b)| m - b).collect();
         let d = blade_exp::stats::paired_bootstrap(&diff, b, 2000, 0);
         let rel = d

@@ -424,8 +424,8 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
 
     /// Validates, and keeps the model as `checkpoint/best-<step>` when the selection metric
     /// improved on the best so far and, after step 0, its gain over step 0 passes the paired
-    /// test at [`AlignConfig::select_level`]. Returns NDCG@10, the selection metric and (after step 0) the
-    /// gain's p-value.
+    /// test at [`AlignConfig::select_level`]. Returns NDCG@10, the selection metric and (after
+    /// step 0) the gain's p-value.
     fn validate(
         &self,
         v: &Validation,
