@@ -315,14 +315,15 @@ fn compare_writes_tables_curves_and_pictures() {
     let reports = |dir: &Path| -> serde_json::Value {
         serde_json::from_str(&std::fs::read_to_string(dir.join("reports.json")).unwrap()).unwrap()
     };
-    let cell = |v: &serde_json::Value| {
+    let cell_of = |v: &serde_json::Value, method: &str, seed: u64| {
         v.as_array()
             .unwrap()
             .iter()
-            .find(|c| c["method"] == "blade" && c["seed"] == 1)
+            .find(|c| c["method"] == method && c["seed"] == seed)
             .map(|c| c["report"]["generation"].clone())
             .unwrap()
     };
+    let cell = |v: &serde_json::Value| cell_of(v, "blade", 1);
     let parallel = cell(&reports(&cmp));
     std::fs::remove_dir_all(cmp.join("runs/blade-s1")).unwrap();
     let o = blade(&[compare, &["--jobs", "1"][..]].concat(), dir.path());
@@ -344,14 +345,7 @@ fn compare_writes_tables_curves_and_pictures() {
     assert_eq!(cell(&reports(&cmp)), parallel, "a reused run changed");
     // a run left unfinished (a comparison killed before its summary) continues from its last
     // checkpoint instead of training again, to the same result
-    let bon = |v: &serde_json::Value| {
-        v.as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["method"] == "bon-static" && c["seed"] == 2)
-            .map(|c| c["report"]["generation"].clone())
-            .unwrap()
-    };
+    let bon = |v: &serde_json::Value| cell_of(v, "bon-static", 2);
     let finished = bon(&reports(&cmp));
     std::fs::remove_file(cmp.join("runs/bon-static-s2/summary.json")).unwrap();
     let o = blade(compare, dir.path());
