@@ -216,6 +216,20 @@ fn baselines_evaluate_and_dump_lists_on_synthetic_data() {
     }
 }
 
+/// Copies folder `from` into a new folder `to`, subfolders included.
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 #[test]
 fn compare_writes_tables_curves_and_pictures() {
     let dir = tempfile::tempdir().unwrap();
@@ -357,6 +371,15 @@ fn compare_writes_tables_curves_and_pictures() {
         stdout(&o)
     );
     assert_eq!(bon(&reports(&cmp)), finished, "the continued run changed");
+    // another SFT run (here: a copy with one more file) in the same folder trains every run
+    // again rather than reusing runs aligned from the first one
+    copy_dir(&dir.path().join("sft"), &dir.path().join("sft2"));
+    std::fs::write(dir.path().join("sft2/note.txt"), "another SFT run").unwrap();
+    let mut again = compare.to_vec();
+    again[2] = "sft2";
+    let o = blade(&again, dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(trained(&o).len(), 6, "{}", stdout(&o));
 
     let o = blade(
         &[

@@ -285,6 +285,29 @@ fn flat_diff(prefix: &str, a: &serde_json::Value, b: &serde_json::Value, out: &m
     }
 }
 
+/// A fingerprint of a run folder as it is now: FNV-1a over the names and bytes of the files
+/// directly in it, in name order. Subfolders are left out (`checkpoint/`, and the `reference/`
+/// caches alignment writes beside an SFT run), so aligning from a run does not change it.
+/// Aligned runs record the fingerprint of the SFT run they start from.
+pub fn folder_fingerprint(dir: &Path) -> crate::Result<String> {
+    let entries = std::fs::read_dir(dir).map_err(|e| CoreError::file(dir, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| CoreError::file(dir, e))?;
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            files.push(entry.path());
+        }
+    }
+    files.sort();
+    let mut h = 0u64;
+    for f in files {
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+        h = fnv1a(name.unwrap_or_default().as_bytes(), h);
+        h = fnv1a(&std::fs::read(&f).map_err(|e| CoreError::file(&f, e))?, h);
+    }
+    Ok(format!("{h:016x}"))
+}
+
 /// A stable 64-bit FNV-1a hash, for fingerprints of data and configurations stored in runs.
 pub fn fnv1a(bytes: &[u8], seed: u64) -> u64 {
     let mut h = 0xcbf2_9ce4_8422_2325u64 ^ seed;
@@ -376,6 +399,30 @@ mod tests {
         publish_copy(&src, &dst).unwrap();
         assert_eq!(std::fs::read_to_string(dst.join("x")).unwrap(), "new");
         assert!(!dst.join("stale").exists());
+    }
+
+    #[test]
+    fn folder_fingerprint_sees_files_not_subfolders() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("model.bpk"), b"weights").unwrap();
+        let a = folder_fingerprint(d.path()).unwrap();
+        std::fs::create_dir(d.path().join("reference")).unwrap();
+        std::fs::write(d.path().join("reference/x.json"), b"cache").unwrap();
+        assert_eq!(
+            folder_fingerprint(d.path()).unwrap(),
+            a,
+            "subfolders are left out"
+        );
+        std::fs::write(d.path().join("model.bpk"), b"weightz").unwrap();
+        let b = folder_fingerprint(d.path()).unwrap();
+        assert_ne!(a, b, "a changed file changes it");
+        std::fs::write(d.path().join("extra.json"), b"").unwrap();
+        assert_ne!(
+            folder_fingerprint(d.path()).unwrap(),
+            b,
+            "a new file changes it"
+        );
+        assert!(folder_fingerprint(&d.path().join("missing")).is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@ mod common;
 use std::path::Path;
 
 use blade_core::align::{resumable, train_align, AlignConfig, AlignInputs, Method, OptimConfig};
+use blade_core::checkpoint::folder_fingerprint;
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::Dashboard;
 use blade_core::{BackendSpec, ItemLm};
@@ -378,14 +379,36 @@ fn alignment_resumes_from_its_checkpoint() {
         "{e}"
     );
     assert!(before == snapshot(&dir), "a refused resume changed the run");
-    assert!(resumable(&dir, &small(Method::Blade, 4), "ndcg@10"));
-    assert!(!resumable(&dir, &small(Method::Blade, 4), "recall@10"));
+    let init = folder_fingerprint(&f.sft).unwrap();
+    assert!(resumable(&dir, &small(Method::Blade, 4), "ndcg@10", &init));
+    assert!(!resumable(
+        &dir,
+        &small(Method::Blade, 4),
+        "recall@10",
+        &init
+    ));
+    assert!(!resumable(&dir, &small(Method::Blade, 4), "ndcg@10", "0"));
     assert!(!resumable(
         &dir,
         &small(Method::Blade, 4).with_grad_shards(1),
-        "ndcg@10"
+        "ndcg@10",
+        &init
     ));
-    assert!(!resumable(&fresh, &small(Method::Blade, 1), "ndcg@10"));
+    assert!(!resumable(
+        &fresh,
+        &small(Method::Blade, 1),
+        "ndcg@10",
+        &init
+    ));
+    // a resume from an SFT run that changed since (here: one more file in it) is refused
+    let extra = f.sft.join("note.txt");
+    std::fs::write(&extra, "changed").unwrap();
+    let e = refused(&small(Method::Blade, 6));
+    std::fs::remove_file(&extra).unwrap();
+    assert!(
+        e.contains("another SFT model") && e.contains("--init"),
+        "{e}"
+    );
     // a corrupt checkpoint state is a clear error
     std::fs::write(dir.join("checkpoint/step-000004/state.json"), "{not json").unwrap();
     let e = refused(&small(Method::Blade, 5));

@@ -169,6 +169,9 @@ struct Ctx<'a> {
     reward: &'a dyn ListReward,
     ev: &'a Evaluator,
     cases: &'a [EvalCase],
+    /// `folder_fingerprint` of the SFT run: finished or unfinished runs aligned from another
+    /// SFT run (or from this one before it changed) are trained again.
+    init_fingerprint: String,
 }
 
 fn is_accuracy(spec: &str) -> bool {
@@ -285,16 +288,18 @@ fn run_one(
     dir: &Path,
 ) -> Result<(EvalReport, PerUser, Vec<StepRecord>)> {
     let cfg = variant.apply((c.s.config)(variant.method, seed)?)?;
-    // reuse a finished run only if it was trained with these settings *and* this reward
-    let same_reward = read_json::<AlignSummary>(&dir.join("summary.json"))
-        .is_ok_and(|s| s.reward == reward.name());
+    // reuse a finished run only if it was trained with these settings *and* this reward from
+    // this SFT run as it is now (runs from before the SFT run was recorded: as before)
+    let same_reward = read_json::<AlignSummary>(&dir.join("summary.json")).is_ok_and(|s| {
+        s.reward == reward.name() && (s.init.is_empty() || s.init == c.init_fingerprint)
+    });
     let done = same_reward
         && std::fs::read_to_string(dir.join("align.json"))
             .is_ok_and(|saved| blade_core::align::same_results(&saved, &cfg));
     if !done {
         // an unfinished run of these settings and this reward (a comparison killed half-way)
         // continues from its last checkpoint: the same result as training it again
-        let resume = blade_core::align::resumable(dir, &cfg, &reward.name());
+        let resume = blade_core::align::resumable(dir, &cfg, &reward.name(), &c.init_fingerprint);
         // `summary.json` is written last: remove it first, so that a retrain killed half-way
         // is never taken for a finished run by the next comparison
         let summary = dir.join("summary.json");
@@ -526,6 +531,7 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
         reward: reward.as_ref(),
         ev: &ev,
         cases: &split.test[..n_cases],
+        init_fingerprint: blade_core::checkpoint::folder_fingerprint(spec.init)?,
     };
     let runs_dir = spec.out.join("runs");
     std::fs::create_dir_all(&runs_dir).map_err(|e| CoreError::file(&runs_dir, e))?;

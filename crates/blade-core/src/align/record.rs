@@ -117,6 +117,9 @@ pub(crate) struct RunState {
     /// The name of the reward the run trains on (empty in checkpoints written before it was
     /// recorded): a resume with another reward is refused.
     pub reward: String,
+    /// [`crate::checkpoint::folder_fingerprint`] of the SFT run the run started from (empty in
+    /// checkpoints written before it was recorded): a resume from another one is refused.
+    pub init: String,
 }
 
 /// One-sided p-value of a paired gain: the chance, under no gain, of a mean difference
@@ -168,6 +171,10 @@ pub struct AlignSummary {
     pub method: String,
     /// The reward's name.
     pub reward: String,
+    /// [`crate::checkpoint::folder_fingerprint`] of the SFT run the run started from (empty
+    /// in summaries written before it was recorded).
+    #[serde(default)]
+    pub init: String,
     /// Prompts the comparison used (the first of the pool).
     pub prompts: usize,
     /// Mean reward of the SFT reference's cached lists on those prompts.

@@ -23,7 +23,8 @@ use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolProm
 use super::shard::{as_lists, list_log_probs, scored as scored_pass, Scoring, Sharded};
 use super::{host, AlignInputs, AlignPolicy};
 use crate::checkpoint::{
-    check_same_settings, checkpoint_name, publish_copy, remove_any, Checkpoints, BEST, STEP,
+    check_same_settings, checkpoint_name, folder_fingerprint, publish_copy, remove_any,
+    Checkpoints, BEST, STEP,
 };
 use crate::dashboard::LiveDashboard;
 use crate::error::CoreError;
@@ -502,11 +503,12 @@ pub fn same_results(saved: &str, cfg: &AlignConfig) -> bool {
 }
 
 /// Whether the unfinished run in `dir` can continue as a run of `cfg` on the reward named
-/// `reward`: its `align.json` holds settings with the same results and its latest checkpoint
-/// records that reward. (Checkpoints from before the reward was recorded do not qualify.) A
-/// resumed run is bit-identical to an uninterrupted one (docs/METHOD.md section 7), so `blade
-/// compare` continues such a run instead of training it again.
-pub fn resumable(dir: &Path, cfg: &AlignConfig, reward: &str) -> bool {
+/// `reward` from the SFT run whose [`folder_fingerprint`] is `init`: its `align.json` holds
+/// settings with the same results and its latest checkpoint records that reward and that SFT
+/// run. (Checkpoints from before those were recorded do not qualify.) A resumed run is
+/// bit-identical to an uninterrupted one (docs/METHOD.md section 7), so `blade compare`
+/// continues such a run instead of training it again.
+pub fn resumable(dir: &Path, cfg: &AlignConfig, reward: &str, init: &str) -> bool {
     let same = std::fs::read_to_string(dir.join("align.json"))
         .is_ok_and(|saved| same_results(&saved, cfg));
     let Some((_, ck)) = Checkpoints::of_run(dir).latest(STEP) else {
@@ -515,7 +517,7 @@ pub fn resumable(dir: &Path, cfg: &AlignConfig, reward: &str) -> bool {
     same && std::fs::read_to_string(ck.join("state.json"))
         .ok()
         .and_then(|t| serde_json::from_str::<RunState>(&t).ok())
-        .is_some_and(|s| s.reward == reward)
+        .is_some_and(|s| s.reward == reward && s.init == init)
 }
 
 /// Runs alignment from the SFT run in `inputs.init`, writing the run into `dir`; with
@@ -621,6 +623,23 @@ pub fn train_align<P: AlignPolicy + 'static>(
         Some(_) => P::load_run(inputs.init, inputs.device)?,
     };
     reference.check_fit(cfg.list_len, inputs.split.max_history)?;
+    // the SFT run as it is now: a run aligned from another one (or from this one before it
+    // changed) is not continued
+    let init = folder_fingerprint(inputs.init)?;
+    if let Some((ck, state)) = resumed.as_ref() {
+        if !state.init.is_empty() && state.init != init {
+            return Err(CoreError::file(
+                ck.join("state.json"),
+                format!(
+                    "cannot resume: the run was aligned from another SFT model than --init {} \
+                     holds now (fingerprint {}, now {init}); resume with that SFT run, or start \
+                     another folder",
+                    inputs.init.display(),
+                    state.init
+                ),
+            ));
+        }
+    }
     if cfg.rollout_temperature != 1.0 && !policy.scores_at_any_temperature() {
         return Err(CoreError::Config(format!(
             "--rollout-temperature {}: this policy scores lists at temperature 1 only",
@@ -683,6 +702,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
     };
     let mut state = resumed.map(|(_, s)| s).unwrap_or_default();
     state.reward = inputs.reward.name();
+    state.init = init;
     let name = cfg.method.method().name();
     let mut dash = LiveDashboard::new(dashboard, &format!("align {name}"), cfg.steps);
     dash.begin(cfg.steps);
@@ -815,6 +835,7 @@ fn summarize<P: AlignPolicy + 'static>(
     Ok(AlignSummary {
         method: cfg.method.method().name().into(),
         reward: inputs.reward.name(),
+        init: state.init.clone(),
         prompts: n,
         reference_reward: reference.iter().sum::<f64>() / reference.len().max(1) as f64,
         policy_reward: total / scored.rewards.len().max(1) as f64,
