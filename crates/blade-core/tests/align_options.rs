@@ -367,6 +367,17 @@ fn every_option_changes_what_it_should() {
     );
     assert!(multi.curves[1].reward.is_finite());
     assert!(base(Method::Grpo, 1).with_train_targets(0).check().is_err());
+    // on the last window of each user there is nothing beyond the one target: refused
+    let e = base(Method::Grpo, 1)
+        .with_prompt_pool(PromptPool::Last(1))
+        .with_train_targets(3)
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--train-targets 3") && e.contains("last:1"),
+        "{e}"
+    );
 
     // the selection's paired test: a checkpoint after step 0 is the best only if it beats the
     // best so far and its gain over step 0 has p below select_p; at select_p = 1, the argmax

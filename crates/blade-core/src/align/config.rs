@@ -485,6 +485,14 @@ impl AlignConfig {
                 self.train_targets
             ));
         }
+        if self.train_targets > 1 && self.prompt_pool == PromptPool::Last(1) {
+            return bad(format!(
+                "--train-targets {}: with --prompt-pool last:1 every prompt is a user's last \
+                 training window, whose only later training item is its target, so the setting \
+                 would change nothing; use it with --prompt-pool all, sample:N or last:N (N > 1)",
+                self.train_targets
+            ));
+        }
         if !(self.select_p > 0.0 && self.select_p <= 1.0) {
             return bad(format!(
                 "--select-p {}: expected a level in (0, 1] (1 = no test)",
