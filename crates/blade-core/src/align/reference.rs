@@ -95,12 +95,6 @@ pub fn ceilings(rewards: &[Vec<f32>], n: usize) -> Ceilings {
     c
 }
 
-fn fnv(key: &str) -> u64 {
-    key.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-    })
-}
-
 /// Samples (or reloads) the reference cache of `pool` and of the held-out prompts `valid`,
 /// kept beside the SFT run in `<init>/reference/<hash>.json` and shared by every method and
 /// seed started from it.
@@ -132,7 +126,10 @@ pub(crate) fn reference_cache<P: Policy>(
     let valid_key = format!("valid={} {key}", valid.len());
     let cache_dir = inputs.init.join("reference");
     std::fs::create_dir_all(&cache_dir).map_err(|e| CoreError::file(&cache_dir, e))?;
-    let path = cache_dir.join(format!("{:016x}.json", fnv(&key)));
+    let path = cache_dir.join(format!(
+        "{:016x}.json",
+        crate::checkpoint::fnv1a(key.as_bytes(), 0)
+    ));
     let mut cache = std::fs::read_to_string(&path)
         .ok()
         .and_then(|text| serde_json::from_str::<ReferenceCache>(&text).ok())
