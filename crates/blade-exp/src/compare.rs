@@ -290,10 +290,10 @@ fn run_one(
     let cfg = variant.apply((c.s.config)(variant.method, seed)?)?;
     // reuse a finished run only if it was trained with these settings *and* this reward from
     // this SFT run as it is now (runs from before the SFT run was recorded: as before)
-    let same_reward = read_json::<AlignSummary>(&dir.join("summary.json")).is_ok_and(|s| {
+    let same_inputs = read_json::<AlignSummary>(&dir.join("summary.json")).is_ok_and(|s| {
         s.reward == reward.name() && (s.init.is_empty() || s.init == c.init_fingerprint)
     });
-    let done = same_reward
+    let done = same_inputs
         && std::fs::read_to_string(dir.join("align.json"))
             .is_ok_and(|saved| blade_core::align::same_results(&saved, &cfg));
     if !done {
