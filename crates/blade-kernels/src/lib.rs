@@ -429,7 +429,6 @@ fn one_row_dots(format: BlockFormat, raw: &[u8], row_bytes: usize, x: &[f32]) ->
 /// The dot products of four rows (`w` holds them, `cols` each) with `x`, one pass over `x`.
 #[inline(always)]
 fn dot4(w: &[f32], cols: usize, x: &[f32]) -> [f32; 4] {
-    let acc = [[0.0f32; LANES]; 4];
     let whole = cols - cols % LANES;
     let (w0, rest) = w.split_at(cols);
     let (w1, rest) = rest.split_at(cols);
@@ -440,7 +439,8 @@ fn dot4(w: &[f32], cols: usize, x: &[f32]) -> [f32; 4] {
         .zip(w1[..whole].chunks_exact(LANES))
         .zip(w2[..whole].chunks_exact(LANES))
         .zip(w3[..whole].chunks_exact(LANES));
-    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    // four named accumulators: an array of them stayed scalar (docs/results/speed-llm.md)
+    let [mut a0, mut a1, mut a2, mut a3] = [[0.0f32; LANES]; 4];
     for ((((xc, c0), c1), c2), c3) in chunks {
         let xc: &[f32; LANES] = xc.try_into().expect("a chunk of LANES");
         let c0: &[f32; LANES] = c0.try_into().expect("a chunk of LANES");
@@ -456,7 +456,7 @@ fn dot4(w: &[f32], cols: usize, x: &[f32]) -> [f32; 4] {
     }
     let acc = [a0, a1, a2, a3];
     let mut out = [0.0f32; 4];
-    for ((o, a), wr) in out.iter_mut().zip(acc).zip([w0, w1, w2, &w3[..cols]]) {
+    for ((o, a), wr) in out.iter_mut().zip(acc).zip([w0, w1, w2, w3]) {
         let mut s = 0.0f32;
         for v in a {
             s += v;
