@@ -125,7 +125,7 @@ mod tests {
     }
 
     #[test]
-    fn tau_auto_reaches_the_blade_config() {
+    fn tau_auto_and_spread_reach_the_blade_config() {
         use blade_core::align::{Method, MethodConfig};
         use clap::Parser;
         let config = |tau: &str, extra: &[&str]| {
@@ -151,9 +151,23 @@ mod tests {
         let MethodConfig::Blade(fixed) = config("0.5", &[]).unwrap().method else {
             unreachable!()
         };
-        assert!(!fixed.tau_auto && fixed.tau == 0.5);
+        assert!(!fixed.tau_auto && fixed.tau == 0.5 && fixed.tau_spread.is_none());
         let err = config("1.5", &[]).unwrap_err().to_string();
-        assert!(err.contains("[0, 1] or `auto`"), "{err}");
+        assert!(err.contains("[0, 1], `auto`, `spread`"), "{err}");
+        for (arg, share) in [("spread", 0.5), ("spread:0.8", 0.8)] {
+            let MethodConfig::Blade(c) = config(arg, &[]).unwrap().method else {
+                unreachable!()
+            };
+            assert_eq!((c.tau_spread, c.tau_auto), (Some(share), false), "{arg}");
+        }
+        for bad in ["spread:0", "spread:1.5", "spread:x"] {
+            let err = config(bad, &[]).unwrap_err().to_string();
+            assert!(err.contains("share S in (0, 1]"), "{bad}: {err}");
+        }
+        // the run's check (before anything is trained) refuses two rules for the prior strength
+        let both = config("spread", &["--kappa", "3"]).unwrap();
+        let err = both.check().unwrap_err().to_string();
+        assert!(err.contains("kappa and tau spread"), "{err}");
     }
 
     #[test]

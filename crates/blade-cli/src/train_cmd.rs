@@ -245,8 +245,9 @@ pub struct AlignArgs {
     /// N of the best-of-N target (bon-static, blade, bond).
     #[arg(long)]
     pub bon_n: Option<usize>,
-    /// BLADE: target mixing weight tau in [0, 1] (0 = static BoN), or `auto` (empirical Bayes,
-    /// per prompt; docs/METHOD.md section 3).
+    /// BLADE: target mixing weight tau in [0, 1] (0 = static BoN), `auto` (empirical Bayes,
+    /// per prompt), or `spread` / `spread:S` (per prompt and visit, the smallest tau keeping a
+    /// share S, default 0.5, of the proxy spread; docs/METHOD.md section 3).
     #[arg(long)]
     pub tau: Option<TauArg>,
     /// BLADE: a fixed prior concentration kappa instead of --tau.
@@ -275,13 +276,15 @@ pub struct AlignArgs {
     pub dpo_beta: Option<f32>,
 }
 
-/// `--tau`: a fixed mixing weight or `auto`.
+/// `--tau`: a fixed mixing weight, `auto` or `spread[:S]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum TauArg {
     /// A fixed `tau`.
     Fixed(f64),
     /// Empirical Bayes per prompt.
     Auto,
+    /// Signal keeping per prompt and visit, with this share.
+    Spread(f64),
 }
 
 impl std::str::FromStr for TauArg {
@@ -290,9 +293,22 @@ impl std::str::FromStr for TauArg {
         if s == "auto" {
             return Ok(Self::Auto);
         }
+        if s == "spread" {
+            return Ok(Self::Spread(blade_core::target::DEFAULT_SPREAD_SHARE));
+        }
+        if let Some(share) = s.strip_prefix("spread:") {
+            return match share.parse::<f64>() {
+                Ok(v) if v > 0.0 && v <= 1.0 => Ok(Self::Spread(v)),
+                _ => Err(format!(
+                    "`{s}`: expected `spread:S` with a share S in (0, 1], e.g. spread:0.5"
+                )),
+            };
+        }
         match s.parse::<f64>() {
             Ok(t) if (0.0..=1.0).contains(&t) => Ok(Self::Fixed(t)),
-            _ => Err(format!("`{s}`: expected a number in [0, 1] or `auto`")),
+            _ => Err(format!(
+                "`{s}`: expected a number in [0, 1], `auto`, `spread` or `spread:S`"
+            )),
         }
     }
 }
@@ -364,6 +380,15 @@ impl AlignArgs {
             let is_auto = (self.tau == Some(TauArg::Auto)).then_some(true);
             method_flag(is_auto, "--tau", &blade, method, strict, &mut auto)?;
             method_flag(self.gamma, "--gamma", &blade, method, strict, &mut gamma)?;
+            let mut spread = match &mut mc {
+                M::Blade(c) => Some(&mut c.tau_spread),
+                _ => None,
+            };
+            let share = match self.tau {
+                Some(TauArg::Spread(v)) => Some(Some(v)),
+                _ => None,
+            };
+            method_flag(share, "--tau", &blade, method, strict, &mut spread)?;
             let mut kappa = match &mut mc {
                 M::Blade(c) => Some(&mut c.kappa),
                 _ => None,

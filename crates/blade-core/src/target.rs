@@ -51,7 +51,18 @@ pub enum Concentration {
     /// highest likelihood (decayed by `gamma`, shrunk towards the mean over prompts). `tau = 0`
     /// until a prompt's evidence has predicted anything.
     Auto,
+    /// Signal keeping (METHOD.md section 3, "tau spread"): at each visit the prompt's `tau` is
+    /// the smallest value of [`AUTO_TAU_GRID`] whose proxy rewards on the group just observed
+    /// spread (standard deviation) at least this share, in `(0, 1]`, of what `tau = 1` (the
+    /// policy's own evidence alone) gives them. The static target is kept while it
+    /// discriminates the group nearly as well as the evidence can, and the target moves only as
+    /// far as it must when the static target saturates.
+    Spread(f64),
 }
+
+/// The default share of [`Concentration::Spread`] (`--tau spread`): the target keeps at least
+/// half of the spread the policy's own rollouts could give.
+pub const DEFAULT_SPREAD_SHARE: f64 = 0.5;
 
 /// Candidate mixing weights of [`Concentration::Auto`]: 0, 0.05, ..., 1.
 pub const AUTO_TAU_GRID: [f64; 21] = {
@@ -119,6 +130,11 @@ impl TargetConfig {
                     "target tau must be in [0, 1], got {t}"
                 )))
             }
+            Concentration::Spread(s) if !(s > 0.0 && s <= 1.0) => {
+                return Err(CoreError::Config(format!(
+                    "target spread share must be in (0, 1], got {s}"
+                )))
+            }
             _ => {}
         }
         if !(self.gamma > 0.0 && self.gamma <= 1.0) {
@@ -157,6 +173,10 @@ pub struct PromptPosterior {
     /// likelihood of the prompt's groups observed after the first (empty otherwise).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     auto_loglik: Vec<f64>,
+    /// [`Concentration::Spread`]: the `tau` chosen at the latest visit whose group had more than
+    /// one distinct reward (`None` before; then `tau = 0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    spread_tau: Option<f64>,
 }
 
 impl PromptPosterior {
@@ -171,6 +191,46 @@ impl PromptPosterior {
             self.reference.partition_point(|&x| x <= t)
         };
         Some(count as f64 / self.reference.len() as f64)
+    }
+
+    /// The posterior CDF at mixing weight `tau` (see [`BayesianTarget::cdf_le`]); `None` when
+    /// the prompt carries no information at all (no reference and `tau = 0`, or no evidence).
+    fn cdf_at(&self, t: f32, strict: bool, tau: f64) -> Option<f64> {
+        let prior = self.reference_cdf(t, strict);
+        match prior {
+            Some(f) if tau <= 0.0 => Some(f),
+            None if tau <= 0.0 => None,
+            _ => {
+                let ev = self.evidence_mass(t, strict) / self.total_weight;
+                Some((1.0 - tau) * prior.unwrap_or(0.0) + tau * ev)
+            }
+        }
+    }
+
+    /// [`Concentration::Spread`]'s choice for a group just observed (METHOD.md section 3, tau
+    /// spread): the smallest `tau` of [`AUTO_TAU_GRID`] whose proxy rewards on `rewards` have a
+    /// standard deviation of at least `share` times that at `tau = 1`. `None` when the group's
+    /// rewards are all equal (every `tau` gives them one value: nothing to choose from).
+    fn spread_choice(&self, rewards: &[f32], share: f64, config: &TargetConfig) -> Option<f64> {
+        if self.total_weight <= 0.0 || rewards.iter().all(|&r| r == rewards[0]) {
+            return None;
+        }
+        let spread = |tau: f64| {
+            let values: Vec<f64> = rewards
+                .iter()
+                .map(|&r| {
+                    let (le, lt) = (self.cdf_at(r, false, tau), self.cdf_at(r, true, tau));
+                    proxy_value(le, lt, config)
+                })
+                .collect();
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
+        };
+        let goal = share * spread(1.0);
+        AUTO_TAU_GRID
+            .iter()
+            .copied()
+            .find(|&tau| spread(tau) >= goal - 1e-12)
     }
 
     /// `sum_g w_g 1[r_g <= t]` (or `<`).
@@ -218,6 +278,9 @@ impl PromptPosterior {
     }
 
     fn validate(&self, prompt: u64) -> std::result::Result<(), String> {
+        if self.spread_tau.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return Err(format!("prompt {prompt}: spread_tau must be in [0, 1]"));
+        }
         if !(self.auto_loglik.is_empty() || self.auto_loglik.len() == AUTO_TAU_GRID.len())
             || self.auto_loglik.iter().any(|l| !l.is_finite())
         {
@@ -332,6 +395,13 @@ impl BayesianTarget {
         post.evidence = merged;
         post.total_weight = evidence_weight(&post.evidence);
         post.visits += 1;
+        if let Concentration::Spread(share) = self.config.concentration {
+            if !post.reference.is_empty() {
+                if let Some(tau) = post.spread_choice(rewards, share, &self.config) {
+                    post.spread_tau = Some(tau);
+                }
+            }
+        }
         if auto_changed {
             self.recount_auto();
         }
@@ -366,6 +436,7 @@ impl BayesianTarget {
             _ if no_prior => 0.0,
             Concentration::Tau(t) => from_tau(t),
             Concentration::Auto => from_tau(self.auto_tau(prompt)),
+            Concentration::Spread(_) => from_tau(self.tau(prompt)),
             Concentration::Kappa(k) => k,
         }
     }
@@ -387,6 +458,7 @@ impl BayesianTarget {
             _ if no_prior => 1.0,
             Concentration::Tau(t) => t,
             Concentration::Auto => self.auto_tau(prompt),
+            Concentration::Spread(_) => post.spread_tau.unwrap_or(0.0),
             Concentration::Kappa(k) => (w / (k + w)).clamp(0.0, 1.0),
         }
     }
@@ -450,21 +522,7 @@ impl BayesianTarget {
         let Some(post) = self.prompts.get(&prompt) else {
             return NEUTRAL_CDF;
         };
-        let prior = post.reference_cdf(t, strict);
-        let tau = self.tau(prompt);
-        let value = match prior {
-            Some(f) if tau <= 0.0 => f,
-            None if tau <= 0.0 => NEUTRAL_CDF,
-            _ => {
-                let ev = post.evidence_mass(t, strict) / post.total_weight;
-                (1.0 - tau) * prior.unwrap_or(0.0) + tau * ev
-            }
-        };
-        if value.is_finite() {
-            value.clamp(0.0, 1.0)
-        } else {
-            NEUTRAL_CDF
-        }
+        finish_cdf(post.cdf_at(t, strict, self.tau(prompt)))
     }
 
     /// The Beta marginal of the Dirichlet-process posterior at threshold `t`:
@@ -498,11 +556,7 @@ impl BayesianTarget {
             self.cdf_lt(prompt, r),
             self.config.n,
         );
-        if value.is_nan() {
-            self.config.log_floor
-        } else {
-            value.max(self.config.log_floor)
-        }
+        floored(value, &self.config)
     }
 
     /// [`proxy_reward`](Self::proxy_reward) of each reward of a group.
@@ -575,6 +629,34 @@ impl BayesianTarget {
         }
         self.auto_mean = (count > 0).then(|| sum.iter().map(|s| s / count as f64).collect());
     }
+}
+
+/// A CDF value as the target reports it: clamped to `[0, 1]`; the neutral `0.5` where there is
+/// no information or the value is not finite.
+fn finish_cdf(value: Option<f64>) -> f64 {
+    match value {
+        Some(v) if v.is_finite() => v.clamp(0.0, 1.0),
+        _ => NEUTRAL_CDF,
+    }
+}
+
+/// A proxy reward clipped below at the floor (the floor for NaN).
+fn floored(value: f64, config: &TargetConfig) -> f64 {
+    if value.is_nan() {
+        config.log_floor
+    } else {
+        value.max(config.log_floor)
+    }
+}
+
+/// The proxy reward of a rollout whose posterior CDF values at mixing weight `tau` are `le`
+/// and `lt` (as [`PromptPosterior::cdf_at`] gives them), as
+/// [`BayesianTarget::proxy_reward`] computes it.
+fn proxy_value(le: Option<f64>, lt: Option<f64>, config: &TargetConfig) -> f64 {
+    floored(
+        bon_log_ratio(finish_cdf(le), finish_cdf(lt), config.n),
+        config,
+    )
 }
 
 fn check_finite(prompt: u64, rewards: &[f32], what: &str) -> Result<()> {
@@ -776,6 +858,98 @@ mod tests {
         assert!((t.proxy_reward(0, 1.5) - expected).abs() < 1e-12);
     }
 
+    /// Population standard deviation.
+    fn std(v: &[f64]) -> f64 {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+    }
+
+    /// The proxy rewards of `rewards` under the mixture at `tau`, by hand from the prompt's
+    /// reference and evidence CDFs (for the tau spread tests).
+    fn proxies_at(t: &BayesianTarget, prompt: u64, rewards: &[f32], tau: f64) -> Vec<f64> {
+        let post = &t.prompts[&prompt];
+        let mix = |r: f32, strict: bool| {
+            let f = post.reference_cdf(r, strict).unwrap();
+            let e = post.evidence_mass(r, strict) / post.total_weight;
+            ((1.0 - tau) * f + tau * e).clamp(0.0, 1.0)
+        };
+        rewards
+            .iter()
+            .map(|&r| direct(mix(r, false), mix(r, true), t.config.n).max(-20.0))
+            .collect()
+    }
+
+    #[test]
+    fn tau_spread_stays_static_while_the_reference_discriminates() {
+        let mut t = target(Concentration::Spread(0.5), 0.9);
+        let reference: Vec<f32> = (0..16).map(|i| i as f32).collect();
+        t.set_reference(1, &reference).unwrap();
+        assert_eq!(t.tau(1), 0.0);
+        // a group spread over the reference's range: the static target ranks it as finely as
+        // the group's own evidence does
+        let group = [1.5, 3.5, 5.5, 7.5, 9.5, 11.5, 13.5, 15.5];
+        t.observe(1, &group).unwrap();
+        assert_eq!(t.tau(1), 0.0);
+        assert_eq!(t.kappa(1), f64::INFINITY);
+        let mut fixed = target(Concentration::Tau(0.0), 0.9);
+        fixed.set_reference(1, &reference).unwrap();
+        assert_eq!(t.proxy_rewards(1, &group), fixed.proxy_rewards(1, &group));
+    }
+
+    #[test]
+    fn tau_spread_moves_just_as_far_as_a_saturated_group_needs() {
+        for share in [0.25, 0.5, 1.0] {
+            let mut t = target(Concentration::Spread(share), 0.9);
+            t.set_reference(1, &[0.0, 1.0, 2.0, 3.0]).unwrap();
+            t.observe(1, &[0.5, 1.5, 2.5, 2.5]).unwrap();
+            // every reward of this group lies above the reference's best: F_ref = 1 for all,
+            // so the static proxy ties them
+            let group = [4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0];
+            t.observe(1, &group).unwrap();
+            assert!(std(&proxies_at(&t, 1, &group, 0.0)) < 1e-12);
+            let chosen = t.tau(1);
+            let at_one = std(&proxies_at(&t, 1, &group, 1.0));
+            let got = std(&proxies_at(&t, 1, &group, chosen));
+            assert!(
+                chosen > 0.0 && got >= share * at_one - 1e-9,
+                "share {share}: {chosen}"
+            );
+            if chosen > 0.0 {
+                let below = std(&proxies_at(&t, 1, &group, chosen - 0.05));
+                assert!(
+                    below < share * at_one,
+                    "share {share}: {chosen} is not the smallest"
+                );
+            }
+            // the target scores the group at the chosen tau, and kappa follows from it
+            let by_hand = proxies_at(&t, 1, &group, chosen);
+            for (a, b) in t.proxy_rewards(1, &group).iter().zip(&by_hand) {
+                assert!((a - b).abs() < 1e-9, "share {share}: {a} vs {b}");
+            }
+            let w = t.evidence_weight(1);
+            assert!((t.kappa(1) - w * (1.0 - chosen) / chosen).abs() < 1e-9);
+            // a group of equal rewards carries no choice: tau stays, and survives a save
+            t.observe(1, &[12.0; 8]).unwrap();
+            assert_eq!(t.tau(1), chosen);
+            let back: BayesianTarget =
+                serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+            assert_eq!(back.tau(1), chosen);
+        }
+        // a larger share never chooses a smaller tau on the same evidence
+        let chosen = |share: f64| {
+            let mut t = target(Concentration::Spread(share), 1.0);
+            t.set_reference(1, &[0.0, 1.0, 2.0, 3.0]).unwrap();
+            t.observe(1, &[3.5, 4.0, 5.0, 6.0, 7.0, 8.0]).unwrap();
+            t.tau(1)
+        };
+        assert!(chosen(0.25) <= chosen(0.5) && chosen(0.5) <= chosen(1.0));
+        assert!(chosen(0.25) < chosen(1.0));
+        // without a reference the rule has nothing to keep: tau 1, as in every finite mode
+        let mut t = target(Concentration::Spread(0.5), 1.0);
+        t.observe(2, &[1.0, 2.0]).unwrap();
+        assert_eq!((t.tau(2), t.kappa(2)), (1.0, 0.0));
+    }
+
     #[test]
     fn floor_and_best_of_one() {
         let mut t = target(Concentration::Tau(0.0), 1.0);
@@ -837,6 +1011,12 @@ mod tests {
             assert!(
                 rejects(&|c| c.concentration = Concentration::Kappa(x)),
                 "kappa {x}"
+            );
+        }
+        for x in [0.0, -0.5, 1.5, f64::NAN] {
+            assert!(
+                rejects(&|c| c.concentration = Concentration::Spread(x)),
+                "spread share {x}"
             );
         }
         let mut t = BayesianTarget::new(base).unwrap();

@@ -434,8 +434,8 @@ fn alignment_resumes_from_its_checkpoint() {
 /// The long-horizon check of issue 10 in CI size: on a reward the policy can push past every
 /// cached reference reward (ILD), the static target saturates (its proxy reward ties while the
 /// raw rewards still differ: gradient decay, METHOD.md section 2), and BLADE's moving target
-/// keeps discriminating wherever the raw rewards differ, with a fixed `tau` and with
-/// `tau auto`. Fails if BLADE's target stops moving.
+/// keeps discriminating wherever the raw rewards differ, with a fixed `tau`, with `tau auto`
+/// and with `tau spread`. Fails if BLADE's target stops moving.
 #[test]
 fn blade_keeps_discriminating_where_the_static_target_saturates() {
     let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
@@ -453,11 +453,16 @@ fn blade_keeps_discriminating_where_the_static_target_saturates() {
             .with_optim(OptimConfig::new().with_lr(3e-3))
     };
     let auto = blade_core::align::methods::BladeConfig::new().with_tau_auto(true);
+    let spread = blade_core::align::methods::BladeConfig::new().with_tau_spread(Some(0.5));
     let mut late = Vec::new();
     for (name, method) in [
         ("bon-static", Method::BonStatic.default_config()),
         ("blade", Method::Blade.default_config()),
         ("blade-auto", blade_core::align::MethodConfig::Blade(auto)),
+        (
+            "blade-spread",
+            blade_core::align::MethodConfig::Blade(spread),
+        ),
     ] {
         let out = train_align::<ItemLm>(
             &long(method),
@@ -489,7 +494,10 @@ fn blade_keeps_discriminating_where_the_static_target_saturates() {
         "the static target should saturate here: saturated {static_saturated:.3}, \
          groups with differing rewards but a tied signal {static_lost:.3}"
     );
-    for (name, (lost, _, tau)) in ["blade", "blade-auto"].iter().zip(&late[1..]) {
+    for (name, (lost, _, tau)) in ["blade", "blade-auto", "blade-spread"]
+        .iter()
+        .zip(&late[1..])
+    {
         assert!(
             *lost < 0.05 && *tau > 0.0,
             "{name}'s target should keep discriminating: {lost:.3} of the groups lost their \

@@ -23,6 +23,7 @@ fn concentration() -> impl Strategy<Value = Concentration> {
         prop_oneof![Just(0.0), Just(0.5), Just(1e9)].prop_map(Concentration::Kappa),
         prop_oneof![Just(0.0), Just(0.3), Just(1.0)].prop_map(Concentration::Tau),
         Just(Concentration::Auto),
+        prop_oneof![Just(0.25), Just(0.5), Just(1.0)].prop_map(Concentration::Spread),
     ]
 }
 

@@ -122,7 +122,8 @@ impl MethodVariant {
     }
 
     /// `cfg` with the variant's settings applied to its method's settings (the fields of the
-    /// method's entry in `align.json`; `tau=auto` sets BLADE's `tau_auto`). An unknown setting
+    /// method's entry in `align.json`; `tau=auto` sets BLADE's `tau_auto`, `tau=spread` its
+    /// `tau_spread` to the default share). An unknown setting
     /// or a value of the wrong type is an error naming the method's settings.
     pub fn apply(&self, mut cfg: AlignConfig) -> Result<AlignConfig> {
         let bad = |m: String| CoreError::Config(format!("--methods {}: {m}", self.label));
@@ -138,6 +139,9 @@ impl MethodVariant {
         for (k, v) in &self.settings {
             let (key, v) = match (k.as_str(), v.as_str()) {
                 ("tau", "auto") if fields.contains_key("tau_auto") => ("tau_auto", "true"),
+                ("tau", "spread") if fields.contains_key("tau_spread") => {
+                    ("tau_spread", SPREAD_DEFAULT)
+                }
                 _ => (k.as_str(), v.as_str()),
             };
             if key == "method" || !fields.contains_key(key) {
@@ -155,6 +159,9 @@ impl MethodVariant {
         Ok(cfg)
     }
 }
+
+/// `tau=spread`'s share, as JSON text ([`blade_core::target::DEFAULT_SPREAD_SHARE`]).
+const SPREAD_DEFAULT: &str = "0.5";
 
 /// The folder name of a method label's runs (`blade:tau=0.1` -> `blade_tau=0.1`).
 fn label_dir(label: &str) -> String {
@@ -912,6 +919,17 @@ mod tests {
             panic!("not blade")
         };
         assert!(c.tau_auto);
+        for (label, share) in [("blade:tau=spread", 0.5), ("blade:tau_spread=0.7", 0.7)] {
+            let v = MethodVariant::parse(label).unwrap();
+            let MethodConfig::Blade(c) = v.apply(base(Method::Blade)).unwrap().method else {
+                panic!("not blade")
+            };
+            assert_eq!((c.tau_spread, c.tau_auto), (Some(share), false), "{label}");
+        }
+        assert_eq!(
+            SPREAD_DEFAULT.parse::<f64>().unwrap(),
+            blade_core::target::DEFAULT_SPREAD_SHARE
+        );
         assert_eq!(
             MethodVariant::parse("grpo")
                 .unwrap()

@@ -487,6 +487,12 @@ fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
         o.entry("select_correction")
             .or_insert(serde_json::json!("none"));
         o.entry("valid_holdout").or_insert(serde_json::json!(false));
+        // and chose BLADE's tau without the spread rule
+        if let Some(m) = o.get_mut("method").and_then(|m| m.as_object_mut()) {
+            if m.get("method").and_then(|n| n.as_str()) == Some("blade") {
+                m.entry("tau_spread").or_insert(serde_json::Value::Null);
+            }
+        }
     }
     Ok(saved)
 }
@@ -916,6 +922,14 @@ mod tests {
         ));
         assert!(same_results(&saved, &cfg.clone().with_recompute(true)));
         assert!(same_results(&saved, &cfg.clone().with_checkpoint_every(3)));
+        // a BLADE run from before `tau_spread` chose tau without it; one with it does not stand
+        // for one without
+        let mut old: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        old["method"].as_object_mut().unwrap().remove("tau_spread");
+        assert!(same_results(&old.to_string(), &cfg));
+        let spread = crate::align::methods::BladeConfig::new().with_tau_spread(Some(0.5));
+        let spread = AlignConfig::new(crate::align::MethodConfig::Blade(spread));
+        assert!(!same_results(&old.to_string(), &spread));
         // settings that change the results
         assert!(!same_results(
             &saved,

@@ -24,12 +24,17 @@ pub struct BladeConfig {
     /// `N` of the best-of-N distribution being distilled.
     #[config(default = 8)]
     pub bon_n: usize,
-    /// The target mixing weight `tau` in `[0, 1]` (ignored when `kappa` is set or `tau_auto`).
+    /// The target mixing weight `tau` in `[0, 1]` (ignored when `kappa`, `tau_auto` or
+    /// `tau_spread` is set).
     #[config(default = 0.3)]
     pub tau: f64,
     /// Choose each prompt's `tau` by empirical Bayes (METHOD.md section 3, tau auto).
     #[config(default = false)]
     pub tau_auto: bool,
+    /// Choose each prompt's `tau` at each visit to keep this share, in `(0, 1]`, of the proxy
+    /// spread the policy's own rollouts give (METHOD.md section 3, tau spread).
+    #[config(default = "None")]
+    pub tau_spread: Option<f64>,
     /// A fixed prior concentration instead of `tau`.
     #[config(default = "None")]
     pub kappa: Option<f64>,
@@ -44,7 +49,10 @@ impl BladeConfig {
             concentration: match self.kappa {
                 Some(k) => Concentration::Kappa(k),
                 None if self.tau_auto => Concentration::Auto,
-                None => Concentration::Tau(self.tau),
+                None => match self.tau_spread {
+                    Some(share) => Concentration::Spread(share),
+                    None => Concentration::Tau(self.tau),
+                },
             },
             gamma: self.gamma,
             n: self.bon_n,
@@ -56,10 +64,20 @@ impl BladeConfig {
         if self.bon_n == 0 {
             return bad(Method::Blade, "bon_n must be at least 1".into());
         }
-        if self.tau_auto && self.kappa.is_some() {
+        let rules = [
+            self.kappa.map(|_| "kappa"),
+            self.tau_auto.then_some("tau auto"),
+            self.tau_spread.map(|_| "tau spread"),
+        ];
+        let set: Vec<&str> = rules.into_iter().flatten().collect();
+        if set.len() > 1 {
             return bad(
                 Method::Blade,
-                "set kappa or tau auto, not both (both choose the prior strength)".into(),
+                format!(
+                    "set one of kappa, tau auto and tau spread, not {} (each chooses the prior \
+                     strength)",
+                    set.join(" and ")
+                ),
             );
         }
         self.target_config()
