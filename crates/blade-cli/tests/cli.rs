@@ -313,10 +313,17 @@ fn compare_writes_tables_curves_and_pictures() {
         "zero_spread.svg",
         "distinct_lists.svg",
         "saturation_split.svg",
+        "kl.svg",
     ] {
         let svg = std::fs::read_to_string(cmp.join(f)).unwrap();
         assert!(svg.contains("blade") && svg.contains("bon-static"), "{f}");
     }
+    // tau is drawn for the BLADE variants only
+    let svg = std::fs::read_to_string(cmp.join("tau.svg")).unwrap();
+    assert!(
+        svg.contains("blade:tau=auto") && !svg.contains("bon-static"),
+        "tau.svg"
+    );
     // mean +- std rows: 2 seeds per aligned method
     let csv = std::fs::read_to_string(cmp.join("results.csv")).unwrap();
     assert!(

@@ -777,6 +777,30 @@ fn pictures(
         &series(&|r| r.distinct_lists, &[]),
         false,
     )?;
+    line_chart(
+        &out.join("kl.svg"),
+        "KL to the reference per list (k1 estimate, nats)",
+        "step",
+        "KL",
+        &series(&|r| r.kl, &[]),
+        false,
+    )?;
+    // the mixing weight of every BLADE variant (fixed, auto or spread: what the target used)
+    let blades: Vec<&str> = curves
+        .keys()
+        .map(String::as_str)
+        .filter(|m| *m == "blade" || m.starts_with("blade:"))
+        .collect();
+    if !blades.is_empty() {
+        line_chart(
+            &out.join("tau.svg"),
+            "BLADE's mixing weight tau (batch mean of the prompts' values)",
+            "step",
+            "tau",
+            &series(&|r| r.tau, &blades),
+            false,
+        )?;
+    }
     let pair = ["bon-static", "blade"];
     if pair.iter().all(|m| curves.contains_key(*m)) {
         line_chart(
