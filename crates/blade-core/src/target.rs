@@ -28,6 +28,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::align::loss::mean_std;
 use crate::error::{CoreError, Result};
 
 /// Evidence whose weight has decayed below this is dropped, bounding memory per prompt.
@@ -209,7 +210,8 @@ impl PromptPosterior {
 
     /// [`Concentration::Spread`]'s choice for a group just observed (METHOD.md section 3, tau
     /// spread): the smallest `tau` of [`AUTO_TAU_GRID`] whose proxy rewards on `rewards` have a
-    /// standard deviation of at least `share` times that at `tau = 1`. `None` when the group's
+    /// (population) standard deviation, the group std the trainer logs as `proxy_std`, of at
+    /// least `share` times that at `tau = 1`. `None` when the group's
     /// rewards are all equal (every `tau` gives them one value: nothing to choose from).
     fn spread_choice(&self, rewards: &[f32], share: f64, config: &TargetConfig) -> Option<f64> {
         if self.total_weight <= 0.0 || rewards.iter().all(|&r| r == rewards[0]) {
@@ -223,8 +225,7 @@ impl PromptPosterior {
                     proxy_value(le, lt, config)
                 })
                 .collect();
-            let mean = values.iter().sum::<f64>() / values.len() as f64;
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / values.len() as f64).sqrt()
+            mean_std(&values).1
         };
         let goal = share * spread(1.0);
         AUTO_TAU_GRID
@@ -858,10 +859,8 @@ mod tests {
         assert!((t.proxy_reward(0, 1.5) - expected).abs() < 1e-12);
     }
 
-    /// Population standard deviation.
     fn std(v: &[f64]) -> f64 {
-        let m = v.iter().sum::<f64>() / v.len() as f64;
-        (v.iter().map(|x| (x - m).powi(2)).sum::<f64>() / v.len() as f64).sqrt()
+        mean_std(v).1
     }
 
     /// The proxy rewards of `rewards` under the mixture at `tau`, by hand from the prompt's

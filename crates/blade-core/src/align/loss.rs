@@ -8,8 +8,9 @@ use burn::tensor::activation::relu;
 use super::config::{AdvantageScaling, KlEstimator, LossAggregation, OptimConfig, RatioLevel};
 use crate::policy::TokenLogProbs;
 
-/// Mean and (population) standard deviation of a group.
-fn mean_std(grp: &[f64]) -> (f64, f64) {
+/// Mean and (population) standard deviation of a group (also the spread `tau spread` keeps,
+/// `crate::target`).
+pub(crate) fn mean_std(grp: &[f64]) -> (f64, f64) {
     let n = grp.len() as f64;
     let mean = grp.iter().sum::<f64>() / n;
     let std = (grp.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
