@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Result};
 use blade_core::{PromptBatch, Recommender};
-use blade_exp::{open_run, Checkpoint, RunManifest};
+use blade_exp::{open_run_lean, Checkpoint, RunManifest};
 use clap::Args;
 
 use crate::common::BackendArgs;
@@ -49,7 +49,7 @@ pub fn run(a: RecommendArgs) -> Result<()> {
         );
     };
     let device = a.backend.device()?;
-    let model = open_run(&a.run, Checkpoint::Best, &device)?;
+    let model = open_run_lean(&a.run, Checkpoint::Best, &device)?;
     let mut history = case.history.clone();
     history.push(case.target);
     let l = info.data.history_len;

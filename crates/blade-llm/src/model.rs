@@ -357,16 +357,16 @@ impl Proj {
         }
     }
 
-    /// Adds an adapter of rank `r` and freezes the base weight.
-    ///
-    /// # Panics
-    /// On a quantised projection (inference only: its product records no gradient).
+    /// Adds an adapter of rank `r` and freezes the base weight. On a quantised projection the
+    /// adapter is frozen too: the quantised product records no gradient, so such a model is for
+    /// inference only (a run's trained adapters are loaded into it, e.g. for evaluation).
     pub fn with_lora(mut self, rank: usize, alpha: f32, seed: u64, device: &Device) -> Self {
-        assert!(
-            self.quant.is_none(),
-            "LoRA on a quantised projection: load the model with f32 weights to train it"
-        );
-        let [d_in, d_out] = self.weight.dims();
+        let trainable = self.quant.is_none();
+        // a quantised weight is `[d_out, d_in]` blocks beside an empty placeholder
+        let [d_in, d_out] = match &self.quant {
+            Some(q) => [q.cols(), q.rows()],
+            None => self.weight.dims(),
+        };
         // Kaiming-uniform-like A from a deterministic stream, B = 0 (standard LoRA init)
         let bound = (1.0 / d_in as f64).sqrt() as f32;
         let mut state = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
@@ -386,8 +386,8 @@ impl Proj {
         // state was saved under, so a resumed run finds its Adam moments
         let id = |k: u64| burn::module::ParamId::from(LORA_ID_BASE + 2 * seed + k);
         self.lora = Some(Lora {
-            a: Param::initialized(id(0), a).set_require_grad(true),
-            b: Param::initialized(id(1), b).set_require_grad(true),
+            a: Param::initialized(id(0), a).set_require_grad(trainable),
+            b: Param::initialized(id(1), b).set_require_grad(trainable),
             scale: alpha / rank.max(1) as f32,
         });
         self
@@ -836,7 +836,8 @@ impl Llama {
         self.logits(h)
     }
 
-    /// Adds LoRA adapters to the configured projections and freezes everything else.
+    /// Adds LoRA adapters to the configured projections and freezes everything else (the
+    /// adapters too when the model is [`quantised`](Self::quantised): inference only).
     pub fn with_lora(mut self, lora: &LoraConfig, device: &Device) -> Self {
         let want = |name: &str| lora.targets.iter().any(|t| t == name);
         self.embed = self.embed.set_require_grad(false);

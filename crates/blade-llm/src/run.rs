@@ -106,7 +106,17 @@ fn check_lora(l: &LoraConfig, m: &crate::model::LlamaConfig) -> CoreResult<()> {
 
 /// The base model with fresh adapters (or all weights trainable), as the run config says.
 pub fn build_policy(cfg: &LlmRunConfig, device: &Device) -> CoreResult<LlmPolicy> {
-    let lm = LanguageModel::load(&cfg.weights, Some(cfg.max_seq_len), device)
+    build_policy_with(cfg, false, device)
+}
+
+/// [`build_policy`]; with `quantised`, the base weights a GGUF file stores in Q4 / Q8 blocks
+/// stay in them ([`LanguageModel::load_with`]) and the adapters are frozen: for inference.
+fn build_policy_with(
+    cfg: &LlmRunConfig,
+    quantised: bool,
+    device: &Device,
+) -> CoreResult<LlmPolicy> {
+    let lm = LanguageModel::load_with(&cfg.weights, Some(cfg.max_seq_len), quantised, device)
         .map_err(|e| cerr(&cfg.weights, e))?;
     let mut p =
         LlmPolicy::new(lm, &cfg.titles, cfg.template.clone()).map_err(|e| cerr(&cfg.weights, e))?;
@@ -170,10 +180,32 @@ pub fn read_llm_run_config(dir: &Path) -> CoreResult<LlmRunConfig> {
     serde_json::from_str(&text).map_err(|e| cerr(&path, e))
 }
 
-/// Loads the policy of an LLM run folder: base weights + the saved delta.
+/// Loads the policy of an LLM run folder: base weights + the saved delta, trainable (f32 base).
 pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
+    load_llm_run_with(dir, false, device)
+}
+
+/// Loads the policy of an LLM run folder for inference (evaluation, recommendation): a LoRA
+/// run's base weights stay in their GGUF blocks, as `blade llm generate` keeps them, instead of
+/// being dequantised to f32, and its adapters are frozen. Same logits as [`load_llm_run`] to
+/// float rounding (tested). A run that trained every weight (no LoRA) is loaded in f32; a
+/// zero-shot run (no delta) keeps its blocks too.
+pub fn load_llm_run_for_inference(
+    dir: &Path,
+    device: &Device,
+) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
+    // a LoRA run, or a zero-shot one (no delta): the base is never written
+    let quantised = read_llm_run_config(dir)?.lora.is_some() || !dir.join(FULL_FILE).exists();
+    load_llm_run_with(dir, quantised, device)
+}
+
+fn load_llm_run_with(
+    dir: &Path,
+    quantised: bool,
+    device: &Device,
+) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
     let cfg = read_llm_run_config(dir)?;
-    let mut policy = build_policy(&cfg, device)?;
+    let mut policy = build_policy_with(&cfg, quantised, device)?;
     if cfg.lora.is_some() {
         let path = dir.join(ADAPTER_FILE);
         if path.exists() {
@@ -205,10 +237,10 @@ pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, Ll
                         let (a, bb) = (l.a.dims(), l.b.dims());
                         // keep the parameter ids (optimiser state is keyed by them)
                         if let Some(t) = take(&format!("{key}.lora_a"), a, &mut missing) {
-                            l.a = Param::initialized(l.a.id, t).set_require_grad(true);
+                            l.a = Param::initialized(l.a.id, t).set_require_grad(!quantised);
                         }
                         if let Some(t) = take(&format!("{key}.lora_b"), bb, &mut missing) {
-                            l.b = Param::initialized(l.b.id, t).set_require_grad(true);
+                            l.b = Param::initialized(l.b.id, t).set_require_grad(!quantised);
                         }
                     }
                 }

@@ -303,3 +303,82 @@ fn llm_sft_resumes_exactly_and_refuses_other_settings() {
     assert!(err.contains("cannot resume"), "{err}");
     assert!(!dir.path().join("none").exists());
 }
+
+/// Evaluation loads a LoRA run with its base in the GGUF's Q8_0 blocks (memory) and frozen
+/// adapters: the scores equal the trainable f32 load's to float rounding, the adapters matter
+/// (they move the scores), and nothing in the inference copy trains.
+#[test]
+fn a_lora_run_loaded_for_inference_keeps_its_blocks_and_its_scores() {
+    use blade_llm::run::{build_policy, load_llm_run_for_inference, save_llm_run};
+    let (dir, _, split, mut run) = fixture(
+        Some(LoraConfig {
+            rank: 2,
+            alpha: 4.0,
+            ..LoraConfig::default()
+        }),
+        3,
+        4,
+    );
+    run.weights = dir.path().join("q8.gguf");
+    write_tiny_gguf(
+        &run.weights,
+        &TinySpec {
+            matrix_type: blade_llm::gguf::GgmlType::Q8_0,
+            ..TinySpec::default()
+        },
+    )
+    .unwrap();
+    let device = Device::default();
+    // adapters that do something: B = 0 at initialisation, so fill it
+    let mut policy = build_policy(&run, &device).unwrap();
+    let mut k = 0.0f32;
+    for b in policy.model.blocks.iter_mut() {
+        for p in [&mut b.attn.q, &mut b.attn.v, &mut b.mlp.down] {
+            let l = p.lora.as_mut().unwrap();
+            let [r, c] = l.b.dims();
+            let v: Vec<f32> = (0..r * c)
+                .map(|i| {
+                    k += 1.0;
+                    ((i as f32 * 0.37 + k).sin()) * 0.5
+                })
+                .collect();
+            l.b = burn::module::Param::initialized(
+                l.b.id,
+                Tensor::<2>::from_data(TensorData::new(v, [r, c]), &device),
+            );
+        }
+    }
+    let out = dir.path().join("run");
+    save_llm_run(&policy, &run, &out).unwrap();
+    let (_, float) = load_llm_run(&out, &device).unwrap();
+    let (_, quant) = load_llm_run_for_inference(&out, &device).unwrap();
+    assert!(quant.model.quantised() && !float.model.quantised());
+    let base = build_policy(&run, &device).unwrap();
+    let prompts = PromptBatch {
+        histories: split.test[..3].iter().map(|c| c.history.clone()).collect(),
+        exclude: vec![vec![]; 3],
+    };
+    let (f, q, b) = (
+        float.score_all(&prompts).unwrap(),
+        quant.score_all(&prompts).unwrap(),
+        base.score_all(&prompts).unwrap(),
+    );
+    let diff = |x: &[Vec<f32>], y: &[Vec<f32>]| {
+        x.iter()
+            .flatten()
+            .zip(y.iter().flatten())
+            .map(|(p, q)| (p - q).abs())
+            .fold(0f32, f32::max)
+    };
+    let scale = f.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(
+        diff(&f, &q) / scale < 1e-5,
+        "quantised inference load differs: {}",
+        diff(&f, &q) / scale
+    );
+    assert!(diff(&f, &b) > 1e-3, "the adapters should move the scores");
+    // nothing trains in the inference copy
+    let blk = &quant.model.blocks[0];
+    let l = blk.attn.q.lora.as_ref().unwrap();
+    assert!(!l.a.is_require_grad() && !l.b.is_require_grad());
+}
