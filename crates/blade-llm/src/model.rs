@@ -359,7 +359,7 @@ impl Proj {
 
     /// Adds an adapter of rank `r` and freezes the base weight. On a quantised projection the
     /// adapter is frozen too: the quantised product records no gradient, so such a model is for
-    /// inference only (a run's trained adapters are loaded into it, e.g. for evaluation).
+    /// inference only (a run's trained adapters are loaded into it, e.g. by `blade recommend`).
     pub fn with_lora(mut self, rank: usize, alpha: f32, seed: u64, device: &Device) -> Self {
         let trainable = self.quant.is_none();
         // a quantised weight is `[d_out, d_in]` blocks beside an empty placeholder

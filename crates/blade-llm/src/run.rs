@@ -185,7 +185,8 @@ pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, Ll
     load_llm_run_with(dir, false, device)
 }
 
-/// Loads the policy of an LLM run folder for inference (evaluation, recommendation): a LoRA
+/// Loads the policy of an LLM run folder for one-off inference (`blade recommend`; bulk
+/// evaluation keeps [`load_llm_run`]'s f32 base, which scores many lists faster): a LoRA
 /// run's base weights stay in their GGUF blocks, as `blade llm generate` keeps them, instead of
 /// being dequantised to f32, and its adapters are frozen. Same logits as [`load_llm_run`] to
 /// float rounding (tested). A run that trained every weight (no LoRA) is loaded in f32; a
