@@ -779,7 +779,7 @@ fn pictures(
     )?;
     line_chart(
         &out.join("kl.svg"),
-        "KL to the reference per list (k1 estimate, nats)",
+        "KL to the reference per list (the run's --kl estimator: k1, or k3 capped at 19; nats)",
         "step",
         "KL",
         &series(&|r| r.kl, &[]),
