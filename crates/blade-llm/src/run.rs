@@ -182,7 +182,7 @@ pub fn read_llm_run_config(dir: &Path) -> CoreResult<LlmRunConfig> {
 
 /// Loads the policy of an LLM run folder: base weights + the saved delta, trainable (f32 base).
 pub fn load_llm_run(dir: &Path, device: &Device) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
-    load_llm_run_with(dir, false, device)
+    load_llm_run_with(dir, read_llm_run_config(dir)?, false, device)
 }
 
 /// Loads the policy of an LLM run folder for one-off inference (`blade recommend`; bulk
@@ -195,17 +195,19 @@ pub fn load_llm_run_for_inference(
     dir: &Path,
     device: &Device,
 ) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
+    let cfg = read_llm_run_config(dir)?;
     // a LoRA run, or a zero-shot one (no delta): the base is never written
-    let quantised = read_llm_run_config(dir)?.lora.is_some() || !dir.join(FULL_FILE).exists();
-    load_llm_run_with(dir, quantised, device)
+    let quantised = cfg.lora.is_some() || !dir.join(FULL_FILE).exists();
+    load_llm_run_with(dir, cfg, quantised, device)
 }
 
+/// The policy of the run folder `dir` whose `llm.json` holds `cfg`.
 fn load_llm_run_with(
     dir: &Path,
+    cfg: LlmRunConfig,
     quantised: bool,
     device: &Device,
 ) -> CoreResult<(LlmRunConfig, LlmPolicy)> {
-    let cfg = read_llm_run_config(dir)?;
     let mut policy = build_policy_with(&cfg, quantised, device)?;
     if cfg.lora.is_some() {
         let path = dir.join(ADAPTER_FILE);
