@@ -314,6 +314,7 @@ fn compare_writes_tables_curves_and_pictures() {
         "distinct_lists.svg",
         "saturation_split.svg",
         "kl.svg",
+        "kl_k1.svg",
     ] {
         let svg = std::fs::read_to_string(cmp.join(f)).unwrap();
         assert!(svg.contains("blade") && svg.contains("bon-static"), "{f}");

@@ -785,6 +785,14 @@ fn pictures(
         &series(&|r| r.kl, &[]),
         false,
     )?;
+    line_chart(
+        &out.join("kl_k1.svg"),
+        "KL to the reference per list, k1 estimate on the rollouts, unclamped (nats)",
+        "step",
+        "KL (k1)",
+        &series(&|r| r.kl_k1, &[]),
+        false,
+    )?;
     // the mixing weight of every BLADE variant (fixed, auto or spread: what the target used)
     let blades: Vec<&str> = curves
         .keys()

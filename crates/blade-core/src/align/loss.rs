@@ -217,6 +217,22 @@ pub fn kl_estimate(
     }
 }
 
+/// The k1 estimate of `KL(pi || pi_ref)` per list from host-side log-probabilities of the
+/// same sampled lists: `mean(log pi - log pi_ref)`, unclamped (the `kl_k1` column; 0 for no
+/// lists).
+pub(crate) fn k1_mean(logp: &[f32], ref_logp: &[f32]) -> f64 {
+    let n = logp.len().min(ref_logp.len());
+    if n == 0 {
+        return 0.0;
+    }
+    let sum: f64 = logp
+        .iter()
+        .zip(ref_logp)
+        .map(|(&a, &b)| f64::from(a) - f64::from(b))
+        .sum();
+    sum / n as f64
+}
+
 /// The per-list signal with the KL penalty in the reward (`--kl reward`, METHOD.md section 5):
 /// `value - beta * (log pi_old - log pi_ref)` for each sampled list.
 pub fn kl_penalised(values: &[f64], old_logp: &[f32], ref_logp: &[f32], beta: f32) -> Vec<f64> {
@@ -347,6 +363,14 @@ mod tests {
         assert!((f64::from(batch[3]) - 10.0 / sd).abs() < 1e-5);
         assert!((f64::from(batch[0]) + 1.0 / sd).abs() < 1e-5);
         assert_eq!(zero_spread_share(&[1.0, 1.0, 0.0, 2.0], 2), 0.5);
+    }
+
+    #[test]
+    fn the_k1_column_is_the_unclamped_mean_log_ratio() {
+        // 30 nats on one list: k3 would cap its term, k1 keeps it
+        assert!((k1_mean(&[-1.0, -2.0], &[-31.0, -2.0]) - 15.0).abs() < 1e-12);
+        assert!((k1_mean(&[-3.0], &[-1.0]) + 2.0).abs() < 1e-12);
+        assert_eq!(k1_mean(&[], &[]), 0.0);
     }
 
     #[test]

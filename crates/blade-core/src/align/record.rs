@@ -72,6 +72,11 @@ pub struct StepRecord {
     /// One-sided p-value of the selection metric's gain over step 0, paired over the
     /// validation users, where evaluated after step 0.
     pub valid_p: Option<f64>,
+    /// The k1 estimate of `KL(pi || pi_ref)` per list, unclamped: the mean over the step's
+    /// rollouts of `log pi(y) - log pi_ref(y)` under the policy that sampled them (at the
+    /// rollout temperature, as the loss scores them). A diagnostic beside `kl`, which is the
+    /// loss's own estimator (k3 caps each list's term at `e^20`, so it saturates at 19 nats).
+    pub kl_k1: f64,
 }
 
 impl StepRecord {

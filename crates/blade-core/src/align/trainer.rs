@@ -13,7 +13,7 @@ use rand::{RngExt, SeedableRng};
 
 use super::config::{AlignConfig, DynamicSampling, KlEstimator, RatioLevel};
 use super::loss::{
-    advantages, entropy_surrogate, kl_estimate, kl_penalised, mean_group_std, vec_tensor,
+    advantages, entropy_surrogate, k1_mean, kl_estimate, kl_penalised, mean_group_std, vec_tensor,
     zero_spread_share,
 };
 use super::methods::{LossInputs, Objective, Signal, TokenInputs};
@@ -188,6 +188,7 @@ struct Trainer<'a, P: AlignPolicy> {
 struct Optimised {
     loss: f64,
     kl: f64,
+    kl_k1: f64,
     clip: super::loss::ClipStats,
     grad_norm: f64,
     lr: f64,
@@ -315,6 +316,9 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             }
             let refp = vec_tensor(&ref_logp, &new_logp.device());
             let old_logp = old_tempered.as_deref().unwrap_or(&scored.log_probs);
+            if epoch == 0 {
+                out.kl_k1 = k1_mean(old_logp, &ref_logp);
+            }
             // the KL penalty in the reward: the advantages of the penalised signal, once per
             // step (the sampling policy's and the reference's log-probabilities are fixed)
             if o.kl == KlEstimator::Reward && penalised.is_none() {
@@ -743,6 +747,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
         let opt = t.optimise(step, &used, &signal)?;
         // record
         rec.kl = opt.kl;
+        rec.kl_k1 = opt.kl_k1;
         rec.loss = opt.loss;
         rec.clip_frac = opt.clip.clip_frac;
         rec.clip_low = opt.clip.clip_low;
@@ -763,6 +768,7 @@ pub fn train_align<P: AlignPolicy + 'static>(
         dash.train("distinct lists per group", rec.distinct_lists, true);
         dash.train("tau", rec.tau, true);
         dash.train("KL to reference", rec.kl, false);
+        dash.train("KL k1", rec.kl_k1, false);
         dash.train("entropy", rec.entropy, true);
         dash.train("saturated share", rec.saturated, false);
         let last = step == cfg.steps;
