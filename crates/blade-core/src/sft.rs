@@ -788,23 +788,27 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> crate::Result<()> {
     Ok(blade_data::write_atomic(path, bytes)?)
 }
 
-fn tmp_path(path: &Path) -> PathBuf {
-    let mut name = path
-        .file_name()
-        .map(|n| n.to_os_string())
-        .unwrap_or_default();
-    name.push(".tmp");
-    path.with_file_name(name)
-}
-
-/// Saves a module atomically (temporary file, then rename).
+/// Saves a module atomically: into a temporary sibling unique to the call (process and call
+/// number, as [`write_atomic`]), then renamed onto `path`; the temporary file is removed when
+/// either step fails. Two threads saving the same path (`blade compare --jobs`) cannot rename
+/// each other's half-written file away.
 pub fn save_model_atomic<M: Module>(model: &M, path: &Path) -> crate::Result<()> {
-    let tmp = tmp_path(path).with_extension("tmp.bpk");
-    model
-        .clone()
-        .save_file(&tmp)
-        .map_err(|e| CoreError::file(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| CoreError::file(path, e))
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    // burn's recorder sets the `.bpk` extension itself, so the temporary name ends in it
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{call}.bpk", std::process::id()));
+    if let Err(e) = model.clone().save_file(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(CoreError::file(&tmp, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        CoreError::file(path, e)
+    })
 }
 
 /// Loads an [`ItemLm`] saved by [`train_sft`] from its run folder (`config.json` + `model.bpk`).
@@ -835,6 +839,33 @@ pub fn load_item_lm(dir: &Path, device: &Device) -> crate::Result<(SftConfig, It
 mod shard_tests {
     use super::*;
     use crate::parallel::testing::{host_grads, tiny_model};
+
+    #[test]
+    fn concurrent_saves_of_one_model_file_all_land_and_leave_no_temporary_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.bpk");
+        let device = Default::default();
+        let model = tiny_model(16, &device);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| s.spawn(|| save_model_atomic(&model, &path)))
+                .collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec!["model.bpk".to_string()]);
+        let loaded = tiny_model(16, &device).try_load_file(&path);
+        assert!(loaded.is_ok(), "{:?}", loaded.err());
+        // a save that cannot be written leaves nothing behind and names the file
+        let bad = dir.path().join("no-such-folder").join("model.bpk");
+        let err = save_model_atomic(&model, &bad).unwrap_err().to_string();
+        assert!(err.contains("no-such-folder"), "{err}");
+    }
 
     fn flat(model: &ItemLm, grads: &GradientsParams) -> Vec<f32> {
         host_grads(model, grads)
