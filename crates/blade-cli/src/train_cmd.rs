@@ -643,7 +643,8 @@ fn align(a: &TrainArgs, method: Method) -> Result<()> {
     let info = RunManifest::load_sft(init)?;
     let device = a.backend.device()?;
     let (ds, split) = info.dataset_and_split(init)?;
-    let catalog = info.catalog_info(&ds, &split)?;
+    let specs = [a.align.reward.as_str(), a.align.select.as_str()];
+    let catalog = info.catalog_for(&ds, &split, init, &specs, &device)?;
     let reward = parse_reward(&a.align.reward, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let config = a.align.config(method, a.sft.seed, true, info.kind)?;
     crate::memory_for(info.kind);

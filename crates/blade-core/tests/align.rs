@@ -139,6 +139,61 @@ fn every_method_trains_and_blade_improves_its_reward() {
     );
 }
 
+/// `endcg@10` under the SFT run's own next-item belief: dense (no group ties), its optimum is
+/// the belief's own top-10 list (between the reference's best cached list and 1), the SFT
+/// model's greedy lists score close to what their real validation NDCG@10 is, and a short run
+/// climbs it.
+#[test]
+fn expected_ndcg_under_the_reference_belief_is_dense_and_blade_climbs_it() {
+    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
+    let f = Fixture::new();
+    let (_, model) = blade_core::load_item_lm(&f.sft, &f.device).unwrap();
+    let catalog =
+        f.catalog
+            .clone()
+            .with_belief(std::sync::Arc::new(blade_core::reward::ModelBelief::new(
+                model,
+                "the SFT run",
+            )));
+    let reward = parse_reward("endcg@10", &catalog).unwrap();
+    let inputs = AlignInputs {
+        catalog: &catalog,
+        ..f.inputs(reward.as_ref())
+    };
+    let out = train_align::<ItemLm>(
+        &small(Method::Blade, 30)
+            .with_eval_every(10)
+            .with_select("endcg@10".into()),
+        &inputs,
+        &f.root.path().join("endcg"),
+        Dashboard::Plain,
+        false,
+    )
+    .unwrap();
+    let s = &out.summary;
+    let c = &s.ceilings_pool;
+    let optimum = c.optimum.expect("endcg@10 knows its optimum");
+    eprintln!(
+        "endcg@10: reference {:.4}, max of M {:.4}, optimum {optimum:.4}, aligned {:.4}",
+        c.reference_mean, c.max_of_m, s.policy_reward
+    );
+    assert!(c.reference_mean < c.max_of_m && c.max_of_m <= optimum + 1e-6 && optimum < 1.0);
+    assert!(out.curves[1..].iter().all(|r| r.zero_spread_raw < 0.05));
+    assert!(
+        s.policy_reward > 1.02 * s.reference_reward,
+        "BLADE should climb the dense reward: {} -> {}",
+        s.reference_reward,
+        s.policy_reward
+    );
+    // on validation the greedy lists' expected NDCG is the real one's estimate
+    let start = &out.curves[0];
+    let (expected, real) = (start.valid_metric.unwrap(), start.valid_ndcg.unwrap());
+    assert!(
+        (expected - real).abs() < 0.5 * real.max(0.02),
+        "{expected} vs {real}"
+    );
+}
+
 /// On the known-optimum reward every list has a graded value in [0, 1], the summary reports
 /// the optimum (1: the best list of every prompt), the SFT reference sits well below it, and a
 /// short run of BLADE raises the reward.
@@ -182,6 +237,7 @@ fn taste_reward_has_its_optimum_on_the_curves_and_blade_climbs_it() {
     let pool = [blade_core::reward::RewardContext {
         user: Some(0),
         history: &[],
+        window: &[],
         targets: &[1],
         catalog: &f.catalog,
     }];

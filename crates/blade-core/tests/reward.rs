@@ -62,6 +62,7 @@ fn user_reward_works_through_score_checked_and_sums() {
     let ctx = RewardContext {
         user: None,
         history: &[1, 2],
+        window: &[1, 2],
         targets: &[4],
         catalog: &cat,
     };
@@ -84,6 +85,7 @@ fn non_finite_rewards_are_errors_naming_the_reward() {
     let ctx = RewardContext {
         user: None,
         history: &[],
+        window: &[],
         targets: &[],
         catalog: &cat,
     };
@@ -118,6 +120,7 @@ fn score_group_keeps_order_and_finds_the_first_bad_list() {
         .map(|i| RewardContext {
             user: None,
             history: &histories[i],
+            window: &histories[i],
             targets: &targets[i],
             catalog: &cat,
         })
@@ -190,6 +193,7 @@ fn parsed_names_parse_back_to_equal_rewards() {
             let ctx = RewardContext {
                 user: None,
                 history: &history,
+                window: &history,
                 targets: &targets,
                 catalog: &cat,
             };
@@ -216,6 +220,7 @@ fn parsed_sum_equals_the_weighted_parts() {
         let ctx = RewardContext {
             user: None,
             history: &history,
+            window: &history,
             targets: &[seed % 20],
             catalog: &cat,
         };

@@ -226,6 +226,7 @@ pub fn add_reward(
         .map(|(c, t)| RewardContext {
             user: Some(c.user),
             history: &c.seen,
+            window: &c.history,
             targets: t,
             catalog,
         })
@@ -501,9 +502,6 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
     }
     let info = RunManifest::load_sft(spec.init)?;
     let (ds, split) = info.dataset_and_split(spec.init)?;
-    let catalog = info.catalog_info(&ds, &split)?;
-    let reward =
-        parse_reward(spec.reward, &catalog).map_err(|e| CoreError::Config(e.to_string()))?;
     let methods: Vec<Option<MethodVariant>> = spec
         .methods
         .iter()
@@ -515,10 +513,17 @@ pub fn compare(spec: &CompareSpec) -> Result<CompareOutcome> {
             }
         })
         .collect::<Result<_>>()?;
+    let mut specs = vec![spec.reward.to_string()];
     for v in methods.iter().flatten() {
         // a bad setting fails here, before anything trains
-        v.apply((spec.config)(v.method, spec.seeds[0])?)?.check()?;
+        let cfg = v.apply((spec.config)(v.method, spec.seeds[0])?)?;
+        cfg.check()?;
+        specs.push(cfg.select);
     }
+    let specs: Vec<&str> = specs.iter().map(String::as_str).collect();
+    let catalog = info.catalog_for(&ds, &split, spec.init, &specs, spec.device)?;
+    let reward =
+        parse_reward(spec.reward, &catalog).map_err(|e| CoreError::Config(e.to_string()))?;
     let ev = Evaluator::new(
         &ds,
         &split,

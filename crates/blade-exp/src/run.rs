@@ -194,6 +194,38 @@ impl RunManifest {
         self.data.catalog_info(ds, split)
     }
 
+    /// The catalogue facts an alignment from this SFT run (in `init`) scores with:
+    /// [`Self::catalog_info`], and, where one of `specs` (the reward, the selection metric) uses
+    /// `endcg@K`, the run's own next-item belief: its model's softmax over the unseen items
+    /// ([`blade_core::reward::ModelBelief`]). Only an item-policy run has one here.
+    pub fn catalog_for(
+        &self,
+        ds: &blade_data::Dataset,
+        split: &blade_data::Split,
+        init: &Path,
+        specs: &[&str],
+        device: &Device,
+    ) -> Result<blade_core::reward::CatalogInfo> {
+        let catalog = self.catalog_info(ds, split)?;
+        if !specs.iter().any(|s| uses_belief(s)) {
+            return Ok(catalog);
+        }
+        match self.kind {
+            RunKind::Item => {
+                let (_, model) = load_item_lm(init, device)?;
+                let name = format!("the next-item belief of {}", init.display());
+                let belief = blade_core::reward::ModelBelief::new(model, name);
+                Ok(catalog.with_belief(std::sync::Arc::new(belief)))
+            }
+            RunKind::Llm => Err(CoreError::Config(format!(
+                "`endcg@K` takes its expectation under an item-policy SFT run's next-item \
+                 belief, and {} is an LLM run (its whole-catalogue scoring is too slow to score \
+                 every rollout); use another reward",
+                init.display()
+            ))),
+        }
+    }
+
     /// Checks that `ds` (built from `--data` `data`) has the catalogue the run in `dir` was
     /// trained on; runs of older versions carry no stamp and pass.
     pub fn check_catalog(&self, ds: &blade_data::Dataset, dir: &Path) -> Result<()> {
@@ -234,6 +266,11 @@ impl RunManifest {
         }
         Ok(m)
     }
+}
+
+/// Whether a reward spec needs a next-item belief (`endcg@K`).
+pub fn uses_belief(spec: &str) -> bool {
+    spec.contains("endcg")
 }
 
 /// Which model of an alignment run to use.

@@ -278,6 +278,7 @@ pub fn reward_spec(data: &[u8]) {
     let ctx = RewardContext {
         user: Some(0),
         history: &[0, 1],
+        window: &[0, 1],
         targets: &[2],
         catalog: &catalog,
     };

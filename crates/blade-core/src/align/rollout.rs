@@ -102,6 +102,7 @@ pub fn contexts<'a>(
                 RewardContext {
                     user: Some(p.user),
                     history: &p.seen,
+                    window: &p.history,
                     targets: &p.targets,
                     catalog,
                 },

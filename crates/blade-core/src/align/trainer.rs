@@ -82,6 +82,7 @@ impl Validation<'_> {
                 .map(|&i| RewardContext {
                     user: Some(self.prompts[i].user),
                     history: &self.prompts[i].seen,
+                    window: &self.prompts[i].history,
                     targets: &self.prompts[i].targets,
                     catalog: inputs.catalog,
                 })

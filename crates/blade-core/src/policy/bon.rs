@@ -51,6 +51,7 @@ pub fn best_of_n_lists(
                     RewardContext {
                         user: Some(c.user),
                         history: &c.seen,
+                        window: &c.history,
                         targets,
                         catalog,
                     },

@@ -271,6 +271,80 @@ impl ListReward for Taste {
     }
 }
 
+/// `endcg@K`: the expected NDCG@K of the list when the next item is drawn from the prompt's
+/// next-item belief `P` ([`super::CatalogInfo::belief`]; in blade the SFT reference's own
+/// softmax over the unseen items): `sum_{j < K} P(y_j) / log2(j + 2)`, each item counted once.
+/// With one held-out item, that is `E_{t ~ P}[NDCG@K(y, t)]`, the conditional expectation of
+/// the sparse `ndcg@K` given the prompt: a dense, graded reward whose best list (the `K`
+/// unseen items of highest `P`, in that order: the model's own full ranking) is known per
+/// prompt. It does not look at the targets. NaN without a belief or when the belief cannot be
+/// computed ([`super::parse_reward`] refuses a catalogue without one up front).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpectedNdcg {
+    /// The cut-off.
+    pub k: usize,
+}
+
+impl ExpectedNdcg {
+    /// The expected DCG of `list`'s first `k` items under `p`, an item counted at its first
+    /// position only.
+    fn dcg(p: &[f32], list: &[ItemId], k: usize) -> f64 {
+        let mut total = 0.0;
+        for (j, &i) in list.iter().take(k).enumerate() {
+            if list[..j].contains(&i) {
+                continue;
+            }
+            total += f64::from(p.get(i as usize).copied().unwrap_or(0.0)) / ((j + 2) as f64).log2();
+        }
+        total
+    }
+
+    /// The best value: the `k` largest probabilities in order.
+    fn ideal(p: &[f32], k: usize) -> f64 {
+        let mut top: Vec<f32> = p.to_vec();
+        let k = k.min(top.len());
+        if k == 0 {
+            return 0.0;
+        }
+        top.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a));
+        top.truncate(k);
+        top.sort_by(|a, b| b.total_cmp(a));
+        top.iter()
+            .enumerate()
+            .map(|(j, &q)| f64::from(q) / ((j + 2) as f64).log2())
+            .sum()
+    }
+}
+
+impl ListReward for ExpectedNdcg {
+    fn name(&self) -> String {
+        format!("endcg@{}", self.k)
+    }
+
+    fn score(&self, ctx: &RewardContext<'_>, list: &[ItemId]) -> f32 {
+        match ctx
+            .catalog
+            .belief
+            .as_ref()
+            .and_then(|b| b.0.probs(ctx.window, ctx.history))
+        {
+            Some(p) => Self::dcg(&p, list, self.k) as f32,
+            None => f32::NAN,
+        }
+    }
+
+    /// The expected DCG of the belief's own top-K list.
+    fn optimum(&self, ctx: &RewardContext<'_>) -> Option<f32> {
+        let p = ctx
+            .catalog
+            .belief
+            .as_ref()?
+            .0
+            .probs(ctx.window, ctx.history)?;
+        Some(Self::ideal(&p, self.k) as f32)
+    }
+}
+
 /// `w1*a + w2*b - ...`: a weighted sum of rewards, e.g. the composite
 /// `accuracy + lambda * (fairness or diversity)` of METHOD.md section 5.
 ///
@@ -345,9 +419,55 @@ mod tests {
         RewardContext {
             user: None,
             history,
+            window: history,
             targets,
             catalog: cat,
         }
+    }
+
+    /// A fixed next-item distribution, whatever the prompt; counts its calls.
+    struct Fixed(Vec<f32>, std::sync::atomic::AtomicUsize);
+
+    impl crate::reward::NextItemBelief for Fixed {
+        fn name(&self) -> String {
+            "fixed".into()
+        }
+        fn probs(&self, _w: &[ItemId], _s: &[ItemId]) -> Option<std::sync::Arc<[f32]>> {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Some(self.0.clone().into())
+        }
+    }
+
+    #[test]
+    fn expected_ndcg_is_the_belief_weighted_dcg_and_its_best_list_is_the_belief_ranking() {
+        let belief = Fixed(vec![0.1, 0.4, 0.0, 0.3, 0.2], Default::default());
+        let cat = CatalogInfo::new(vec![vec![0]; 5], 1, vec![1; 5])
+            .with_belief(std::sync::Arc::new(belief));
+        let r = crate::reward::parse_reward("endcg@2", &cat).unwrap();
+        assert_eq!(r.name(), "endcg@2");
+        let c = ctx(&cat, &[2], &[]);
+        let best = 0.4 + 0.3 / 3f64.log2();
+        assert!(close(r.score(&c, &[1, 3]), best));
+        assert!(close(r.score(&c, &[3, 1]), 0.3 + 0.4 / 3f64.log2()));
+        // only the first K count, an item counts once, a seen (P = 0) item adds nothing
+        assert!(close(r.score(&c, &[1, 3, 4]), best));
+        assert!(close(r.score(&c, &[1, 1]), 0.4));
+        assert!(close(r.score(&c, &[2, 0]), 0.1 / 3f64.log2()));
+        assert!(close(r.optimum(&c).unwrap(), best));
+        // the same value as ndcg@2 averaged over targets drawn from the belief
+        let ndcg = Ndcg { k: 2 };
+        let p = [0.1, 0.4, 0.0, 0.3, 0.2];
+        let avg: f64 = (0..5u32)
+            .map(|t| p[t as usize] * f64::from(ndcg.score(&ctx(&cat, &[2], &[t]), &[3, 0])))
+            .sum();
+        assert!(close(r.score(&c, &[3, 0]), avg));
+        // without a belief it is refused by the parser and scores NaN
+        let bare = catalog();
+        let err = crate::reward::parse_reward("ndcg@10 + endcg@10", &bare).unwrap_err();
+        assert!(err.to_string().contains("needs a next-item model"), "{err}");
+        assert!(ExpectedNdcg { k: 2 }
+            .score(&ctx(&bare, &[], &[]), &[0])
+            .is_nan());
     }
 
     #[test]

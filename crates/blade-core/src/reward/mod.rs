@@ -9,15 +9,18 @@
 //!
 //! The metric maths lives in `blade-metrics`; the built-ins here only adapt it to the trait.
 
+mod belief;
 mod builtin;
 mod error;
 mod spec;
 
 use std::fmt;
+use std::sync::Arc;
 
 use blade_data::{Dataset, ItemId, Split, UserId};
 
-pub use builtin::{Dgu, Diversity, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
+pub use belief::{masked_softmax, Belief, ModelBelief, NextItemBelief};
+pub use builtin::{Dgu, Diversity, ExpectedNdcg, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
 pub use builtin::{TailExposure, Taste, WeightedSum};
 pub use error::{RewardError, SpecError};
 pub use spec::{parse_reward, REWARD_NAMES};
@@ -40,6 +43,9 @@ pub struct CatalogInfo {
     /// Per user (dense [`UserId`]), a latent taste over the genres (needed by `taste@K`): the
     /// synthetic generator's own tastes, so that the best possible list is known.
     pub user_tastes: Option<Vec<Vec<f32>>>,
+    /// A next-item distribution per prompt (needed by `endcg@K`): in blade, the SFT run's own
+    /// (the reference's) softmax over the unseen items.
+    pub belief: Option<Belief>,
 }
 
 impl CatalogInfo {
@@ -53,6 +59,7 @@ impl CatalogInfo {
             head,
             embeddings: None,
             user_tastes: None,
+            belief: None,
         }
     }
 
@@ -66,6 +73,12 @@ impl CatalogInfo {
     /// one weight per genre.
     pub fn with_user_tastes(mut self, tastes: Vec<Vec<f32>>) -> Self {
         self.user_tastes = Some(tastes);
+        self
+    }
+
+    /// The same facts with a next-item belief attached (enables `endcg@K`).
+    pub fn with_belief(mut self, belief: Arc<dyn NextItemBelief>) -> Self {
+        self.belief = Some(Belief(belief));
         self
     }
 
@@ -85,8 +98,11 @@ impl CatalogInfo {
 pub struct RewardContext<'a> {
     /// The prompt's user, where known (rewards keyed by user, like `taste@K`, need it).
     pub user: Option<UserId>,
-    /// The prompt: the user's recent items, oldest first.
+    /// Every item the user saw before the target, sorted (what history masking excludes).
     pub history: &'a [ItemId],
+    /// The prompt the policy reads: up to `L` most recent items, oldest first (what a
+    /// next-item model, and so `endcg@K`, conditions on).
+    pub window: &'a [ItemId],
     /// The held-out item(s) the list is judged against (empty at inference).
     pub targets: &'a [ItemId],
     /// Catalogue facts shared by all prompts.

@@ -10,7 +10,7 @@
 //!
 //! A single term with weight 1 gives the bare built-in; anything else a [`WeightedSum`].
 
-use super::builtin::{Dgu, Diversity, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
+use super::builtin::{Dgu, Diversity, ExpectedNdcg, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
 use super::builtin::{TailExposure, Taste, WeightedSum};
 use super::{CatalogInfo, ListReward, RewardError, SpecError};
 
@@ -26,6 +26,7 @@ pub const REWARD_NAMES: &[&str] = &[
     "ild_cos",
     "tail",
     "taste@K",
+    "endcg@K",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -260,7 +261,7 @@ impl Parser<'_> {
             )
         };
         let needs_k = match tok.text.as_str() {
-            "ndcg" | "recall" | "mrr" | "hit" | "taste" => true,
+            "ndcg" | "recall" | "mrr" | "hit" | "taste" | "endcg" => true,
             "fairness" | "fairness_dgu" | "ild" | "ild_cos" | "tail" => false,
             _ => return Err(unknown(self)),
         };
@@ -296,6 +297,17 @@ impl Parser<'_> {
             };
             let reward = Taste::new(k.unwrap_or(0), tastes, &self.catalog.item_genres);
             return Ok((weight, Box::new(reward)));
+        }
+        if tok.text == "endcg" {
+            if self.catalog.belief.is_none() {
+                let problem = "reward `endcg@K` needs a next-item model, but none is attached";
+                return Err(self.err(
+                    &tok,
+                    problem,
+                    "an alignment from an item-policy SFT run (its model is the belief)",
+                ));
+            }
+            return Ok((weight, Box::new(ExpectedNdcg { k: k.unwrap_or(0) })));
         }
         let reward = builtin(&tok.text, k).ok_or_else(|| unknown(self))?;
         Ok((weight, reward))
@@ -404,7 +416,8 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "--reward \"ndcg@10 + 0.3*ildd\": unknown reward `ildd` at column 15; expected one of \
-             ndcg@K, recall@K, mrr@K, hit@K, fairness, fairness_dgu, ild, ild_cos, tail, taste@K\n  \
+             ndcg@K, recall@K, mrr@K, hit@K, fairness, fairness_dgu, ild, ild_cos, tail, taste@K, \
+             endcg@K\n  \
              ndcg@10 + 0.3*ildd\n                ^^^^"
         );
         // Columns count characters, not bytes.
