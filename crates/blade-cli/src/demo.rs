@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Result;
+use std::sync::Arc;
+
+use anyhow::{bail, Result};
 use blade_core::align::{AlignConfig, AlignInputs, Method, OptimConfig};
-use blade_core::reward::parse_reward;
-use blade_core::sft::{train_sft, Dashboard};
+use blade_core::reward::{parse_reward, ModelBelief, PendingBelief};
+use blade_core::sft::{load_item_lm, train_sft, Dashboard};
 use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
-use blade_exp::{align_run, open_run, parallel_map, Checkpoint, RunKind, RunManifest};
+use blade_exp::{align_run, open_run, parallel_map, uses_belief, Checkpoint, RunKind, RunManifest};
 use clap::Args;
 
 use crate::common::{report_table, BackendArgs, DataArgs};
@@ -30,17 +32,30 @@ pub struct DemoArgs {
     #[arg(long, default_value_t = 40)]
     pub align_steps: usize,
     /// Steps between validation evaluations; each method is tested at its best one on the
-    /// reward (step 0, the SFT model, included).
+    /// selection metric (step 0, the SFT model, included).
     #[arg(long, default_value_t = 5)]
     pub eval_every: usize,
     /// Alignment methods to run from the SFT model (`all` = every method).
     #[arg(long, value_delimiter = ',', default_value = "grpo,bon-static,blade")]
     pub methods: Vec<String>,
-    /// The list reward the alignment methods optimise, also the validation metric that picks
-    /// each method's checkpoint (e.g. taste@10: the synthetic users' own genre tastes,
-    /// docs/METHOD.md section 8; `ndcg@10 + 0.5*ild`).
+    /// The list reward the alignment methods optimise, e.g. taste@10 (the synthetic users' own
+    /// genre tastes), endcg@10 (the expected NDCG@10 under the SFT model's own next-item
+    /// belief; item policy only), `ndcg@10 + 0.5*ild` (docs/METHOD.md section 8).
     #[arg(long, default_value = "ndcg@10")]
     pub reward: String,
+    /// The validation metric that picks each method's checkpoint (a reward spec scored on
+    /// greedy lists against the validation users' next items) [default: the reward itself;
+    /// for `endcg@K`, which estimates `ndcg@K` with the model's belief, the real `ndcg@K`].
+    #[arg(long)]
+    pub select: Option<String>,
+    /// The alignment learning rate [default: the trainer's 1e-4 for the item policy, chosen on
+    /// validation in docs/results/ml100k-diagnosis; 1e-3 for an LLM's LoRA adapters].
+    #[arg(long)]
+    pub align_lr: Option<f64>,
+    /// The temperature rollouts are sampled at; below 1 the groups are drawn near the greedy
+    /// lists the evaluation scores.
+    #[arg(long, default_value_t = 1.0)]
+    pub rollout_temperature: f32,
     /// Keep only the N most frequent synthetic items (e.g. for an LLM policy on a CPU).
     #[arg(long)]
     pub max_items: Option<usize>,
@@ -99,9 +114,54 @@ pub fn run(a: DemoArgs) -> Result<()> {
         ds.num_interactions(),
         split.train.len()
     );
-    // checked before anything is trained
-    let catalog = data.catalog_info(&ds, &split)?;
-    let reward = parse_reward(&a.reward, &catalog).map_err(|e| anyhow::anyhow!("--reward {e}"))?;
+    let item = matches!(a.llm.policy, PolicyKind::Item);
+    let reward_spec = a.reward.clone();
+    let select = a
+        .select
+        .clone()
+        .unwrap_or_else(|| default_select(&reward_spec));
+    let (align_steps, eval_every) = (a.align_steps, a.eval_every);
+    let temperature = a.rollout_temperature;
+    // the item policy uses the trainer's default rate (chosen on validation, see
+    // docs/results/ml100k-diagnosis); the LLM's LoRA adapters keep a larger one
+    let lr = a
+        .align_lr
+        .unwrap_or(if item { OptimConfig::new().lr } else { 1e-3 });
+    let align_config = |method: Method| {
+        AlignConfig::new(method.default_config())
+            .with_steps(align_steps)
+            .with_list_len(a.list_len)
+            .with_optim(OptimConfig::new().with_lr(lr))
+            .with_rollout_temperature(temperature)
+            .with_eval_every(eval_every.min(align_steps).max(1))
+            .with_select(select.clone())
+            .with_valid_users(a.max_eval_users)
+    };
+    if align_steps > 0 {
+        for &method in &methods {
+            align_config(method)
+                .check()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        }
+    }
+    // checked before anything is trained; `endcg@K`'s belief is the SFT model, attached once
+    // it exists
+    let base = data.catalog_info(&ds, &split)?;
+    let needs_belief = uses_belief(&reward_spec) || uses_belief(&select);
+    for (flag, spec) in [("--reward", &reward_spec), ("--select", &select)] {
+        if uses_belief(spec) && !item {
+            bail!(
+                "{flag} {spec}: `endcg@K` takes its expectation under the item policy's \
+                 next-item belief; with --policy llm use another reward (e.g. ndcg@10)"
+            );
+        }
+        let catalog = if needs_belief {
+            base.clone().with_belief(Arc::new(PendingBelief))
+        } else {
+            base.clone()
+        };
+        parse_reward(spec, &catalog).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
+    }
     let sft = SftArgs {
         epochs: a.epochs,
         batch_size: 256,
@@ -140,6 +200,14 @@ pub fn run(a: DemoArgs) -> Result<()> {
         }
     };
 
+    let catalog = if needs_belief {
+        let (_, model) = load_item_lm(&run_dir, &device)?;
+        let name = format!("the next-item belief of {}", run_dir.display());
+        base.with_belief(Arc::new(ModelBelief::new(model, name)))
+    } else {
+        base
+    };
+    let reward = parse_reward(&reward_spec, &catalog).map_err(|e| anyhow::anyhow!("{e}"))?;
     let ev = Evaluator::new(
         &ds,
         &split,
@@ -162,32 +230,20 @@ pub fn run(a: DemoArgs) -> Result<()> {
         blade_exp::compare::paired_per_user(lists, cases, reward.as_ref(), &catalog)
     };
     let sft_users = users(&sft_lists)?;
-    let keys = demo_keys(&reward.name(), &a.reward);
+    let keys = demo_keys(&reward.name(), &reward_spec);
     let mut paired_rows = Vec::new();
-    if a.align_steps > 0 {
+    if align_steps > 0 {
         let dashboard = if a.jobs > 1 {
             Dashboard::Plain
         } else {
             Dashboard::from(a.dashboard)
         };
-        // the item policy uses the trainer's default rate (chosen on validation, see
-        // docs/results/ml100k-diagnosis); the LLM's LoRA adapters keep a larger one
-        let lr = match a.llm.policy {
-            PolicyKind::Item => OptimConfig::new().lr,
-            PolicyKind::Llm => 1e-3,
-        };
         crate::memory_for(kind);
         let passes = kind.gradient_passes();
         let aligned = parallel_map(&methods, a.jobs, |&method| {
-            let cfg = AlignConfig::new(method.default_config())
+            let cfg = align_config(method)
                 .with_grad_shards(passes.grad_shards)
-                .with_recompute(passes.recompute)
-                .with_steps(a.align_steps)
-                .with_list_len(a.list_len)
-                .with_optim(OptimConfig::new().with_lr(lr))
-                .with_eval_every(a.eval_every.min(a.align_steps).max(1))
-                .with_select(a.reward.clone())
-                .with_valid_users(a.max_eval_users);
+                .with_recompute(passes.recompute);
             let inputs = AlignInputs {
                 split: &split,
                 catalog: &catalog,
@@ -298,6 +354,16 @@ pub fn run(a: DemoArgs) -> Result<()> {
     Ok(())
 }
 
+/// The selection metric when none is given: the reward itself, except `endcg@K` (a model's
+/// estimate of `ndcg@K`), whose checkpoints are chosen on the real `ndcg@K`.
+fn default_select(reward: &str) -> String {
+    let compact: String = reward.chars().filter(|c| !c.is_whitespace()).collect();
+    match compact.strip_prefix("endcg@") {
+        Some(k) if !k.is_empty() && k.chars().all(|c| c.is_ascii_digit()) => format!("ndcg@{k}"),
+        _ => reward.to_string(),
+    }
+}
+
 /// The columns the demo compares on: NDCG@10 of generated lists and of full ranking, and
 /// first, unless it is NDCG@10 itself (by the parsed reward's `name`), the aligned reward of
 /// the generated lists, headed by the `spec` the user gave.
@@ -353,4 +419,17 @@ fn paired_row(
         );
     }
     row + "\n"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::default_select;
+
+    #[test]
+    fn expected_ndcg_is_selected_on_the_real_ndcg_and_other_rewards_on_themselves() {
+        assert_eq!(default_select("endcg@10"), "ndcg@10");
+        assert_eq!(default_select(" endcg @ 5 "), "ndcg@5");
+        assert_eq!(default_select("taste@10"), "taste@10");
+        assert_eq!(default_select("endcg@10 + 0.5*ild"), "endcg@10 + 0.5*ild");
+    }
 }

@@ -979,6 +979,22 @@ fn bad_training_flags_are_named_before_anything_is_written() {
         "{err}"
     );
     assert!(!dir.path().join("d").exists(), "the demo left a folder");
+    // so is a reward that needs the SFT model's belief, which does not exist yet, and the
+    // selection metric
+    for (flag, spec, bad) in [
+        ("--reward", "endcg@10 + 0.5*nope", "nope"),
+        ("--select", "endcg@0", "endcg@0"),
+        ("--rollout-temperature", "0", "--rollout-temperature 0"),
+        ("--align-lr", "nan", "NaN"),
+    ] {
+        let o = blade(&["demo", "--out", "d", flag, spec], dir.path());
+        let err = stderr(&o);
+        assert!(
+            !o.status.success() && err.contains(flag) && err.contains(bad),
+            "{err}"
+        );
+        assert!(!dir.path().join("d").exists(), "the demo left a folder");
+    }
 }
 
 /// Alignment, evaluation and LLM flags are named with their values, a refused command leaves

@@ -44,6 +44,20 @@ impl PartialEq for Belief {
     }
 }
 
+/// Stands for a belief attached later (the SFT model, before it is trained): lets a spec that
+/// uses `endcg@K` be checked up front. It has no probabilities: scoring with it gives NaN.
+pub struct PendingBelief;
+
+impl NextItemBelief for PendingBelief {
+    fn name(&self) -> String {
+        "a belief not attached yet".into()
+    }
+
+    fn probs(&self, _window: &[ItemId], _seen: &[ItemId]) -> Option<Arc<[f32]>> {
+        None
+    }
+}
+
 /// Prompts whose probabilities are kept; past it the cache starts again (a pool of the built-in
 /// data or ML-100K's last windows fits many times over).
 const CACHE_PROMPTS: usize = 8192;

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use blade_data::{Dataset, ItemId, Split, UserId};
 
-pub use belief::{masked_softmax, Belief, ModelBelief, NextItemBelief};
+pub use belief::{masked_softmax, Belief, ModelBelief, NextItemBelief, PendingBelief};
 pub use builtin::{Dgu, Diversity, ExpectedNdcg, Fairness, Hit, IldDistance, Mrr, Ndcg, Recall};
 pub use builtin::{TailExposure, Taste, WeightedSum};
 pub use error::{RewardError, SpecError};
