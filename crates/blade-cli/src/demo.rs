@@ -28,34 +28,37 @@ pub struct DemoArgs {
     /// SFT epochs.
     #[arg(long, default_value_t = 4)]
     pub epochs: usize,
-    /// Alignment steps per method (0 = SFT and baselines only).
-    #[arg(long, default_value_t = 40)]
-    pub align_steps: usize,
+    /// Alignment steps per method (0 = SFT and baselines only) [default: 300 for the item
+    /// policy, 40 for an LLM].
+    #[arg(long)]
+    pub align_steps: Option<usize>,
     /// Steps between validation evaluations; each method is tested at its best one on the
-    /// selection metric (step 0, the SFT model, included).
-    #[arg(long, default_value_t = 5)]
-    pub eval_every: usize,
+    /// selection metric (step 0, the SFT model, included) [default: 20 for the item policy, 5
+    /// for an LLM].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     /// Alignment methods to run from the SFT model (`all` = every method).
     #[arg(long, value_delimiter = ',', default_value = "grpo,bon-static,blade")]
     pub methods: Vec<String>,
-    /// The list reward the alignment methods optimise, e.g. taste@10 (the synthetic users' own
-    /// genre tastes), endcg@10 (the expected NDCG@10 under the SFT model's own next-item
-    /// belief; item policy only), `ndcg@10 + 0.5*ild` (docs/METHOD.md section 8).
-    #[arg(long, default_value = "ndcg@10")]
-    pub reward: String,
+    /// The list reward the alignment methods optimise [default: endcg@10 for the item policy,
+    /// the expected NDCG@10 under the SFT model's own next-item belief (docs/METHOD.md section
+    /// 8); ndcg@10 for an LLM]. Others: ndcg@10, taste@10 (the synthetic users' own genre
+    /// tastes), `ndcg@10 + 0.5*ild`, ...
+    #[arg(long)]
+    pub reward: Option<String>,
     /// The validation metric that picks each method's checkpoint (a reward spec scored on
     /// greedy lists against the validation users' next items) [default: the reward itself;
     /// for `endcg@K`, which estimates `ndcg@K` with the model's belief, the real `ndcg@K`].
     #[arg(long)]
     pub select: Option<String>,
-    /// The alignment learning rate [default: the trainer's 1e-4 for the item policy, chosen on
-    /// validation in docs/results/ml100k-diagnosis; 1e-3 for an LLM's LoRA adapters].
+    /// The alignment learning rate [default: 3e-4 for the item policy, chosen on validation
+    /// in docs/results/synthetic-endcg; 1e-3 for an LLM's LoRA adapters].
     #[arg(long)]
     pub align_lr: Option<f64>,
     /// The temperature rollouts are sampled at; below 1 the groups are drawn near the greedy
-    /// lists the evaluation scores.
-    #[arg(long, default_value_t = 1.0)]
-    pub rollout_temperature: f32,
+    /// lists the evaluation scores [default: 0.5 for the item policy, 1 for an LLM].
+    #[arg(long)]
+    pub rollout_temperature: Option<f32>,
     /// Keep only the N most frequent synthetic items (e.g. for an LLM policy on a CPU).
     #[arg(long)]
     pub max_items: Option<usize>,
@@ -115,18 +118,23 @@ pub fn run(a: DemoArgs) -> Result<()> {
         split.train.len()
     );
     let item = matches!(a.llm.policy, PolicyKind::Item);
-    let reward_spec = a.reward.clone();
+    let reward_spec = a
+        .reward
+        .clone()
+        .unwrap_or_else(|| if item { "endcg@10" } else { "ndcg@10" }.to_string());
     let select = a
         .select
         .clone()
         .unwrap_or_else(|| default_select(&reward_spec));
-    let (align_steps, eval_every) = (a.align_steps, a.eval_every);
-    let temperature = a.rollout_temperature;
-    // the item policy uses the trainer's default rate (chosen on validation, see
-    // docs/results/ml100k-diagnosis); the LLM's LoRA adapters keep a larger one
-    let lr = a
-        .align_lr
-        .unwrap_or(if item { OptimConfig::new().lr } else { 1e-3 });
+    // the item policy's defaults were chosen on the synthetic validation users
+    // (docs/results/synthetic-endcg); an LLM keeps the earlier ones (LoRA adapters take a
+    // larger rate; `endcg@K` needs the item policy's belief)
+    let align_steps = a.align_steps.unwrap_or(if item { 300 } else { 40 });
+    let eval_every = a.eval_every.unwrap_or(if item { 20 } else { 5 });
+    let temperature = a
+        .rollout_temperature
+        .unwrap_or(if item { 0.5 } else { 1.0 });
+    let lr = a.align_lr.unwrap_or(if item { 3e-4 } else { 1e-3 });
     let align_config = |method: Method| {
         AlignConfig::new(method.default_config())
             .with_steps(align_steps)
