@@ -9,10 +9,13 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 use blade_core::align::{AlignConfig, AlignInputs, Method, OptimConfig};
-use blade_core::reward::{parse_reward, ModelBelief, PendingBelief};
-use blade_core::sft::{load_item_lm, train_sft, Dashboard};
+use blade_core::reward::{parse_reward, PendingBelief};
+use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{EvalConfig, Evaluator, PopRecommender, RandomRecommender};
-use blade_exp::{align_run, open_run, parallel_map, uses_belief, Checkpoint, RunKind, RunManifest};
+use blade_exp::{
+    align_run, open_run, parallel_map, uses_belief, with_sft_belief, Checkpoint, RunKind,
+    RunManifest,
+};
 use clap::Args;
 
 use crate::common::{report_table, BackendArgs, DataArgs};
@@ -156,6 +159,11 @@ pub fn run(a: DemoArgs) -> Result<()> {
     // it exists
     let base = data.catalog_info(&ds, &split)?;
     let needs_belief = uses_belief(&reward_spec) || uses_belief(&select);
+    let check = if needs_belief {
+        base.clone().with_belief(Arc::new(PendingBelief))
+    } else {
+        base.clone()
+    };
     for (flag, spec) in [("--reward", &reward_spec), ("--select", &select)] {
         if uses_belief(spec) && !item {
             bail!(
@@ -163,12 +171,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
                  next-item belief; with --policy llm use another reward (e.g. ndcg@10)"
             );
         }
-        let catalog = if needs_belief {
-            base.clone().with_belief(Arc::new(PendingBelief))
-        } else {
-            base.clone()
-        };
-        parse_reward(spec, &catalog).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
+        parse_reward(spec, &check).map_err(|e| anyhow::anyhow!("{flag} {e}"))?;
     }
     let sft = SftArgs {
         epochs: a.epochs,
@@ -209,9 +212,7 @@ pub fn run(a: DemoArgs) -> Result<()> {
     };
 
     let catalog = if needs_belief {
-        let (_, model) = load_item_lm(&run_dir, &device)?;
-        let name = format!("the next-item belief of {}", run_dir.display());
-        base.with_belief(Arc::new(ModelBelief::new(model, name)))
+        with_sft_belief(base, &run_dir, &device)?
     } else {
         base
     };

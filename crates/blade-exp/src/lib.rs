@@ -13,8 +13,8 @@ pub mod table;
 pub use compare::{compare, CompareOutcome, CompareSpec};
 pub use data::DataSpec;
 pub use run::{
-    align_run, model_dir, open_run, open_run_lean, uses_belief, Checkpoint, GradientPasses,
-    OpenedRun, RunKind, RunManifest,
+    align_run, model_dir, open_run, open_run_lean, uses_belief, with_sft_belief, Checkpoint,
+    GradientPasses, OpenedRun, RunKind, RunManifest,
 };
 pub use table::report_table;
 

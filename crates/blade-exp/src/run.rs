@@ -211,12 +211,7 @@ impl RunManifest {
             return Ok(catalog);
         }
         match self.kind {
-            RunKind::Item => {
-                let (_, model) = load_item_lm(init, device)?;
-                let name = format!("the next-item belief of {}", init.display());
-                let belief = blade_core::reward::ModelBelief::new(model, name);
-                Ok(catalog.with_belief(std::sync::Arc::new(belief)))
-            }
+            RunKind::Item => with_sft_belief(catalog, init, device),
             RunKind::Llm => Err(CoreError::Config(format!(
                 "`endcg@K` takes its expectation under an item-policy SFT run's next-item \
                  belief, and {} is an LLM run (its whole-catalogue scoring is too slow to score \
@@ -266,6 +261,19 @@ impl RunManifest {
         }
         Ok(m)
     }
+}
+
+/// `catalog` with the item-policy SFT run in `init` as its next-item belief
+/// ([`blade_core::reward::ModelBelief`]: the model's softmax over the unseen items).
+pub fn with_sft_belief(
+    catalog: blade_core::reward::CatalogInfo,
+    init: &Path,
+    device: &Device,
+) -> Result<blade_core::reward::CatalogInfo> {
+    let (_, model) = load_item_lm(init, device)?;
+    let name = format!("the next-item belief of {}", init.display());
+    let belief = blade_core::reward::ModelBelief::new(model, name);
+    Ok(catalog.with_belief(std::sync::Arc::new(belief)))
 }
 
 /// Whether a reward spec needs a next-item belief (`endcg@K`).
