@@ -188,6 +188,16 @@ pub struct AlignArgs {
     /// Weight of the entropy bonus.
     #[arg(long, default_value_t = OptimConfig::new().entropy_coef)]
     pub entropy_coef: f32,
+    /// Weight of the next-item term (InstructGPT's PPO-ptx): the cross-entropy of each batch
+    /// prompt's training next item, added to the loss to keep the policy's next-item ranking
+    /// (what full-ranking evaluation scores); 0 = off.
+    #[arg(long, default_value_t = OptimConfig::new().ptx_coef)]
+    pub ptx_coef: f32,
+    /// Weight of the ranking anchor: the exact KL from the reference's first-slot
+    /// distribution over the whole catalogue to the policy's, on each step's prompts, which
+    /// keeps the full ranking near the SFT model's; 0 = off. Item policy only.
+    #[arg(long, default_value_t = OptimConfig::new().rank_kl)]
+    pub rank_kl: f32,
     /// Clip the global gradient L2 norm to this.
     #[arg(long)]
     pub max_grad_norm: Option<f64>,
@@ -478,6 +488,8 @@ impl AlignArgs {
             .with_clip_low(clip_low)
             .with_clip_high(clip_high)
             .with_entropy_coef(self.entropy_coef)
+            .with_ptx_coef(self.ptx_coef)
+            .with_rank_kl(self.rank_kl)
             .with_max_grad_norm(self.max_grad_norm)
             .with_advantage(self.advantage)
             .with_std_eps(self.adv_std_eps)

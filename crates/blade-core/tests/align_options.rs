@@ -503,3 +503,92 @@ fn every_option_changes_what_it_should() {
         "a bad config writes nothing"
     );
 }
+
+/// The next-item term (PPO-ptx) and the ranking anchor: reported only when on, doing what
+/// they are for when weighted heavily, and the same gradient whether the lists' terms are cut
+/// into shards or not.
+#[test]
+fn the_next_item_term_and_the_ranking_anchor_train_in_shards_and_in_one_pass() {
+    let root = tempfile::tempdir().unwrap();
+    let sft = root.path().join("sft");
+    let (ds, split) = setup(&sft);
+    let device = BackendSpec::Flex.device().unwrap();
+    let catalog = CatalogInfo::from_dataset(&ds, &split);
+    let reward = parse_reward("ndcg@10", &catalog).unwrap();
+    let inputs = AlignInputs {
+        split: &split,
+        catalog: &catalog,
+        reward: reward.as_ref(),
+        init: &sft,
+        device: &device,
+    };
+    let run = |name: &str, shards: usize, ptx: f32| -> Vec<StepRecord> {
+        let cfg = base(Method::Grpo, 4)
+            .with_grad_shards(shards)
+            .with_optim(OptimConfig::new().with_lr(2e-3).with_ptx_coef(ptx));
+        let dir = root.path().join(name);
+        train_align::<ItemLm>(&cfg, &inputs, &dir, Dashboard::Plain, false)
+            .unwrap()
+            .curves
+    };
+    let anchored = |name: &str, shards: usize, coef: f32| -> Vec<StepRecord> {
+        let cfg = base(Method::Grpo, 4)
+            .with_grad_shards(shards)
+            .with_optim(OptimConfig::new().with_lr(2e-3).with_rank_kl(coef));
+        let dir = root.path().join(name);
+        train_align::<ItemLm>(&cfg, &inputs, &dir, Dashboard::Plain, false)
+            .unwrap()
+            .curves
+    };
+    let off = run("off", 4, 0.0);
+    assert!(off[1..].iter().all(|c| c.next_nll == 0.0));
+    let one = run("one", 1, 20.0);
+    let four = run("four", 4, 20.0);
+    // a heavy weight makes the step mostly next-item fitting: the term falls
+    assert!(
+        one[1].next_nll > 0.0 && one[4].next_nll < one[1].next_nll,
+        "{one:?}"
+    );
+    // the term's gradient reaches the sharded pass: the runs agree after the first update
+    for t in 1..=4 {
+        let (a, b) = (one[t].next_nll, four[t].next_nll);
+        assert!((a - b).abs() <= 1e-3 * a.abs(), "step {t}: {a} vs {b}");
+        assert_eq!(one[t].reward, four[t].reward, "step {t}");
+    }
+    assert_ne!(one[2].reward, off[2].reward, "the term changes training");
+    assert!(off[1..].iter().all(|c| c.rank_kl == 0.0));
+
+    // the ranking anchor: a heavy weight keeps the first-slot distribution nearer the
+    // reference's than a negligible one (which still reports it), in shards as in one pass
+    let light = anchored("light", 4, 1e-6);
+    let heavy = anchored("heavy", 4, 50.0);
+    let heavy_one = anchored("heavy1", 1, 50.0);
+    assert!(light[4].rank_kl > 0.0, "{light:?}");
+    assert!(
+        heavy[4].rank_kl < 0.5 * light[4].rank_kl,
+        "anchored {} vs free {}",
+        heavy[4].rank_kl,
+        light[4].rank_kl
+    );
+    for t in 1..=4 {
+        let (a, b) = (heavy_one[t].rank_kl, heavy[t].rank_kl);
+        assert!(
+            (a - b).abs() <= 1e-3 * a.abs().max(1e-6),
+            "step {t}: {a} vs {b}"
+        );
+        assert_eq!(heavy_one[t].reward, heavy[t].reward, "step {t}");
+    }
+    // a negative weight is refused, naming the flag
+    let e = base(Method::Grpo, 1)
+        .with_optim(OptimConfig::new().with_ptx_coef(-1.0))
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--ptx-coef -1"), "{e}");
+    let e = base(Method::Grpo, 1)
+        .with_optim(OptimConfig::new().with_rank_kl(f32::NAN))
+        .check()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("--rank-kl NaN"), "{e}");
+}

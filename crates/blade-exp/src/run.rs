@@ -403,6 +403,12 @@ impl Policy for OpenedRun {
     fn scores_at_any_temperature(&self) -> bool {
         self.policy.scores_at_any_temperature()
     }
+    fn first_slot_log_probs(&self, p: &PromptBatch) -> Result<Tensor<2>> {
+        self.policy.first_slot_log_probs(p)
+    }
+    fn has_first_slot(&self) -> bool {
+        self.policy.has_first_slot()
+    }
 }
 
 /// What an alignment run produced.

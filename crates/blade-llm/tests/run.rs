@@ -175,6 +175,14 @@ fn the_llm_policy_aligns_through_the_shared_trainer_and_resumes() {
     .to_string();
     assert!(e.contains("--rollout-temperature"), "{e}");
     assert!(!cold.exists(), "a refused run wrote its folder");
+    // so is the ranking anchor: the title policy has no catalogue-wide first-slot distribution
+    let anchored = align(1).with_optim(align(1).optim.with_rank_kl(1.0));
+    let e = train_align::<LlmPolicy>(&anchored, &inputs, &cold, Dashboard::Plain, false)
+        .err()
+        .expect("a ranking anchor the LLM policy cannot compute")
+        .to_string();
+    assert!(e.contains("--rank-kl 1"), "{e}");
+    assert!(!cold.exists(), "a refused run wrote its folder");
 }
 
 #[test]

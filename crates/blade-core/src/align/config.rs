@@ -285,6 +285,17 @@ pub struct OptimConfig {
     /// Weight of the entropy bonus (0 = none).
     #[config(default = 0.0)]
     pub entropy_coef: f32,
+    /// Weight of the next-item term (InstructGPT's PPO-ptx, METHOD.md section 5): the mean
+    /// cross-entropy of each batch prompt's training next item as a one-item list, added to
+    /// the loss so that alignment keeps the policy's next-item ranking (0 = off).
+    #[config(default = 0.0)]
+    pub ptx_coef: f32,
+    /// Weight of the ranking anchor (METHOD.md section 5): the exact KL from the reference's
+    /// first-slot distribution over the whole catalogue to the policy's, on the batch's
+    /// prompts, which keeps the policy's full ranking near the reference's (0 = off; item
+    /// policy only).
+    #[config(default = 0.0)]
+    pub rank_kl: f32,
     /// Clip the global gradient L2 norm to this (none when unset).
     #[config(default = "None")]
     pub max_grad_norm: Option<f64>,
@@ -460,6 +471,18 @@ impl AlignConfig {
             return bad(format!(
                 "--entropy-coef {}: expected a finite number >= 0",
                 o.entropy_coef
+            ));
+        }
+        if !(o.ptx_coef.is_finite() && o.ptx_coef >= 0.0) {
+            return bad(format!(
+                "--ptx-coef {}: expected a finite number >= 0",
+                o.ptx_coef
+            ));
+        }
+        if !(o.rank_kl.is_finite() && o.rank_kl >= 0.0) {
+            return bad(format!(
+                "--rank-kl {}: expected a finite number >= 0",
+                o.rank_kl
             ));
         }
         if let Some(n) = o.max_grad_norm {

@@ -77,6 +77,12 @@ pub struct StepRecord {
     /// rollout temperature, as the loss scores them). A diagnostic beside `kl`, which is the
     /// loss's own estimator (k3 caps each list's term at `e^20`, so it saturates at 19 nats).
     pub kl_k1: f64,
+    /// The next-item term's cross-entropy (mean over the batch's prompts, last inner step)
+    /// when `ptx_coef > 0`, else 0.
+    pub next_nll: f64,
+    /// The ranking anchor's KL (mean over the batch's prompts, nats, last inner step) when
+    /// `rank_kl > 0`, else 0.
+    pub rank_kl: f64,
 }
 
 impl StepRecord {

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use blade_data::ItemId;
 use burn::module::{ModuleVisitor, Param, ParamId};
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
@@ -190,6 +191,8 @@ struct Optimised {
     loss: f64,
     kl: f64,
     kl_k1: f64,
+    next_nll: f64,
+    rank_kl: f64,
     clip: super::loss::ClipStats,
     grad_norm: f64,
     lr: f64,
@@ -286,6 +289,14 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             temperature,
         };
         let device = self.inputs.device.clone().autodiff();
+        // the reference's first-slot probabilities, once per step (no gradient)
+        let anchor = if o.rank_kl > 0.0 {
+            let prompts = batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history);
+            let p = self.reference.first_slot_log_probs(&prompts)?.exp();
+            Some(Tensor::<2>::from_data(p.into_data(), &device))
+        } else {
+            None
+        };
         for epoch in 0..cfg.inner_epochs {
             // with several shards, the forward and backward passes run on as many threads
             // (`shard`: the same gradient up to summation order)
@@ -351,6 +362,19 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             if o.entropy_coef > 0.0 {
                 total = total - entropy_surrogate(&new_logp) * o.entropy_coef;
             }
+            // the next-item term (PPO-ptx) and the ranking anchor, on the policy itself,
+            // outside the shards
+            if o.ptx_coef > 0.0 {
+                let nll = self.next_item_nll(&scored.prompt_ids)?;
+                out.next_nll = host(nll.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
+                total = total + nll * o.ptx_coef;
+            }
+            if o.rank_kl > 0.0 {
+                let kl = self.rank_anchor(&scored.prompt_ids, &anchor)?;
+                out.rank_kl = host(kl.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
+                total = total + kl * o.rank_kl;
+            }
+            let next = o.ptx_coef > 0.0 || o.rank_kl > 0.0;
             let loss = host(total.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
             if !loss.is_finite() {
                 return Err(CoreError::Diverged(format!(
@@ -363,7 +387,17 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             out.kl = host(kl)?.first().copied().unwrap_or(f32::NAN) as f64;
             out.clip = parts.clip;
             let mut grads = match sharded {
-                Some(sh) => sh.backward(&total.backward())?,
+                Some(sh) => {
+                    let back = total.backward();
+                    let mut grads = sh.backward(&back)?;
+                    if next {
+                        // the shards carry the lists' terms; the next-item term reached the
+                        // policy's own parameters
+                        let mut own = GradientsParams::from_grads(back, &self.policy);
+                        crate::parallel::add_grads(&self.policy, &mut grads, &mut own);
+                    }
+                    grads
+                }
                 None => GradientsParams::from_grads(total.backward(), &self.policy),
             };
             out.grad_norm = clip_grad_norm(&self.policy, &mut grads, o.max_grad_norm)?;
@@ -373,6 +407,29 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         }
         self.objective.after_update(&self.policy);
         Ok(out)
+    }
+
+    /// The mean cross-entropy of the training next item (each prompt's first target) as a
+    /// one-item list, over the distinct prompts `ids`: the PPO-ptx term, on the autodiff policy.
+    fn next_item_nll(&self, ids: &[usize]) -> crate::Result<Tensor<1>> {
+        let prompts = batch_of(&self.pool, ids, self.cfg.mask_history);
+        let lists: Vec<Vec<ItemId>> = ids.iter().map(|&i| vec![self.pool[i].targets[0]]).collect();
+        Ok(self.policy.log_prob(&prompts, &lists)?.mean().neg())
+    }
+
+    /// The ranking anchor: `KL(p_ref || pi)` of the first-slot distributions over the whole
+    /// catalogue, mean over the prompts `ids`, on the autodiff policy; `p_ref` the reference's
+    /// probabilities (`[ids.len(), items]`, computed once per step).
+    fn rank_anchor(&self, ids: &[usize], p_ref: &Option<Tensor<2>>) -> crate::Result<Tensor<1>> {
+        let p_ref = p_ref
+            .clone()
+            .ok_or_else(|| CoreError::Config("the ranking anchor has no reference".into()))?;
+        let prompts = batch_of(&self.pool, ids, self.cfg.mask_history);
+        let logp = self.policy.first_slot_log_probs(&prompts)?;
+        // sum_j p_j (log p_j - log pi_j); masked items have p_j = 0 and add nothing
+        let log_ref = p_ref.clone().clamp_min(1e-30).log();
+        let n = ids.len();
+        Ok((p_ref * (log_ref - logp)).sum_dim(1).reshape([n]).mean())
     }
 
     /// The diagnostics of the step's rollouts (before dynamic sampling).
@@ -492,6 +549,11 @@ fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
         o.entry("select_correction")
             .or_insert(serde_json::json!("none"));
         o.entry("valid_holdout").or_insert(serde_json::json!(false));
+        // and had no next-item term
+        if let Some(m) = o.get_mut("optim").and_then(|m| m.as_object_mut()) {
+            m.entry("ptx_coef").or_insert(serde_json::json!(0.0));
+            m.entry("rank_kl").or_insert(serde_json::json!(0.0));
+        }
         // and chose BLADE's tau without the spread rule
         if let Some(m) = o.get_mut("method").and_then(|m| m.as_object_mut()) {
             if m.get("method").and_then(|n| n.as_str()) == Some("blade") {
@@ -651,6 +713,13 @@ pub fn train_align<P: AlignPolicy + 'static>(
             ));
         }
     }
+    if cfg.optim.rank_kl > 0.0 && !policy.has_first_slot() {
+        return Err(CoreError::Config(format!(
+            "--rank-kl {}: this policy has no catalogue-wide first-slot distribution (the item \
+             policy has; an LLM policy scores titles one by one)",
+            cfg.optim.rank_kl
+        )));
+    }
     if cfg.rollout_temperature != 1.0 && !policy.scores_at_any_temperature() {
         return Err(CoreError::Config(format!(
             "--rollout-temperature {}: this policy scores lists at temperature 1 only",
@@ -749,6 +818,8 @@ pub fn train_align<P: AlignPolicy + 'static>(
         // record
         rec.kl = opt.kl;
         rec.kl_k1 = opt.kl_k1;
+        rec.next_nll = opt.next_nll;
+        rec.rank_kl = opt.rank_kl;
         rec.loss = opt.loss;
         rec.clip_frac = opt.clip.clip_frac;
         rec.clip_low = opt.clip.clip_low;
@@ -770,6 +841,12 @@ pub fn train_align<P: AlignPolicy + 'static>(
         dash.train("tau", rec.tau, true);
         dash.train("KL to reference", rec.kl, false);
         dash.train("KL k1", rec.kl_k1, false);
+        if cfg.optim.ptx_coef > 0.0 {
+            dash.train("next-item NLL", rec.next_nll, false);
+        }
+        if cfg.optim.rank_kl > 0.0 {
+            dash.train("ranking KL", rec.rank_kl, false);
+        }
         dash.train("entropy", rec.entropy, true);
         dash.train("saturated share", rec.saturated, false);
         let last = step == cfg.steps;
@@ -937,6 +1014,13 @@ mod tests {
         let spread = crate::align::methods::BladeConfig::new().with_tau_spread(Some(0.5));
         let spread = AlignConfig::new(crate::align::MethodConfig::Blade(spread));
         assert!(!same_results(&old.to_string(), &spread));
+        // one from before `ptx_coef` had no next-item term; one with the term does not stand
+        // for it
+        let mut old: serde_json::Value = serde_json::from_str(&saved).unwrap();
+        old["optim"].as_object_mut().unwrap().remove("ptx_coef");
+        assert!(same_results(&old.to_string(), &cfg));
+        let ptx = cfg.clone().with_optim(cfg.optim.clone().with_ptx_coef(0.5));
+        assert!(!same_results(&old.to_string(), &ptx));
         // settings that change the results
         assert!(!same_results(
             &saved,

@@ -869,6 +869,42 @@ impl Policy for ItemLm {
         true
     }
 
+    fn has_first_slot(&self) -> bool {
+        true
+    }
+
+    /// [`ItemLm::first_slot_logits`] with each prompt's excluded items at [`MASK_VALUE`],
+    /// log-softmaxed over the catalogue.
+    fn first_slot_log_probs(&self, prompts: &PromptBatch) -> crate::Result<Tensor<2>> {
+        let device = self.devices()[0].clone();
+        let (n, v) = (prompts.len(), self.num_items);
+        let logits = self.first_slot_logits(&prompts.histories, &device);
+        let width = prompts
+            .exclude
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(0)
+            .max(1);
+        let mut ids = Vec::with_capacity(n * width);
+        let mut vals = Vec::with_capacity(n * width);
+        for ex in &prompts.exclude {
+            let masked: Vec<i64> = ex
+                .iter()
+                .filter(|&&e| (e as usize) < v)
+                .map(|&e| e as i64)
+                .collect();
+            vals.extend(std::iter::repeat_n(MASK_VALUE, masked.len()));
+            vals.extend(std::iter::repeat_n(0.0f32, width - masked.len()));
+            ids.extend_from_slice(&masked);
+            ids.extend(std::iter::repeat_n(0i64, width - masked.len()));
+        }
+        let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [n, width]), &device);
+        let vals = Tensor::<2>::from_data(TensorData::new(vals, [n, width]), &device);
+        let masked = logits.scatter(1, ids, vals, burn::tensor::IndexingUpdateOp::Add);
+        Ok(crate::kernels::log_softmax(masked, 1))
+    }
+
     /// One token per list slot, each slot's softmax over the logits divided by `temperature`.
     fn token_log_probs_at(
         &self,
@@ -960,6 +996,43 @@ mod tests {
             exclude: (0..n)
                 .map(|r| vec![(r % items) as ItemId, ((r * 3 + 1) % items) as ItemId])
                 .collect(),
+        }
+    }
+
+    #[test]
+    fn first_slot_log_probs_are_the_masked_scores_normalised() {
+        let device = crate::BackendSpec::Flex.device().unwrap();
+        let model = ItemLmConfig::new(40)
+            .with_max_history(4)
+            .with_max_list(3)
+            .with_d_model(16)
+            .with_d_ff(32)
+            .init(&device);
+        let prompts = PromptBatch {
+            histories: vec![vec![1, 2, 3], vec![7], vec![]],
+            exclude: vec![vec![1, 2, 3], vec![7, 39], vec![]],
+        };
+        assert!(model.has_first_slot());
+        let logp = to_host(model.first_slot_log_probs(&prompts).unwrap()).unwrap();
+        let scores = model.score_all(&prompts).unwrap();
+        for (r, row) in logp.chunks(40).enumerate() {
+            let total: f64 = row.iter().map(|&x| f64::from(x).exp()).sum();
+            assert!((total - 1.0).abs() < 1e-4, "row {r} sums to {total}");
+            let kept: Vec<usize> = (0..40)
+                .filter(|i| !prompts.exclude[r].contains(&(*i as ItemId)))
+                .collect();
+            for &i in &prompts.exclude[r] {
+                assert!(row[i as usize] < -1e6, "row {r}: excluded item {i} kept");
+            }
+            // the same order as the full ranking's scores: equal differences
+            let a = kept[0];
+            for &b in &kept[1..] {
+                let (d1, d2) = (row[b] - row[a], scores[r][b] - scores[r][a]);
+                assert!(
+                    (d1 - d2).abs() < 1e-4,
+                    "row {r}, items {a} {b}: {d1} vs {d2}"
+                );
+            }
         }
     }
 

@@ -152,6 +152,26 @@ pub trait Policy: Recommender {
     fn scores_at_any_temperature(&self) -> bool {
         false
     }
+
+    /// Differentiable log-probabilities of every catalogue item as a list's first item, each
+    /// prompt's excluded items masked out: the distribution whose order full-ranking
+    /// evaluation reads, and what the ranking anchor (`rank_kl`, docs/METHOD.md section 5)
+    /// keeps near the reference's. The default refuses; a policy that overrides it says so in
+    /// [`Policy::has_first_slot`].
+    ///
+    /// # Shapes
+    /// - output: `[prompts.len(), num_items]`
+    fn first_slot_log_probs(&self, _prompts: &PromptBatch) -> Result<Tensor<2>> {
+        Err(crate::error::CoreError::Config(
+            "this policy has no catalogue-wide first-slot distribution".into(),
+        ))
+    }
+
+    /// Whether [`Policy::first_slot_log_probs`] is available (not for an LLM policy, which
+    /// scores the catalogue title by title).
+    fn has_first_slot(&self) -> bool {
+        false
+    }
 }
 
 /// Per-token log-probabilities of a batch of lists.
