@@ -369,12 +369,12 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                 out.next_nll = host(nll.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
                 total = total + nll * o.ptx_coef;
             }
-            if o.rank_kl > 0.0 {
-                let kl = self.rank_anchor(&scored.prompt_ids, &anchor)?;
+            if let Some(p_ref) = &anchor {
+                let kl = self.rank_anchor(&scored.prompt_ids, p_ref.clone())?;
                 out.rank_kl = host(kl.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
                 total = total + kl * o.rank_kl;
             }
-            let next = o.ptx_coef > 0.0 || o.rank_kl > 0.0;
+            let direct = o.ptx_coef > 0.0 || anchor.is_some();
             let loss = host(total.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
             if !loss.is_finite() {
                 return Err(CoreError::Diverged(format!(
@@ -390,9 +390,9 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                 Some(sh) => {
                     let back = total.backward();
                     let mut grads = sh.backward(&back)?;
-                    if next {
-                        // the shards carry the lists' terms; the next-item term reached the
-                        // policy's own parameters
+                    if direct {
+                        // the shards carry the lists' terms; the next-item term and the
+                        // anchor reached the policy's own parameters
                         let mut own = GradientsParams::from_grads(back, &self.policy);
                         crate::parallel::add_grads(&self.policy, &mut grads, &mut own);
                     }
@@ -410,7 +410,8 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
     }
 
     /// The mean cross-entropy of the training next item (each prompt's first target) as a
-    /// one-item list, over the distinct prompts `ids`: the PPO-ptx term, on the autodiff policy.
+    /// one-item list, over the step's prompts `ids` (one per group): the PPO-ptx term, on the
+    /// autodiff policy.
     fn next_item_nll(&self, ids: &[usize]) -> crate::Result<Tensor<1>> {
         let prompts = batch_of(&self.pool, ids, self.cfg.mask_history);
         let lists: Vec<Vec<ItemId>> = ids.iter().map(|&i| vec![self.pool[i].targets[0]]).collect();
@@ -420,10 +421,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
     /// The ranking anchor: `KL(p_ref || pi)` of the first-slot distributions over the whole
     /// catalogue, mean over the prompts `ids`, on the autodiff policy; `p_ref` the reference's
     /// probabilities (`[ids.len(), items]`, computed once per step).
-    fn rank_anchor(&self, ids: &[usize], p_ref: &Option<Tensor<2>>) -> crate::Result<Tensor<1>> {
-        let p_ref = p_ref
-            .clone()
-            .ok_or_else(|| CoreError::Config("the ranking anchor has no reference".into()))?;
+    fn rank_anchor(&self, ids: &[usize], p_ref: Tensor<2>) -> crate::Result<Tensor<1>> {
         let prompts = batch_of(&self.pool, ids, self.cfg.mask_history);
         let logp = self.policy.first_slot_log_probs(&prompts)?;
         // sum_j p_j (log p_j - log pi_j); masked items have p_j = 0 and add nothing
@@ -549,7 +547,7 @@ fn saved_settings(text: &str) -> serde_json::Result<serde_json::Value> {
         o.entry("select_correction")
             .or_insert(serde_json::json!("none"));
         o.entry("valid_holdout").or_insert(serde_json::json!(false));
-        // and had no next-item term
+        // and had neither the next-item term nor the ranking anchor
         if let Some(m) = o.get_mut("optim").and_then(|m| m.as_object_mut()) {
             m.entry("ptx_coef").or_insert(serde_json::json!(0.0));
             m.entry("rank_kl").or_insert(serde_json::json!(0.0));
