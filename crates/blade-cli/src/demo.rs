@@ -62,6 +62,12 @@ pub struct DemoArgs {
     /// lists the evaluation scores [default: 0.5 for the item policy, 1 for an LLM].
     #[arg(long)]
     pub rollout_temperature: Option<f32>,
+    /// Weight of the ranking anchor, the exact KL from the SFT model's first-slot distribution
+    /// to the policy's, which keeps the full ranking near the SFT model's (docs/METHOD.md
+    /// section 5) [default: ITEM_RANK_KL for the item policy, chosen on validation in
+    /// docs/results/synthetic-endcg; 0 for an LLM, which has no catalogue-wide first slot].
+    #[arg(long)]
+    pub rank_kl: Option<f32>,
     /// Keep only the N most frequent synthetic items (e.g. for an LLM policy on a CPU).
     #[arg(long)]
     pub max_items: Option<usize>,
@@ -89,6 +95,9 @@ pub struct DemoArgs {
     #[command(flatten)]
     pub backend: BackendArgs,
 }
+
+/// The item policy's default `--rank-kl` (docs/results/synthetic-endcg).
+const ITEM_RANK_KL: f32 = 5.0;
 
 /// Runs the demo.
 pub fn run(a: DemoArgs) -> Result<()> {
@@ -138,11 +147,18 @@ pub fn run(a: DemoArgs) -> Result<()> {
         .rollout_temperature
         .unwrap_or(if item { 0.5 } else { 1.0 });
     let lr = a.align_lr.unwrap_or(if item { 3e-4 } else { 1e-3 });
+    let rank_kl = a.rank_kl.unwrap_or(if item { ITEM_RANK_KL } else { 0.0 });
+    if !item && rank_kl > 0.0 {
+        bail!(
+            "--rank-kl {rank_kl}: the ranking anchor needs the item policy's catalogue-wide \
+             first slot; an LLM policy scores titles one by one (use --rank-kl 0)"
+        );
+    }
     let align_config = |method: Method| {
         AlignConfig::new(method.default_config())
             .with_steps(align_steps)
             .with_list_len(a.list_len)
-            .with_optim(OptimConfig::new().with_lr(lr))
+            .with_optim(OptimConfig::new().with_lr(lr).with_rank_kl(rank_kl))
             .with_rollout_temperature(temperature)
             .with_eval_every(eval_every.min(align_steps).max(1))
             .with_select(select.clone())

@@ -986,6 +986,7 @@ fn bad_training_flags_are_named_before_anything_is_written() {
         ("--select", "endcg@0", "endcg@0"),
         ("--rollout-temperature", "0", "--rollout-temperature 0"),
         ("--align-lr", "nan", "NaN"),
+        ("--rank-kl", "nan", "--rank-kl NaN"),
     ] {
         let o = blade(&["demo", "--out", "d", flag, spec], dir.path());
         let err = stderr(&o);
@@ -995,6 +996,17 @@ fn bad_training_flags_are_named_before_anything_is_written() {
         );
         assert!(!dir.path().join("d").exists(), "the demo left a folder");
     }
+    // the ranking anchor needs the item policy
+    let o = blade(
+        &["demo", "--out", "d", "--policy", "llm", "--rank-kl", "1"],
+        dir.path(),
+    );
+    let err = stderr(&o);
+    assert!(
+        !o.status.success() && err.contains("--rank-kl 1") && err.contains("item policy"),
+        "{err}"
+    );
+    assert!(!dir.path().join("d").exists(), "the demo left a folder");
 }
 
 /// Alignment, evaluation and LLM flags are named with their values, a refused command leaves
@@ -1009,6 +1021,8 @@ fn bad_alignment_eval_and_llm_flags_are_named_and_changed_data_is_refused() {
         ("--prompts-per-step", "0", "--prompts-per-step 0"),
         ("--group-size", "1", "--group-size 1"),
         ("--beta-kl", "nan", "--beta-kl NaN"),
+        ("--rank-kl", "-0.5", "--rank-kl -0.5"),
+        ("--ptx-coef", "inf", "--ptx-coef inf"),
         ("--align-lr", "0", "--align-lr 0"),
         ("--align-k", "0", "--align-k 0"),
         ("--valid-users", "0", "--valid-users 0"),
