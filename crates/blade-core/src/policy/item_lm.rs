@@ -697,6 +697,24 @@ fn feed_forward<const D: usize>(
 }
 
 /// Reads a float tensor back to the host.
+/// Appends one row of an additive logit mask, built for a scatter-add on the device: the ids
+/// of `masked` (those inside the catalogue of `v` items) with [`MASK_VALUE`], padded to `width`
+/// with id 0 and value 0 (padding adds nothing; a repeated id adds twice and stays masked).
+fn push_mask_row<'a>(
+    ids: &mut Vec<i64>,
+    vals: &mut Vec<f32>,
+    masked: impl Iterator<Item = &'a ItemId>,
+    v: usize,
+    width: usize,
+) {
+    let start = ids.len();
+    ids.extend(masked.filter(|&&e| (e as usize) < v).map(|&e| e as i64));
+    let kept = ids.len() - start;
+    vals.extend(std::iter::repeat_n(MASK_VALUE, kept));
+    vals.extend(std::iter::repeat_n(0.0f32, width - kept));
+    ids.extend(std::iter::repeat_n(0i64, width - kept));
+}
+
 pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
     t.try_into_data_as::<f32>()
         .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
@@ -889,15 +907,7 @@ impl Policy for ItemLm {
         let mut ids = Vec::with_capacity(n * width);
         let mut vals = Vec::with_capacity(n * width);
         for ex in &prompts.exclude {
-            let masked: Vec<i64> = ex
-                .iter()
-                .filter(|&&e| (e as usize) < v)
-                .map(|&e| e as i64)
-                .collect();
-            vals.extend(std::iter::repeat_n(MASK_VALUE, masked.len()));
-            vals.extend(std::iter::repeat_n(0.0f32, width - masked.len()));
-            ids.extend_from_slice(&masked);
-            ids.extend(std::iter::repeat_n(0i64, width - masked.len()));
+            push_mask_row(&mut ids, &mut vals, ex.iter(), v, width);
         }
         let ids = Tensor::<2, Int>::from_data(TensorData::new(ids, [n, width]), &device);
         let vals = Tensor::<2>::from_data(TensorData::new(vals, [n, width]), &device);
@@ -946,16 +956,8 @@ impl Policy for ItemLm {
         let mut labels = Vec::with_capacity(n * k);
         for (r, list) in lists.iter().enumerate() {
             for j in 0..k {
-                let masked: Vec<i64> = prompts.exclude[r]
-                    .iter()
-                    .chain(&list[..j])
-                    .filter(|&&e| (e as usize) < v)
-                    .map(|&e| e as i64)
-                    .collect();
-                vals.extend(std::iter::repeat_n(MASK_VALUE, masked.len()));
-                vals.extend(std::iter::repeat_n(0.0f32, width - masked.len()));
-                ids.extend_from_slice(&masked);
-                ids.extend(std::iter::repeat_n(0i64, width - masked.len()));
+                let masked = prompts.exclude[r].iter().chain(&list[..j]);
+                push_mask_row(&mut ids, &mut vals, masked, v, width);
                 labels.push(list[j] as i64);
             }
         }
