@@ -88,13 +88,15 @@ pub fn evaluate_one(
     Ok(out)
 }
 
-/// Writes generated lists as JSON lines in the dataset's original ids, atomically: one line
-/// per (method, case) with `method`, `user`, `list`, `targets` and `history`.
+/// Writes the evaluated lists as JSON lines in the dataset's original ids, atomically: one line
+/// per (method, mode, case) with `method`, `mode` (`generation`, or `full-rank` for the top of
+/// the full ranking where the recommender ranks the catalogue), `user`, `list`, `targets` and
+/// `history`.
 pub fn dump_lists(
     path: &Path,
     ds: &Dataset,
     cases: &[EvalCase],
-    dumped: &[(String, Vec<Vec<u32>>)],
+    dumped: &[(String, &str, Vec<Vec<u32>>)],
 ) -> Result<()> {
     let raw = |i: &u32| {
         ds.catalog
@@ -104,10 +106,11 @@ pub fn dump_lists(
             .unwrap_or_default()
     };
     let mut out = String::new();
-    for (method, lists) in dumped {
+    for (method, mode, lists) in dumped {
         for (c, l) in cases.iter().zip(lists) {
             let line = serde_json::json!({
                 "method": method,
+                "mode": mode,
                 "user": ds.user_raw_ids.get(c.user as usize),
                 "list": l.iter().map(raw).collect::<Vec<_>>(),
                 "targets": [raw(&c.target)],
@@ -119,6 +122,19 @@ pub fn dump_lists(
     }
     blade_core::sft::write_atomic(path, out.as_bytes())?;
     Ok(())
+}
+
+/// Keeps a recommender's lists for `--dump-lists`: its generated lists, and the top of its full
+/// ranking where it has one (an LLM policy's evaluation generates only).
+fn keep_lists(
+    dumped: &mut Vec<(String, &'static str, Vec<Vec<u32>>)>,
+    method: &str,
+    lists: blade_core::eval::EvalLists,
+) {
+    dumped.push((method.to_string(), "generation", lists.generated));
+    if !lists.ranked.is_empty() {
+        dumped.push((method.to_string(), "full-rank", lists.ranked));
+    }
 }
 
 /// Runs `blade eval`.
@@ -170,7 +186,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
             other => bail!("--method {other}: expected `random` or `pop` (trained methods are given with --run)"),
         };
         let (r, l) = evaluate_one(&ev, rec.as_ref(), cases)?;
-        dumped.push((r.method.clone(), l.generated));
+        keep_lists(&mut dumped, &r.method, l);
         reports.push(r);
     }
     for (run, info) in a.runs.iter().zip(&manifests) {
@@ -182,7 +198,7 @@ pub fn run(a: EvalArgs) -> Result<()> {
         }
         let opened = open_run(run, which, &device)?;
         let (r, l) = evaluate_one(&ev, &opened, cases)?;
-        dumped.push((r.method.clone(), l.generated));
+        keep_lists(&mut dumped, &r.method, l);
         reports.push(r);
     }
     println!("{}", report_table(&reports));

@@ -194,7 +194,19 @@ fn baselines_evaluate_and_dump_lists_on_synthetic_data() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 2 * 600);
+    // two recommenders, each with its generated lists and the top of its full ranking
+    assert_eq!(lines.len(), 2 * 2 * 600);
+    for (method, mode) in [
+        ("pop", "generation"),
+        ("pop", "full-rank"),
+        ("random", "full-rank"),
+    ] {
+        let n = lines
+            .iter()
+            .filter(|l| l["method"] == method && l["mode"] == mode)
+            .count();
+        assert_eq!(n, 600, "{method} {mode}");
+    }
     for l in &lines {
         let list: Vec<&str> = l["list"]
             .as_array()
