@@ -125,7 +125,7 @@ pub fn dump_lists(
 }
 
 /// Keeps a recommender's lists for `--dump-lists`: its generated lists, and the top of its full
-/// ranking where it has one (an LLM policy's evaluation generates only).
+/// ranking where the evaluation produced one.
 fn keep_lists(
     dumped: &mut Vec<(String, &'static str, Vec<Vec<u32>>)>,
     method: &str,

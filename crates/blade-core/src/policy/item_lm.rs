@@ -696,7 +696,6 @@ fn feed_forward<const D: usize>(
     ff.linear_outer.forward(dropouts.apply(&ff.dropout, hidden))
 }
 
-/// Reads a float tensor back to the host.
 /// Appends one row of an additive logit mask, built for a scatter-add on the device: the ids
 /// of `masked` (those inside the catalogue of `v` items) with [`MASK_VALUE`], padded to `width`
 /// with id 0 and value 0 (padding adds nothing; a repeated id adds twice and stays masked).
@@ -715,6 +714,7 @@ fn push_mask_row<'a>(
     ids.extend(std::iter::repeat_n(0i64, width - kept));
 }
 
+/// Reads a float tensor back to the host.
 pub(crate) fn to_host<const D: usize>(t: Tensor<D>) -> crate::Result<Vec<f32>> {
     t.try_into_data_as::<f32>()
         .map_err(|e| CoreError::Tensor(format!("{e:?}")))?
