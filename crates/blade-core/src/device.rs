@@ -145,9 +145,71 @@ fn cuda_device(_index: usize) -> Result<Device> {
     Err(not_built("cuda", "cuda"))
 }
 
+/// Seeds the backend's random generator with `seed`, runs `init` and initialises every float
+/// parameter of the module it returns (burn initialises parameters lazily, at first use), all
+/// under a process-wide lock. burn's generator is global to the process: two trainings started
+/// side by side (tests in one binary, threads of a library user) would otherwise interleave
+/// their seeds and draws, and each would get other weights from run to run. Every seeded
+/// initialisation in blade goes through here; code outside blade that draws from burn's
+/// generator at the same time is not covered.
+pub fn seeded_init<M: burn::module::Module>(
+    device: &Device,
+    seed: u64,
+    init: impl FnOnce() -> Result<M>,
+) -> Result<M> {
+    struct Touch;
+    impl burn::module::ModuleVisitor for Touch {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<burn::Tensor<D>>) {
+            let _ = param.val();
+        }
+    }
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _held = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    device.seed(seed);
+    let module = init()?;
+    module.visit(&mut Touch);
+    Ok(module)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Initialisations seeded side by side on threads give the weights each seed gives alone.
+    #[cfg(feature = "flex")]
+    #[test]
+    fn seeded_initialisations_on_threads_do_not_mix_their_draws() {
+        use crate::policy::Recommender;
+        let device = BackendSpec::Flex.device().unwrap();
+        let prompts = crate::PromptBatch {
+            histories: vec![vec![1, 2, 3]],
+            exclude: vec![vec![]],
+        };
+        let init = |seed: u64| {
+            let model = seeded_init(&device, seed, || {
+                Ok(crate::ItemLmConfig::new(50)
+                    .with_max_history(4)
+                    .with_max_list(2)
+                    .with_d_model(16)
+                    .with_d_ff(32)
+                    .init(&device))
+            })
+            .unwrap();
+            model.score_all(&prompts).unwrap()
+        };
+        let alone: Vec<_> = (0..2).map(init).collect();
+        assert_ne!(alone[0], alone[1], "two seeds, two models");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|t| s.spawn(move || (0..10).map(|_| init(t % 2)).collect::<Vec<_>>()))
+                .collect();
+            for (t, h) in handles.into_iter().enumerate() {
+                for scores in h.join().unwrap() {
+                    assert_eq!(scores, alone[t % 2], "thread {t}");
+                }
+            }
+        });
+    }
 
     #[test]
     fn parses_every_form() {

@@ -644,9 +644,9 @@ pub fn train_sft(
     }
     write_atomic(&cfg_path, config.to_string().as_bytes())?;
 
-    device.seed(config.seed);
     let ad = device.clone().autodiff();
-    let mut model = with_seeded_ids(config.model.init(&ad), config.seed);
+    let init = crate::device::seeded_init(device, config.seed, || Ok(config.model.init(&ad)))?;
+    let mut model = with_seeded_ids(init, config.seed);
     let mut optim: ModuleOptimizer = AdamWConfig::new()
         .with_weight_decay(config.weight_decay)
         .init();

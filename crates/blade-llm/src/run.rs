@@ -377,8 +377,7 @@ pub fn train_llm_sft(
         )));
     }
     let ad = device.clone().autodiff();
-    device.seed(cfg.seed);
-    let mut policy = build_policy(run, &ad)?;
+    let mut policy = blade_core::device::seeded_init(device, cfg.seed, || build_policy(run, &ad))?;
     let n_items = policy.num_items();
     let mut items = train_items(split, cfg.target_len.max(1), cfg.max_train_prompts);
     // targets: distinct catalogue items, not in the (masked) history
