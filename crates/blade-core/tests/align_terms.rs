@@ -1,8 +1,7 @@
-//! The next-item term (PPO-ptx) and the ranking anchor (docs/METHOD.md section 5). In a test
-//! binary of its own: SFT seeds burn's process-wide random generator and then draws the
-//! model's initial weights from it (`device.seed` in `train_sft`), so two tests that each train
-//! an SFT model side by side in one process can get other models from run to run, and
-//! `align_options`' data-dependent checks fail with some of them.
+//! The next-item term (PPO-ptx) and the ranking anchor (docs/METHOD.md section 5), in a test
+//! binary of its own. Next to `align_options` in one process, before `device::seeded_init`
+//! existed, the two tests' SFT runs raced on burn's process-wide random generator and got other
+//! models from run to run, and `align_options`' data-dependent selection check failed with some.
 
 mod common;
 
