@@ -19,15 +19,7 @@ fn setup(dir: &Path) -> (Dataset, Split) {
     common::synthetic_sft(dir, 120, 60, 2)
 }
 
-fn base(method: Method, steps: usize) -> AlignConfig {
-    AlignConfig::new(method.default_config())
-        .with_steps(steps)
-        .with_prompts_per_step(12)
-        .with_group_size(4)
-        .with_reference_lists(8)
-        .with_eval_every(0)
-        .with_optim(OptimConfig::new().with_lr(2e-3))
-}
+use common::short_align as base;
 
 #[test]
 fn every_option_changes_what_it_should() {

@@ -6,22 +6,13 @@
 mod common;
 
 use blade_core::align::{
-    prompt_pool, train_align, AlignConfig, AlignInputs, AlignPolicy, Method, OptimConfig,
-    PromptPool, StepRecord,
+    prompt_pool, train_align, AlignInputs, AlignPolicy, Method, OptimConfig, PromptPool, StepRecord,
 };
 use blade_core::reward::{parse_reward, CatalogInfo};
 use blade_core::sft::Dashboard;
 use blade_core::{BackendSpec, ItemLm, Policy, PromptBatch};
 
-fn base(method: Method, steps: usize) -> AlignConfig {
-    AlignConfig::new(method.default_config())
-        .with_steps(steps)
-        .with_prompts_per_step(12)
-        .with_group_size(4)
-        .with_reference_lists(8)
-        .with_eval_every(0)
-        .with_optim(OptimConfig::new().with_lr(2e-3))
-}
+use common::short_align as base;
 
 /// The next-item term (PPO-ptx) and the ranking anchor: reported only when on, doing what
 /// they are for when weighted heavily, and the same gradient whether the lists' terms are cut

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use blade_core::align::{AlignConfig, Method, OptimConfig};
 use blade_core::sft::{train_sft, Dashboard};
 use blade_core::{BackendSpec, ItemLmConfig, SftConfig};
 use blade_data::synthetic::{generate, SyntheticConfig};
@@ -28,4 +29,17 @@ pub fn synthetic_sft(dir: &Path, users: usize, items: usize, epochs: usize) -> (
     .with_batch_size(64);
     train_sft(&config, &split, &device, dir, Dashboard::Plain, false).unwrap();
     (ds, split)
+}
+
+/// A short alignment run on that data: `steps` steps of B = 12 prompts x G = 4 lists, M = 8
+/// reference lists, lr 2e-3, no validation.
+#[allow(dead_code)] // not every test binary uses it
+pub fn short_align(method: Method, steps: usize) -> AlignConfig {
+    AlignConfig::new(method.default_config())
+        .with_steps(steps)
+        .with_prompts_per_step(12)
+        .with_group_size(4)
+        .with_reference_lists(8)
+        .with_eval_every(0)
+        .with_optim(OptimConfig::new().with_lr(2e-3))
 }
