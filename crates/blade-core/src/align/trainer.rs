@@ -23,6 +23,7 @@ use super::reference::{ceilings, reference_cache, Ceilings, ReferenceCache};
 use super::rollout::{batch_of, contexts, prompt_pool, sample_and_score, PoolPrompt, ScoredGroups};
 use super::shard::{as_lists, list_log_probs, scored as scored_pass, Scoring, Sharded};
 use super::{host, AlignInputs, AlignPolicy};
+use crate::batch::PromptBatch;
 use crate::checkpoint::{
     check_same_settings, checkpoint_name, folder_fingerprint, publish_copy, remove_any,
     Checkpoints, BEST, STEP,
@@ -264,8 +265,9 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         if scored.groups() == 0 {
             return Ok(out);
         }
-        let prompts =
-            batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history).repeat_each(scored.g);
+        // the step's prompts, one per group, and repeated for the group's lists
+        let step_prompts = batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history);
+        let prompts = step_prompts.repeat_each(scored.g);
         // the reference's log-probabilities: no gradient, rows independent, so in row shards
         // on threads
         let temperature = cfg.rollout_temperature;
@@ -291,8 +293,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         let device = self.inputs.device.clone().autodiff();
         // the reference's first-slot probabilities, once per step (no gradient)
         let anchor = if o.rank_kl > 0.0 {
-            let prompts = batch_of(&self.pool, &scored.prompt_ids, cfg.mask_history);
-            let p = self.reference.first_slot_log_probs(&prompts)?.exp();
+            let p = self.reference.first_slot_log_probs(&step_prompts)?.exp();
             Some(Tensor::<2>::from_data(p.into_data(), &device))
         } else {
             None
@@ -365,17 +366,17 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
             // the next-item term (PPO-ptx) and the ranking anchor, on the policy itself,
             // outside the shards
             if o.ptx_coef > 0.0 {
-                let nll = self.next_item_nll(&scored.prompt_ids)?;
-                out.next_nll = host(nll.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
+                let nll = self.next_item_nll(&step_prompts, &scored.prompt_ids)?;
+                out.next_nll = scalar(nll.clone())?;
                 total = total + nll * o.ptx_coef;
             }
             if let Some(p_ref) = &anchor {
-                let kl = self.rank_anchor(&scored.prompt_ids, p_ref.clone())?;
-                out.rank_kl = host(kl.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
+                let kl = self.rank_anchor(&step_prompts, p_ref.clone())?;
+                out.rank_kl = scalar(kl.clone())?;
                 total = total + kl * o.rank_kl;
             }
             let direct = o.ptx_coef > 0.0 || anchor.is_some();
-            let loss = host(total.clone())?.first().copied().unwrap_or(f32::NAN) as f64;
+            let loss = scalar(total.clone())?;
             if !loss.is_finite() {
                 return Err(CoreError::Diverged(format!(
                     "{} at step {step}: the loss is {loss} (lower --align-lr, check --beta-kl \
@@ -384,7 +385,7 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
                 )));
             }
             out.loss = loss;
-            out.kl = host(kl)?.first().copied().unwrap_or(f32::NAN) as f64;
+            out.kl = scalar(kl)?;
             out.clip = parts.clip;
             let mut grads = match sharded {
                 Some(sh) => {
@@ -410,23 +411,21 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
     }
 
     /// The mean cross-entropy of the training next item (each prompt's first target) as a
-    /// one-item list, over the step's prompts `ids` (one per group): the PPO-ptx term, on the
-    /// autodiff policy.
-    fn next_item_nll(&self, ids: &[usize]) -> crate::Result<Tensor<1>> {
-        let prompts = batch_of(&self.pool, ids, self.cfg.mask_history);
+    /// one-item list, over the step's prompts (`prompts`, the batch of the pool's prompts `ids`,
+    /// one per group): the PPO-ptx term, on the autodiff policy.
+    fn next_item_nll(&self, prompts: &PromptBatch, ids: &[usize]) -> crate::Result<Tensor<1>> {
         let lists: Vec<Vec<ItemId>> = ids.iter().map(|&i| vec![self.pool[i].targets[0]]).collect();
-        Ok(self.policy.log_prob(&prompts, &lists)?.mean().neg())
+        Ok(self.policy.log_prob(prompts, &lists)?.mean().neg())
     }
 
     /// The ranking anchor: `KL(p_ref || pi)` of the first-slot distributions over the whole
-    /// catalogue, mean over the prompts `ids`, on the autodiff policy; `p_ref` the reference's
-    /// probabilities (`[ids.len(), items]`, computed once per step).
-    fn rank_anchor(&self, ids: &[usize], p_ref: Tensor<2>) -> crate::Result<Tensor<1>> {
-        let prompts = batch_of(&self.pool, ids, self.cfg.mask_history);
-        let logp = self.policy.first_slot_log_probs(&prompts)?;
+    /// catalogue, mean over the step's `prompts`, on the autodiff policy; `p_ref` the
+    /// reference's probabilities (`[prompts, items]`, computed once per step).
+    fn rank_anchor(&self, prompts: &PromptBatch, p_ref: Tensor<2>) -> crate::Result<Tensor<1>> {
+        let logp = self.policy.first_slot_log_probs(prompts)?;
         // sum_j p_j (log p_j - log pi_j); masked items have p_j = 0 and add nothing
         let log_ref = p_ref.clone().clamp_min(1e-30).log();
-        let n = ids.len();
+        let n = prompts.len();
         Ok((p_ref * (log_ref - logp)).sum_dim(1).reshape([n]).mean())
     }
 
@@ -527,6 +526,11 @@ impl<P: AlignPolicy + 'static> Trainer<'_, P> {
         }
         Ok((ndcg, metric, p))
     }
+}
+
+/// The value of a one-element tensor (a loss, a KL) on the host, NaN if it has none.
+fn scalar(t: Tensor<1>) -> crate::Result<f64> {
+    Ok(host(t)?.first().copied().map_or(f64::NAN, f64::from))
 }
 
 /// Settings of `align.json` that do not change a run's results: a resume may change them, and
