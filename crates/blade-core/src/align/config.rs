@@ -448,41 +448,23 @@ impl AlignConfig {
                 o.clip_low
             ));
         }
-        if !(o.clip_high.is_finite() && o.clip_high >= 0.0) {
-            return bad(format!(
-                "--clip-high {}: expected a finite number >= 0",
-                o.clip_high
-            ));
-        }
-        if !(o.beta_kl.is_finite() && o.beta_kl >= 0.0) {
-            return bad(format!(
-                "--beta-kl {}: expected a finite number >= 0",
-                o.beta_kl
-            ));
+        // weights and ranges where 0 means off
+        for (flag, v) in [
+            ("--clip-high", o.clip_high),
+            ("--beta-kl", o.beta_kl),
+            ("--entropy-coef", o.entropy_coef),
+            ("--ptx-coef", o.ptx_coef),
+            ("--rank-kl", o.rank_kl),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{flag} {v}: expected a finite number >= 0"));
+            }
         }
         if !o.kl.applies_to(self.method.method()) {
             return bad(format!(
                 "--kl reward: {} does not train on a centred per-list signal; use it with grpo, \
                  bon-static, blade or bond (or --kl k3)",
                 self.method.method().name()
-            ));
-        }
-        if !(o.entropy_coef.is_finite() && o.entropy_coef >= 0.0) {
-            return bad(format!(
-                "--entropy-coef {}: expected a finite number >= 0",
-                o.entropy_coef
-            ));
-        }
-        if !(o.ptx_coef.is_finite() && o.ptx_coef >= 0.0) {
-            return bad(format!(
-                "--ptx-coef {}: expected a finite number >= 0",
-                o.ptx_coef
-            ));
-        }
-        if !(o.rank_kl.is_finite() && o.rank_kl >= 0.0) {
-            return bad(format!(
-                "--rank-kl {}: expected a finite number >= 0",
-                o.rank_kl
             ));
         }
         if let Some(n) = o.max_grad_norm {
