@@ -13,10 +13,6 @@ use blade_core::{BackendSpec, ItemLm};
 use blade_data::synthetic::{generate_with_tastes, SyntheticConfig};
 use blade_data::{Dataset, Split};
 
-/// burn seeds a device globally, so two tests training at once would interleave their random
-/// draws; training tests take this lock to stay deterministic.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// A small synthetic dataset with an SFT run in `<root>/sft`.
 struct Fixture {
     root: tempfile::TempDir,
@@ -71,7 +67,6 @@ fn small(method: Method, steps: usize) -> AlignConfig {
 
 #[test]
 fn every_method_trains_and_blade_improves_its_reward() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let f = Fixture::new();
     let reward = parse_reward("ndcg@10 + 0.2*ild", &f.catalog).unwrap();
     let inputs = f.inputs(reward.as_ref());
@@ -145,7 +140,6 @@ fn every_method_trains_and_blade_improves_its_reward() {
 /// climbs it.
 #[test]
 fn expected_ndcg_under_the_reference_belief_is_dense_and_blade_climbs_it() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let f = Fixture::new();
     let (_, model) = blade_core::load_item_lm(&f.sft, &f.device).unwrap();
     let catalog =
@@ -199,7 +193,6 @@ fn expected_ndcg_under_the_reference_belief_is_dense_and_blade_climbs_it() {
 /// short run of BLADE raises the reward.
 #[test]
 fn taste_reward_has_its_optimum_on_the_curves_and_blade_climbs_it() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let f = Fixture::new();
     let reward = parse_reward("taste@10", &f.catalog).unwrap();
     let inputs = f.inputs(reward.as_ref());
@@ -246,7 +239,6 @@ fn taste_reward_has_its_optimum_on_the_curves_and_blade_climbs_it() {
 
 #[test]
 fn alignment_resumes_from_its_checkpoint() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let f = Fixture::new();
     let reward = parse_reward("ndcg@10", &f.catalog).unwrap();
     let inputs = f.inputs(reward.as_ref());
@@ -494,7 +486,6 @@ fn alignment_resumes_from_its_checkpoint() {
 /// and with `tau spread`. Fails if BLADE's target stops moving.
 #[test]
 fn blade_keeps_discriminating_where_the_static_target_saturates() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let f = Fixture::new();
     let reward = parse_reward("ild", &f.catalog).unwrap();
     let inputs = f.inputs(reward.as_ref());

@@ -32,23 +32,20 @@ fn the_next_item_term_and_the_ranking_anchor_train_in_shards_and_in_one_pass() {
         init: &sft,
         device: &device,
     };
-    let run = |name: &str, shards: usize, ptx: f32| -> Vec<StepRecord> {
+    let train = |name: &str, shards: usize, optim: OptimConfig| -> Vec<StepRecord> {
         let cfg = base(Method::Grpo, 4)
             .with_grad_shards(shards)
-            .with_optim(OptimConfig::new().with_lr(2e-3).with_ptx_coef(ptx));
+            .with_optim(optim.with_lr(2e-3));
         let dir = root.path().join(name);
         train_align::<ItemLm>(&cfg, &inputs, &dir, Dashboard::Plain, false)
             .unwrap()
             .curves
     };
-    let anchored = |name: &str, shards: usize, coef: f32| -> Vec<StepRecord> {
-        let cfg = base(Method::Grpo, 4)
-            .with_grad_shards(shards)
-            .with_optim(OptimConfig::new().with_lr(2e-3).with_rank_kl(coef));
-        let dir = root.path().join(name);
-        train_align::<ItemLm>(&cfg, &inputs, &dir, Dashboard::Plain, false)
-            .unwrap()
-            .curves
+    let run = |name: &str, shards: usize, ptx: f32| {
+        train(name, shards, OptimConfig::new().with_ptx_coef(ptx))
+    };
+    let anchored = |name: &str, shards: usize, coef: f32| {
+        train(name, shards, OptimConfig::new().with_rank_kl(coef))
     };
     let off = run("off", 4, 0.0);
     assert!(off[1..].iter().all(|c| c.next_nll == 0.0));

@@ -8,10 +8,6 @@ use blade_core::{
 use blade_data::synthetic::{generate, SyntheticConfig};
 use blade_data::{Dataset, PreprocessConfig};
 
-/// Model initialisation draws from the backend's one generator, which every thread of a
-/// process shares: tests that train (and compare runs bit for bit) take turns.
-static TRAINING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 /// The synthetic data of these tests: 200 users, 120 items, prompts of 6 items.
 fn data() -> (Dataset, blade_data::Split) {
     let raw = generate(&SyntheticConfig {
@@ -39,7 +35,6 @@ fn small_config(ds: &Dataset) -> SftConfig {
 
 #[test]
 fn sft_beats_popularity_saves_and_resumes() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let (ds, split) = data();
     let device = BackendSpec::Flex.device().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -248,7 +243,6 @@ fn capped_windows_are_each_users_most_recent_shared_evenly() {
 
 #[test]
 fn the_causal_objective_learns_and_strided_windows_keep_each_sequence_end() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     use blade_core::sft::{train_items, train_windows};
     use blade_core::SftObjective;
     let (ds, split) = data();
@@ -320,7 +314,6 @@ fn assert_beats_pop(
 
 #[test]
 fn sharded_sft_learns_reproduces_and_resumes_exactly() {
-    let _serial = TRAINING.lock().unwrap_or_else(|e| e.into_inner());
     let (ds, split) = data();
     let device = BackendSpec::Flex.device().unwrap();
     let config = small_config(&ds).with_grad_shards(3);
